@@ -1,0 +1,213 @@
+"""pricepipe configuration: one immutable settings object read from ``PRICEPIPE_*`` variables.
+
+Every address, credential and tunable lives here so that pointing pricepipe at real clusters is
+a matter of environment variables, never of code. Values are parsed eagerly and a bad value
+raises :class:`SettingsError` naming the variable, so a typo fails at start-up with a sentence
+instead of deep inside a client library.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlparse
+
+PREFIX = "PRICEPIPE_"
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """A ``PRICEPIPE_*`` variable holds a value pricepipe cannot use."""
+
+
+def _parse_int(text: str, *, minimum: int | None = None) -> int:
+    try:
+        value = int(text.strip())
+    except ValueError:
+        raise ValueError(f"expected an integer, got {text!r}") from None
+    if minimum is not None and value < minimum:
+        raise ValueError(f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    items = tuple(part.strip() for part in text.split(",") if part.strip())
+    if not items:
+        raise ValueError("expected a comma-separated list with at least one item")
+    return items
+
+
+def _parse_symbols(text: str) -> tuple[str, ...]:
+    symbols = tuple(symbol.upper() for symbol in _parse_list(text))
+    for symbol in symbols:
+        if not symbol.isalnum():
+            raise ValueError(f"symbol {symbol!r} must be letters and digits only")
+    return symbols
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true/false, got {text!r}")
+
+
+def _parse_url(*schemes: str) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        url = text.strip().rstrip("/")
+        scheme = urlparse(url).scheme
+        if scheme not in schemes:
+            raise ValueError(f"expected a URL starting with one of {', '.join(s + '://' for s in schemes)}, got {text!r}")
+        return url
+
+    return parse
+
+
+def _parse_lake_uri(text: str) -> str:
+    """A lake is a local folder (plain path or ``file://``) or ``webhdfs://host:port/path``."""
+    raw = text.strip()
+    parsed = urlparse(raw)
+    if parsed.scheme in ("", "file"):
+        path = parsed.path if parsed.scheme == "file" else raw
+        return str(Path(path).expanduser().resolve())
+    if parsed.scheme == "webhdfs":
+        if not parsed.hostname or not parsed.port:
+            raise ValueError(f"a webhdfs lake needs host and port, e.g. webhdfs://namenode:9870/pricepipe, got {text!r}")
+        return raw.rstrip("/")
+    raise ValueError(f"expected a folder or webhdfs://host:port/path, got {text!r}")
+
+
+def _parse_replication(text: str) -> str:
+    """``SimpleStrategy:1`` or ``NetworkTopologyStrategy:dc1=3,dc2=2`` -> a CQL replication map."""
+    strategy, _, spec = text.strip().partition(":")
+    if strategy == "SimpleStrategy":
+        factor = _parse_int(spec or "1", minimum=1)
+        return f"{{'class': 'SimpleStrategy', 'replication_factor': {factor}}}"
+    if strategy == "NetworkTopologyStrategy":
+        pairs = []
+        for item in _parse_list(spec):
+            dc, _, factor = item.partition("=")
+            if not dc.replace("_", "").replace("-", "").isalnum():
+                raise ValueError(f"bad datacenter name {dc!r}")
+            pairs.append(f"'{dc}': {_parse_int(factor, minimum=1)}")
+        return "{'class': 'NetworkTopologyStrategy', " + ", ".join(pairs) + "}"
+    raise ValueError(f"expected SimpleStrategy:N or NetworkTopologyStrategy:dc=N,..., got {text!r}")
+
+
+def _default_state_dir() -> Path:
+    return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "pricepipe"
+
+
+def _default_cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pricepipe"
+
+
+def _path(text: str) -> Path:
+    return Path(text).expanduser().resolve()
+
+
+def _setting(default: Any, parse: Callable[[str], Any], doc: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"parse": parse, "doc": doc, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything configurable in pricepipe; field ``x`` is read from ``PRICEPIPE_X``."""
+
+    kafka_bootstrap: str = _setting("127.0.0.1:9092", str.strip, "Kafka bootstrap servers, comma-separated host:port")
+    kafka_security_protocol: str = _setting("PLAINTEXT", str.strip, "Kafka security.protocol (PLAINTEXT, SASL_SSL, ...)")
+    kafka_sasl_mechanism: str = _setting("", str.strip, "Kafka sasl.mechanism when SASL is used (PLAIN, SCRAM-SHA-512, ...)")
+    kafka_username: str = _setting("", str.strip, "Kafka SASL user name")
+    kafka_password: str = _setting("", str, "Kafka SASL password", secret=True)
+    kafka_topic_partitions: int = _setting(3, lambda s: _parse_int(s, minimum=1), "partitions of each topic pricepipe creates")
+    kafka_replication_factor: int = _setting(1, lambda s: _parse_int(s, minimum=1), "replication factor of each topic pricepipe creates")
+    kafka_retention_hours: int = _setting(168, lambda s: _parse_int(s, minimum=1), "retention of each topic pricepipe creates")
+    cassandra_hosts: tuple[str, ...] = _setting(("127.0.0.1",), _parse_list, "Cassandra contact points, comma-separated")
+    cassandra_port: int = _setting(9042, lambda s: _parse_int(s, minimum=1), "Cassandra native protocol port")
+    cassandra_local_dc: str = _setting("", str.strip, "Cassandra local datacenter for load balancing (empty: driver default)")
+    cassandra_username: str = _setting("", str.strip, "Cassandra user (empty: no authentication)")
+    cassandra_password: str = _setting("", str, "Cassandra password", secret=True)
+    keyspace: str = _setting("pricepipe", str.strip, "Cassandra keyspace")
+    cassandra_replication: str = _setting(
+        "{'class': 'SimpleStrategy', 'replication_factor': 1}",
+        _parse_replication,
+        "keyspace replication: SimpleStrategy:N or NetworkTopologyStrategy:dc1=N,dc2=M",
+    )
+    lake_uri: str = _setting("", _parse_lake_uri, "data lake root: a folder, or webhdfs://host:port/path (default: <state dir>/lake)")
+    hdfs_user: str = _setting("root", str.strip, "user name sent to WebHDFS")
+    spark_master: str = _setting("local[*]", str.strip, "Spark master URL")
+    spark_driver_memory: str = _setting("1g", str.strip, "Spark driver memory")
+    symbols: tuple[str, ...] = _setting(("BTCUSDT", "ETHUSDT"), _parse_symbols, "Binance symbols pricepipe follows")
+    bitmex_symbols: tuple[str, ...] = _setting(
+        ("XBTUSD", "ETHUSD", "SOLUSD", "DOGEUSD"), _parse_symbols, "BitMEX symbols for trades and quotes"
+    )
+    binance_dumps_url: str = _setting(
+        "https://data.binance.vision", _parse_url("https", "http", "file"), "Binance public dumps: base URL, mirror or file:// folder"
+    )
+    binance_rest_url: str = _setting("https://api.binance.com", _parse_url("https", "http"), "Binance REST API base URL")
+    binance_ws_url: str = _setting("wss://stream.binance.com:9443", _parse_url("wss", "ws"), "Binance WebSocket base URL")
+    bitmex_ws_url: str = _setting("wss://ws.bitmex.com/realtime", _parse_url("wss", "ws"), "BitMEX WebSocket URL")
+    api_key: str = _setting("", str, "when set, every API request must send it in the X-API-Key header", secret=True)
+    state_dir: Path = _setting(None, _path, "local servers' data and logs, Dagster home (default: ~/.local/state/pricepipe)")
+    cache_dir: Path = _setting(None, _path, "downloaded artifacts (default: ~/.cache/pricepipe)")
+    offline: bool = _setting(False, _parse_bool, "never try to reach exchanges; replay local history instead")
+
+    def __post_init__(self) -> None:
+        if self.state_dir is None:
+            object.__setattr__(self, "state_dir", _default_state_dir())
+        if self.cache_dir is None:
+            object.__setattr__(self, "cache_dir", _default_cache_dir())
+        if not self.lake_uri:
+            object.__setattr__(self, "lake_uri", str(self.state_dir / "lake"))
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read every field from ``PRICEPIPE_<FIELD>``; unset variables keep their defaults."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            name = PREFIX + spec.name.upper()
+            raw = env.get(name)
+            if raw is None:
+                continue
+            try:
+                values[spec.name] = spec.metadata["parse"](raw)
+            except ValueError as error:
+                raise SettingsError(f"{name}: {error}") from None
+        return cls(**values)
+
+    def redacted(self) -> dict[str, str]:
+        """Every setting as text, secrets masked: safe for logs, metadata and ``pricepipe config``."""
+        shown = {}
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if spec.metadata["secret"]:
+                text = "***" if value else ""
+            elif isinstance(value, tuple):
+                text = ",".join(value)
+            else:
+                text = str(value)
+            shown[PREFIX + spec.name.upper()] = text
+        return shown
+
+    @staticmethod
+    def documentation() -> list[tuple[str, str, str]]:
+        """(variable, default, meaning) rows, the source of the README's configuration table."""
+        rows = []
+        for spec in fields(Settings):
+            default = spec.default
+            if isinstance(default, tuple):
+                default = ",".join(default)
+            rows.append((PREFIX + spec.name.upper(), "" if default is None else str(default), spec.metadata["doc"]))
+        return rows
+
+
+def get_settings() -> Settings:
+    """The settings of this process, read from the environment."""
+    return Settings.from_env()
