@@ -9,6 +9,7 @@ instead of deep inside a client library.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -83,6 +84,14 @@ def _parse_lake_uri(text: str) -> str:
     raise ValueError(f"expected a folder or webhdfs://host:port/path, got {text!r}")
 
 
+def _parse_identifier(text: str) -> str:
+    """A CQL identifier: it is spliced into DDL, so only plain lower-case names are accepted."""
+    name = text.strip()
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,47}", name):
+        raise ValueError(f"expected a lower-case name of letters, digits and _ (at most 48), got {text!r}")
+    return name
+
+
 def _parse_replication(text: str) -> str:
     """``SimpleStrategy:1`` or ``NetworkTopologyStrategy:dc1=3,dc2=2`` -> a CQL replication map."""
     strategy, _, spec = text.strip().partition(":")
@@ -133,7 +142,7 @@ class Settings:
     cassandra_local_dc: str = _setting("", str.strip, "Cassandra local datacenter for load balancing (empty: driver default)")
     cassandra_username: str = _setting("", str.strip, "Cassandra user (empty: no authentication)")
     cassandra_password: str = _setting("", str, "Cassandra password", secret=True)
-    keyspace: str = _setting("pricepipe", str.strip, "Cassandra keyspace")
+    keyspace: str = _setting("pricepipe", _parse_identifier, "Cassandra keyspace")
     cassandra_replication: str = _setting(
         "{'class': 'SimpleStrategy', 'replication_factor': 1}",
         _parse_replication,

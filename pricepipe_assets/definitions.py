@@ -1,0 +1,18 @@
+"""The pricepipe code location: every asset, check, sensor, schedule and resource, wired once.
+
+Each Dagster run re-imports this module in a fresh process, so it imports only light modules;
+Spark, scikit-learn and plotting are imported inside the assets that use them.
+"""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pricepipe_assets.assets import setup
+from pricepipe_assets.resources import build_resources
+from pricepipe_assets.settings import get_settings
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([setup]),
+    resources=build_resources(get_settings()),
+)

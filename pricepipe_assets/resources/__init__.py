@@ -1,0 +1,48 @@
+"""One resource per external system; :func:`build_resources` wires them from the settings."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from pricepipe_assets.resources.cassandra import CassandraResource
+from pricepipe_assets.resources.kafka import KafkaResource
+from pricepipe_assets.resources.lake import LakeResource
+from pricepipe_assets.resources.spark import spark_resource
+from pricepipe_assets.settings import Settings
+
+__all__ = ["CassandraResource", "KafkaResource", "LakeResource", "build_resources"]
+
+
+def _secret(variable: str) -> Any:
+    """Secrets reach resources as ``EnvVar`` so the Dagster UI shows the variable's name, never its value."""
+    return dg.EnvVar(variable) if os.environ.get(variable) else ""
+
+
+def build_resources(settings: Settings) -> dict[str, Any]:
+    """The resources every pricepipe asset, sensor and schedule is given, keyed by name."""
+    return {
+        "kafka": KafkaResource(
+            bootstrap_servers=settings.kafka_bootstrap,
+            security_protocol=settings.kafka_security_protocol,
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            username=settings.kafka_username,
+            password=_secret("PRICEPIPE_KAFKA_PASSWORD"),
+            topic_partitions=settings.kafka_topic_partitions,
+            replication_factor=settings.kafka_replication_factor,
+            retention_hours=settings.kafka_retention_hours,
+        ),
+        "cassandra": CassandraResource(
+            hosts=list(settings.cassandra_hosts),
+            port=settings.cassandra_port,
+            keyspace=settings.keyspace,
+            replication=settings.cassandra_replication,
+            local_dc=settings.cassandra_local_dc,
+            username=settings.cassandra_username,
+            password=_secret("PRICEPIPE_CASSANDRA_PASSWORD"),
+        ),
+        "lake": LakeResource(uri=settings.lake_uri, hdfs_user=settings.hdfs_user),
+        "spark": spark_resource(settings),
+    }

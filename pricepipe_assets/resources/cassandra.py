@@ -1,0 +1,126 @@
+"""Cassandra access: one session per process, the keyspace and schema migrated before first use."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+from pydantic import PrivateAttr
+
+from pricepipe_assets.resources.cassandra_schema import MIGRATIONS, Migration
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Cluster, Session
+    from cassandra.query import PreparedStatement
+
+_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version int PRIMARY KEY,
+    description text,
+    applied_at timestamp
+)
+"""
+
+
+class CassandraUnavailable(RuntimeError):
+    """No Cassandra node answered; the message names the contact points."""
+
+
+class CassandraResource(dg.ConfigurableResource):
+    """A Cassandra cluster and pricepipe's keyspace in it."""
+
+    hosts: list[str] = ["127.0.0.1"]
+    port: int = 9042
+    keyspace: str = "pricepipe"
+    replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    local_dc: str = ""
+    username: str = ""
+    password: str = ""
+    request_timeout_s: float = 20.0
+
+    _cluster: Any = PrivateAttr(default=None)
+    _session: Any = PrivateAttr(default=None)
+    _prepared: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    def _connect(self) -> Cluster:
+        from cassandra.auth import PlainTextAuthProvider
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+        policy = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=self.local_dc or None))
+        profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=self.request_timeout_s)
+        auth = PlainTextAuthProvider(self.username, self.password) if self.username else None
+        return Cluster(
+            self.hosts,
+            port=self.port,
+            auth_provider=auth,
+            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            connect_timeout=10,
+        )
+
+    def session(self) -> Session:
+        """The process-wide session, bound to the keyspace, after migrations are applied."""
+        with self._lock:
+            if self._session is None:
+                from cassandra.cluster import NoHostAvailable
+
+                cluster = self._connect()
+                try:
+                    session = cluster.connect()
+                except NoHostAvailable as error:
+                    cluster.shutdown()
+                    hosts = ", ".join(f"{h}:{self.port}" for h in self.hosts)
+                    raise CassandraUnavailable(f"no Cassandra node answered at {hosts}: {error}") from None
+                self._cluster, self._session = cluster, session
+                self._migrate(session)
+            return self._session
+
+    def migrate(self) -> list[Migration]:
+        """Apply pending migrations; returns those applied now (none when the schema is current)."""
+        session = self.session()
+        return self._migrate(session)
+
+    def _migrate(self, session: Session) -> list[Migration]:
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = {self.replication}"
+        )
+        session.set_keyspace(self.keyspace)
+        session.execute(_MIGRATIONS_TABLE)
+        done = {row.version for row in session.execute("SELECT version FROM schema_migrations")}
+        record = session.prepare(
+            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, toTimestamp(now()))"
+        )
+        applied = []
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            for statement in migration.statements:
+                session.execute(statement)
+            session.execute(record, (migration.version, migration.description))
+            applied.append(migration)
+        return applied
+
+    def prepare(self, cql: str) -> PreparedStatement:
+        """A prepared statement, prepared once per process and reused."""
+        statement = self._prepared.get(cql)
+        if statement is None:
+            statement = self.session().prepare(cql)
+            self._prepared[cql] = statement
+        return statement
+
+    def schema_version(self) -> int:
+        """The highest migration applied to the keyspace."""
+        rows = self.session().execute(self.prepare("SELECT version FROM schema_migrations"))
+        return max((row.version for row in rows), default=0)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cluster is not None:
+                self._cluster.shutdown()
+            self._cluster = self._session = None
+            self._prepared.clear()
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        self.close()

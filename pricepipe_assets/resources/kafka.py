@@ -1,0 +1,105 @@
+"""Kafka access for assets, sensors and the feed: client factories and topic creation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import dagster as dg
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient
+
+
+class KafkaError(RuntimeError):
+    """Kafka refused an administrative request; the message names the topic and the broker's reason."""
+
+
+class KafkaResource(dg.ConfigurableResource):
+    """One Kafka cluster: producers are idempotent, consumers commit only when told to."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    username: str = ""
+    password: str = ""
+    topic_partitions: int = 3
+    replication_factor: int = 1
+    retention_hours: int = 168
+
+    def client_config(self) -> dict[str, Any]:
+        """Connection settings shared by every client; credentials only when configured."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            config["sasl.mechanism"] = self.sasl_mechanism
+        if self.username:
+            config["sasl.username"] = self.username
+            config["sasl.password"] = self.password
+        return config
+
+    def producer(self, **overrides: Any) -> Producer:
+        """An idempotent producer: retries never duplicate or reorder a partition's messages."""
+        from confluent_kafka import Producer
+
+        config = {
+            **self.client_config(),
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": "lz4",
+            "linger.ms": 20,
+            "message.timeout.ms": 120_000,
+            **overrides,
+        }
+        return Producer(config)
+
+    def consumer(self, group_id: str, **overrides: Any) -> Consumer:
+        """A consumer that never commits on its own: offsets are committed after the write they cover."""
+        from confluent_kafka import Consumer
+
+        config = {
+            **self.client_config(),
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            **overrides,
+        }
+        return Consumer(config)
+
+    def admin(self) -> AdminClient:
+        from confluent_kafka.admin import AdminClient
+
+        return AdminClient(self.client_config())
+
+    def ensure_topics(self, names: Iterable[str], timeout_s: float = 30) -> list[str]:
+        """Create the topics that do not exist yet with the configured partitions and retention.
+
+        Returns the names created; existing topics are left as they are (their partition count is
+        never changed behind a running consumer's back).
+        """
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import NewTopic
+
+        admin = self.admin()
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+        retention_ms = str(self.retention_hours * 3_600_000)
+        missing = [
+            NewTopic(name, num_partitions=self.topic_partitions, replication_factor=self.replication_factor,
+                     config={"retention.ms": retention_ms})
+            for name in dict.fromkeys(names)
+            if name not in existing
+        ]
+        if not missing:
+            return []
+        created = []
+        for name, future in admin.create_topics(missing, operation_timeout=timeout_s, request_timeout=timeout_s).items():
+            try:
+                future.result()
+            except KafkaException as error:
+                if error.args[0].name() != "TOPIC_ALREADY_EXISTS":  # another process won the race: fine
+                    raise KafkaError(f"could not create topic {name!r}: {error.args[0].str()}") from None
+                continue
+            created.append(name)
+        return created

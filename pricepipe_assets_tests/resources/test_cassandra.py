@@ -1,0 +1,51 @@
+"""CassandraResource against the real local Cassandra 5.0."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from pricepipe_assets.resources import CassandraResource
+from pricepipe_assets.resources.cassandra import CassandraUnavailable
+from pricepipe_assets.resources.cassandra_schema import MIGRATIONS
+
+
+def test_migrations_apply_once_and_twice_is_harmless(cassandra: CassandraResource) -> None:
+    session = cassandra.session()  # the first connection migrates
+    assert cassandra.schema_version() == MIGRATIONS[-1].version
+    assert cassandra.migrate() == []
+
+    second = CassandraResource(hosts=cassandra.hosts, port=cassandra.port, keyspace=cassandra.keyspace)
+    try:
+        assert second.migrate() == []
+    finally:
+        second.close()
+
+    tables = {row.table_name for row in session.execute(
+        "SELECT table_name FROM system_schema.tables WHERE keyspace_name = %s", (cassandra.keyspace,))}
+    assert {"schema_migrations", "candles"} <= tables
+
+
+def test_prepared_statement_writes_and_reads_a_candle(cassandra: CassandraResource) -> None:
+    insert = cassandra.prepare(
+        "INSERT INTO candles (symbol, interval, bucket, open_time, close_time, exchange, open, high, low, close,"
+        " volume, quote_volume, trades) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    )
+    assert cassandra.prepare(insert.query_string) is insert
+    open_time = dt.datetime(2024, 1, 1, 0, 0, tzinfo=dt.UTC)
+    row = ("BTCUSDT", "1m", open_time.date(), open_time, open_time + dt.timedelta(seconds=59.999), "binance",
+           42283.58, 42298.62, 42261.02, 42298.61, 35.92724, 1519032.2, 1327)
+    cassandra.session().execute(insert, row)
+    cassandra.session().execute(insert, row)  # an upsert: the same key twice is still one row
+    rows = list(cassandra.session().execute(
+        cassandra.prepare("SELECT close, trades FROM candles WHERE symbol = ? AND interval = ? AND bucket = ?"),
+        ("BTCUSDT", "1m", open_time.date()),
+    ))
+    assert [(r.close, r.trades) for r in rows] == [(42298.61, 1327)]
+
+
+def test_unreachable_cassandra_is_a_clear_error() -> None:
+    resource = CassandraResource(hosts=["127.0.0.1"], port=1, keyspace="nowhere")
+    with pytest.raises(CassandraUnavailable, match="no Cassandra node answered at 127.0.0.1:1"):
+        resource.session()

@@ -1,0 +1,88 @@
+"""Settings: defaults, overrides from PRICEPIPE_* variables, and clear messages for bad values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pricepipe_assets.settings import Settings, SettingsError
+
+
+def test_defaults_point_at_local_servers() -> None:
+    settings = Settings.from_env({"HOME_IS_IGNORED": "x"})
+    assert settings.kafka_bootstrap == "127.0.0.1:9092"
+    assert settings.cassandra_hosts == ("127.0.0.1",)
+    assert settings.cassandra_port == 9042
+    assert settings.keyspace == "pricepipe"
+    assert settings.spark_master == "local[*]"
+    assert settings.cassandra_replication == "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    assert settings.lake_uri == str(settings.state_dir / "lake")
+    assert settings.symbols == ("BTCUSDT", "ETHUSDT")
+
+
+def test_overrides_are_parsed() -> None:
+    settings = Settings.from_env({
+        "PRICEPIPE_KAFKA_BOOTSTRAP": "broker-1:9092,broker-2:9092",
+        "PRICEPIPE_CASSANDRA_HOSTS": "10.0.0.1, 10.0.0.2",
+        "PRICEPIPE_CASSANDRA_PORT": "19042",
+        "PRICEPIPE_KEYSPACE": "prices_prod",
+        "PRICEPIPE_CASSANDRA_REPLICATION": "NetworkTopologyStrategy:dc1=3,dc2=2",
+        "PRICEPIPE_LAKE_URI": "webhdfs://namenode:9870/pricepipe",
+        "PRICEPIPE_SPARK_MASTER": "spark://master:7077",
+        "PRICEPIPE_SYMBOLS": "btcusdt,solusdt",
+        "PRICEPIPE_OFFLINE": "yes",
+    })
+    assert settings.kafka_bootstrap == "broker-1:9092,broker-2:9092"
+    assert settings.cassandra_hosts == ("10.0.0.1", "10.0.0.2")
+    assert settings.cassandra_port == 19042
+    assert settings.keyspace == "prices_prod"
+    assert settings.cassandra_replication == "{'class': 'NetworkTopologyStrategy', 'dc1': 3, 'dc2': 2}"
+    assert settings.lake_uri == "webhdfs://namenode:9870/pricepipe"
+    assert settings.spark_master == "spark://master:7077"
+    assert settings.symbols == ("BTCUSDT", "SOLUSDT")
+    assert settings.offline is True
+
+
+def test_state_dir_moves_the_default_lake(tmp_path: Path) -> None:
+    settings = Settings.from_env({"PRICEPIPE_STATE_DIR": str(tmp_path)})
+    assert settings.lake_uri == str(tmp_path / "lake")
+
+
+def test_file_uri_lake_becomes_a_folder(tmp_path: Path) -> None:
+    assert Settings.from_env({"PRICEPIPE_LAKE_URI": f"file://{tmp_path}/lake"}).lake_uri == str(tmp_path / "lake")
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("PRICEPIPE_CASSANDRA_PORT", "ninety", "PRICEPIPE_CASSANDRA_PORT: expected an integer, got 'ninety'"),
+        ("PRICEPIPE_KAFKA_TOPIC_PARTITIONS", "0", "PRICEPIPE_KAFKA_TOPIC_PARTITIONS: must be at least 1, got 0"),
+        ("PRICEPIPE_LAKE_URI", "s3://bucket/lake", "PRICEPIPE_LAKE_URI: expected a folder or webhdfs://host:port/path"),
+        ("PRICEPIPE_LAKE_URI", "webhdfs://namenode/lake", "PRICEPIPE_LAKE_URI: a webhdfs lake needs host and port"),
+        ("PRICEPIPE_KEYSPACE", "prices; DROP TABLE x", "PRICEPIPE_KEYSPACE: expected a lower-case name"),
+        ("PRICEPIPE_CASSANDRA_REPLICATION", "EverywhereStrategy:3", "PRICEPIPE_CASSANDRA_REPLICATION: expected SimpleStrategy:N"),
+        ("PRICEPIPE_SYMBOLS", " , ", "PRICEPIPE_SYMBOLS: expected a comma-separated list"),
+        ("PRICEPIPE_SYMBOLS", "BTC-USDT", "PRICEPIPE_SYMBOLS: symbol 'BTC-USDT' must be letters and digits only"),
+        ("PRICEPIPE_BINANCE_REST_URL", "ftp://example", "PRICEPIPE_BINANCE_REST_URL: expected a URL starting with"),
+        ("PRICEPIPE_OFFLINE", "maybe", "PRICEPIPE_OFFLINE: expected true/false, got 'maybe'"),
+    ],
+)
+def test_bad_value_names_the_variable(variable: str, value: str, message: str) -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({variable: value})
+    assert str(raised.value).startswith(message)
+
+
+def test_redacted_masks_secrets_only() -> None:
+    settings = Settings.from_env({"PRICEPIPE_CASSANDRA_PASSWORD": "hunter2", "PRICEPIPE_CASSANDRA_USERNAME": "app"})
+    shown = settings.redacted()
+    assert shown["PRICEPIPE_CASSANDRA_PASSWORD"] == "***"
+    assert shown["PRICEPIPE_CASSANDRA_USERNAME"] == "app"
+    assert "hunter2" not in "".join(shown.values())
+
+
+def test_documentation_covers_every_setting() -> None:
+    documented = {row[0] for row in Settings.documentation()}
+    assert documented == set(Settings.from_env({}).redacted())
+    assert all(doc for _, _, doc in Settings.documentation())
