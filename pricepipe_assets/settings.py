@@ -149,7 +149,8 @@ class Settings:
         "keyspace replication: SimpleStrategy:N or NetworkTopologyStrategy:dc1=N,dc2=M",
     )
     lake_uri: str = _setting("", _parse_lake_uri, "data lake root: a folder, or webhdfs://host:port/path (default: <state dir>/lake)")
-    hdfs_user: str = _setting("root", str.strip, "user name sent to WebHDFS")
+    hdfs_user: str = _setting("root", str.strip, "user name sent to HDFS")
+    hdfs_rpc_port: int = _setting(8020, lambda s: _parse_int(s, minimum=1), "NameNode RPC port, used by Spark (hdfs://)")
     spark_master: str = _setting("local[*]", str.strip, "Spark master URL")
     spark_driver_memory: str = _setting("1g", str.strip, "Spark driver memory")
     symbols: tuple[str, ...] = _setting(("BTCUSDT", "ETHUSDT"), _parse_symbols, "Binance symbols pricepipe follows")

@@ -348,7 +348,7 @@ def is_ready(server: Server) -> bool:
 # --- up / down / status --------------------------------------------------------------------------
 
 
-def _spawn(server: Server, process: Process, layout: Layout, java: str, lib: Path) -> int:
+def _spawn(server: Server, process: Process, layout: Layout, java: str, lib: Path) -> subprocess.Popen[bytes]:
     taken = [port for port in process.ports if port_in_use(port)]
     if taken:
         raise InfraError(
@@ -367,16 +367,19 @@ def _spawn(server: Server, process: Process, layout: Layout, java: str, lib: Pat
             start_new_session=True,
         )
     layout.pid_file(process).write_text(str(child.pid))
-    return child.pid
+    return child
 
 
-def _wait_ready(server: Server, layout: Layout, started: float) -> None:
+def _wait_ready(server: Server, layout: Layout, children: Sequence[subprocess.Popen[bytes]], started: float) -> None:
+    """Poll until a client round trip succeeds; a JVM that exits meanwhile is reported with its log."""
     deadline = started + server.start_timeout_s
     while time.monotonic() < deadline:
-        for process in server.processes:
-            if read_pid(layout, process) is None:
+        for process, child in zip(server.processes, children, strict=True):
+            if child.poll() is not None:
+                layout.pid_file(process).unlink(missing_ok=True)
                 log = layout.log_file(server, process)
-                raise InfraError(f"{server.name}: {process.name} died during start; last lines of {log}:\n{log_tail(log)}")
+                raise InfraError(f"{server.name}: {process.name} died during start (exit {child.returncode}); "
+                                 f"last lines of {log}:\n{log_tail(log)}")
         if is_ready(server):
             return
         time.sleep(1)
@@ -388,7 +391,7 @@ def up(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print
     """Start the named servers (those already running are left alone) and wait until each serves."""
     servers = resolve(names)
     java = find_java()
-    pending: list[tuple[Server, float]] = []
+    pending: list[tuple[Server, list[subprocess.Popen[bytes]], float]] = []
     for server in servers:
         running = [read_pid(layout, p) for p in server.processes]
         if all(running):
@@ -399,13 +402,12 @@ def up(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print
         lib = classpath_dir(layout.cache_dir, server.name)
         _prepare(server, layout, java, lib)
         started = time.monotonic()
-        for process in server.processes:
-            _spawn(server, process, layout, java, lib)
-        pending.append((server, started))
+        children = [_spawn(server, process, layout, java, lib) for process in server.processes]
+        pending.append((server, children, started))
     failures = []
-    for server, started in pending:
+    for server, children, started in pending:
         try:
-            _wait_ready(server, layout, started)
+            _wait_ready(server, layout, children, started)
         except InfraError as error:
             failures.append(str(error))
             stop_server(server, layout, lambda _: None)

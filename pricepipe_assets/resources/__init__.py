@@ -43,6 +43,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
             username=settings.cassandra_username,
             password=_secret("PRICEPIPE_CASSANDRA_PASSWORD"),
         ),
-        "lake": LakeResource(uri=settings.lake_uri, hdfs_user=settings.hdfs_user),
+        "lake": LakeResource(uri=settings.lake_uri, hdfs_user=settings.hdfs_user, hdfs_rpc_port=settings.hdfs_rpc_port),
         "spark": spark_resource(settings),
     }

@@ -26,6 +26,7 @@ class LakeResource(dg.ConfigurableResource):
 
     uri: str
     hdfs_user: str = "root"
+    hdfs_rpc_port: int = 8020
 
     _filesystem: Any = PrivateAttr(default=None)
 
@@ -58,10 +59,13 @@ class LakeResource(dg.ConfigurableResource):
         return posixpath.join(self.root, *parts)
 
     def spark_uri(self, *parts: str) -> str:
-        """The same location as a URI Spark's Hadoop filesystem layer can open."""
+        """The same location as a URI Spark can open.
+
+        Spark talks to HDFS over its native RPC (``hdfs://``) rather than WebHDFS: pyspark's
+        shaded Hadoop client lacks the JAX-RS runtime that its WebHDFS client needs.
+        """
         if self.is_hdfs:
-            parsed = urlparse(self.uri)
-            return f"webhdfs://{parsed.hostname}:{parsed.port}{self.path(*parts)}"
+            return f"hdfs://{urlparse(self.uri).hostname}:{self.hdfs_rpc_port}{self.path(*parts)}"
         return "file://" + self.path(*parts)
 
     def write_dataset(

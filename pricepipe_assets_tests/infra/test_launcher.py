@@ -1,0 +1,90 @@
+"""The local-server launcher: idempotent start, clear errors for the usual ways a start goes wrong."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+import sys
+from pathlib import Path
+
+import pytest
+
+from infra.local import launcher
+from pricepipe_assets.settings import Settings
+
+
+def layout_for(tmp_path: Path, settings: Settings) -> launcher.Layout:
+    return launcher.Layout(tmp_path / "state", settings.cache_dir)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_up_on_running_servers_is_a_no_op(kafka_server: None, cassandra_server: None, settings: Settings) -> None:
+    layout = launcher.Layout(settings.state_dir, settings.cache_dir)
+    pids_before = {p.name: launcher.read_pid(layout, p) for s in (launcher.KAFKA, launcher.CASSANDRA) for p in s.processes}
+    lines: list[str] = []
+    launcher.up(["kafka", "cassandra"], layout, lines.append)
+    assert lines == [f"[infra] kafka: already running (pid {pids_before['kafka']})",
+                     f"[infra] cassandra: already running (pid {pids_before['cassandra']})"]
+
+
+def test_status_command_reports_serving_servers(kafka_server: None, cassandra_server: None) -> None:
+    result = subprocess.run([sys.executable, "-m", "pricepipe_assets.cli", "infra", "status", "kafka", "cassandra"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].split()[:2] == ["kafka", "serving"]
+    assert "rss" in result.stdout and "data " in result.stdout and "logs " in result.stdout
+
+
+def test_a_taken_port_is_refused_with_a_message(tmp_path: Path, settings: Settings) -> None:
+    port = free_port()
+    server = launcher.Server("ghost", (launcher.Process("ghost", "does.not.Exist", 64, (port,)),), 10, (port,))
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        with pytest.raises(launcher.InfraError, match=f"port {port} on 127.0.0.1 is already in use"):
+            launcher._spawn(server, server.processes[0], layout_for(tmp_path, settings), launcher.find_java(), tmp_path)
+
+
+def test_a_server_that_dies_during_start_shows_its_log(tmp_path: Path, settings: Settings) -> None:
+    port = free_port()
+    server = launcher.Server("ghost", (launcher.Process("ghost", "does.not.Exist", 64, (port,)),), 30, (port,))
+    layout = layout_for(tmp_path, settings)
+    for folder in (layout.data(server), layout.logs(server)):
+        folder.mkdir(parents=True)
+    child = launcher._spawn(server, server.processes[0], layout, launcher.find_java(), tmp_path)
+    with pytest.raises(launcher.InfraError) as raised:
+        launcher._wait_ready(server, layout, [child], started=time.monotonic())
+    assert "ghost: ghost died during start" in str(raised.value)
+    assert "does.not.Exist" in str(raised.value)  # the JVM's own words, from the log tail
+
+
+def test_missing_java_17_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(launcher, "_java_major", lambda java: 11)
+    with pytest.raises(launcher.InfraError, match="Java 17 is required .* PRICEPIPE_JAVA_HOME"):
+        launcher.find_java()
+
+
+def test_unknown_server_name_is_refused() -> None:
+    with pytest.raises(launcher.InfraError, match="unknown server 'zookeeper'"):
+        launcher.resolve(["zookeeper"])
+
+
+def test_down_leaves_alone_what_it_did_not_start(tmp_path: Path, settings: Settings) -> None:
+    layout = layout_for(tmp_path, settings)
+    stranger = subprocess.Popen(["sleep", "30"])
+    try:
+        layout.pid_file(launcher.KAFKA.processes[0]).parent.mkdir(parents=True)
+        layout.pid_file(launcher.KAFKA.processes[0]).write_text(str(stranger.pid))  # a pid that is not Kafka
+        lines: list[str] = []
+        launcher.down(["kafka"], layout, lines.append)
+        assert lines == ["[infra] kafka: not running"]
+        assert stranger.poll() is None
+    finally:
+        stranger.kill()
+        stranger.wait()
