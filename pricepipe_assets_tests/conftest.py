@@ -3,7 +3,6 @@ and isolated names (keyspace, topics, lake folders) so tests never see each othe
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,40 +13,47 @@ from infra.local import launcher
 from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets.settings import Settings
 
-def _echo(line: str) -> None:
-    print(line, file=sys.__stderr__, flush=True)
-
-
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return Settings.from_env()
 
 
-def _server(settings: Settings, name: str) -> Iterator[None]:
-    """Start ``name`` unless it already serves; stop it at the end only if this session started it."""
+@pytest.fixture(scope="session")
+def local_servers(request: pytest.FixtureRequest, settings: Settings) -> Iterator[None]:
+    """Kafka, Cassandra and HDFS, started together (in parallel) unless already serving.
+
+    At the end, only the servers this session started are stopped, so a developer's running
+    platform survives a test run.
+    """
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+
+    def echo(line: str) -> None:
+        with capture.global_and_fixture_disabled():
+            print(line, flush=True)
+
     layout = launcher.Layout(settings.state_dir, settings.cache_dir)
-    server = launcher.SERVERS[name]
-    was_running = all(launcher.read_pid(layout, p) for p in server.processes) or launcher.is_ready(server)
-    if not was_running:
-        launcher.up([name], layout, _echo)
+    names = ["kafka", "cassandra", "hdfs"]
+    started = [name for name in names if not launcher.is_ready(launcher.SERVERS[name])]
+    if started:
+        launcher.up(started, layout, echo)
     yield
-    if not was_running:
-        launcher.down([name], layout, _echo)
+    if started:
+        launcher.down(started, layout, echo)
 
 
 @pytest.fixture(scope="session")
-def kafka_server(settings: Settings) -> Iterator[None]:
-    yield from _server(settings, "kafka")
+def kafka_server(local_servers: None) -> None:
+    """The real Kafka broker on 127.0.0.1:9092."""
 
 
 @pytest.fixture(scope="session")
-def cassandra_server(settings: Settings) -> Iterator[None]:
-    yield from _server(settings, "cassandra")
+def cassandra_server(local_servers: None) -> None:
+    """The real Cassandra node on 127.0.0.1:9042."""
 
 
 @pytest.fixture(scope="session")
-def hdfs_server(settings: Settings) -> Iterator[None]:
-    yield from _server(settings, "hdfs")
+def hdfs_server(local_servers: None) -> None:
+    """The real HDFS NameNode and DataNode (WebHDFS on 127.0.0.1:9870)."""
 
 
 @pytest.fixture()

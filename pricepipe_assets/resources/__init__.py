@@ -13,7 +13,7 @@ from pricepipe_assets.resources.lake import LakeResource
 from pricepipe_assets.resources.spark import spark_resource
 from pricepipe_assets.settings import Settings
 
-__all__ = ["CassandraResource", "KafkaResource", "LakeResource", "build_resources"]
+__all__ = ["CassandraResource", "KafkaResource", "LakeResource", "build_resources", "cassandra_resource", "kafka_resource"]
 
 
 def _secret(variable: str) -> Any:
@@ -21,28 +21,36 @@ def _secret(variable: str) -> Any:
     return dg.EnvVar(variable) if os.environ.get(variable) else ""
 
 
+def kafka_resource(settings: Settings) -> KafkaResource:
+    return KafkaResource(
+        bootstrap_servers=settings.kafka_bootstrap,
+        security_protocol=settings.kafka_security_protocol,
+        sasl_mechanism=settings.kafka_sasl_mechanism,
+        username=settings.kafka_username,
+        password=_secret("PRICEPIPE_KAFKA_PASSWORD"),
+        topic_partitions=settings.kafka_topic_partitions,
+        replication_factor=settings.kafka_replication_factor,
+        retention_hours=settings.kafka_retention_hours,
+    )
+
+
+def cassandra_resource(settings: Settings) -> CassandraResource:
+    return CassandraResource(
+        hosts=list(settings.cassandra_hosts),
+        port=settings.cassandra_port,
+        keyspace=settings.keyspace,
+        replication=settings.cassandra_replication,
+        local_dc=settings.cassandra_local_dc,
+        username=settings.cassandra_username,
+        password=_secret("PRICEPIPE_CASSANDRA_PASSWORD"),
+    )
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources every pricepipe asset, sensor and schedule is given, keyed by name."""
     return {
-        "kafka": KafkaResource(
-            bootstrap_servers=settings.kafka_bootstrap,
-            security_protocol=settings.kafka_security_protocol,
-            sasl_mechanism=settings.kafka_sasl_mechanism,
-            username=settings.kafka_username,
-            password=_secret("PRICEPIPE_KAFKA_PASSWORD"),
-            topic_partitions=settings.kafka_topic_partitions,
-            replication_factor=settings.kafka_replication_factor,
-            retention_hours=settings.kafka_retention_hours,
-        ),
-        "cassandra": CassandraResource(
-            hosts=list(settings.cassandra_hosts),
-            port=settings.cassandra_port,
-            keyspace=settings.keyspace,
-            replication=settings.cassandra_replication,
-            local_dc=settings.cassandra_local_dc,
-            username=settings.cassandra_username,
-            password=_secret("PRICEPIPE_CASSANDRA_PASSWORD"),
-        ),
+        "kafka": kafka_resource(settings),
+        "cassandra": cassandra_resource(settings),
         "lake": LakeResource(uri=settings.lake_uri, hdfs_user=settings.hdfs_user, hdfs_rpc_port=settings.hdfs_rpc_port),
         "spark": spark_resource(settings),
     }

@@ -44,7 +44,7 @@ class CassandraResource(dg.ConfigurableResource):
     _prepared: dict[str, Any] = PrivateAttr(default_factory=dict)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
-    def _connect(self) -> Cluster:
+    def _connect(self, timeout_s: float = 10.0) -> Cluster:
         from cassandra.auth import PlainTextAuthProvider
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
         from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
@@ -57,8 +57,19 @@ class CassandraResource(dg.ConfigurableResource):
             port=self.port,
             auth_provider=auth,
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
-            connect_timeout=10,
+            connect_timeout=timeout_s,
+            control_connection_timeout=timeout_s,
         )
+
+    def ping(self, timeout_s: float = 2.0) -> bool:
+        """Whether a node answers a query now; opens and closes its own short-lived connection."""
+        cluster = self._connect(timeout_s)
+        try:
+            return cluster.connect().execute("SELECT release_version FROM system.local", timeout=timeout_s).one() is not None
+        except Exception:  # noqa: BLE001 - any driver error means "not answering"
+            return False
+        finally:
+            cluster.shutdown()
 
     def session(self) -> Session:
         """The process-wide session, bound to the keyspace, after migrations are applied."""

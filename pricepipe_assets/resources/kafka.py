@@ -73,6 +73,15 @@ class KafkaResource(dg.ConfigurableResource):
 
         return AdminClient(self.client_config())
 
+    def ping(self, timeout_s: float = 2.0) -> bool:
+        """Whether a broker answers a metadata request now."""
+        from confluent_kafka import KafkaException
+
+        try:
+            return bool(self.admin().list_topics(timeout=timeout_s).brokers)
+        except KafkaException:
+            return False
+
     def ensure_topics(self, names: Iterable[str], timeout_s: float = 30) -> list[str]:
         """Create the topics that do not exist yet with the configured partitions and retention.
 

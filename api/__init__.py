@@ -1,0 +1,1 @@
+"""pricepipe's HTTP API (Starlette): prices, statistics and forecasts read from Cassandra."""
