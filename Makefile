@@ -4,8 +4,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
-STATE_DIR := $(or $(PRICEPIPE_STATE_DIR),$(HOME)/.local/state/pricepipe)
-export DAGSTER_HOME ?= $(STATE_DIR)/dagster
 
 .PHONY: run test install servers servers-down status clean
 
@@ -18,11 +16,10 @@ $(INSTALLED): pyproject.toml infra/local/system-deps.sh
 
 install: $(INSTALLED)
 
-## Main job: local Kafka and Cassandra (and HDFS when the lake is on it), then the Dagster webserver and daemon.
+## Main job: local servers (Kafka, Cassandra, HDFS when the lake is on it), Dagster webserver and
+## daemon, and the API, in the foreground; Ctrl-C stops everything it started.
 run: install
-	$(BIN)/pricepipe infra up kafka cassandra $(if $(findstring webhdfs://,$(PRICEPIPE_LAKE_URI)),hdfs)
-	mkdir -p "$(DAGSTER_HOME)" && cp infra/dagster/dagster.yaml "$(DAGSTER_HOME)/dagster.yaml"
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+	$(BIN)/pricepipe run
 
 ## Tests against real servers: pytest starts those not running yet and stops them again at the end.
 test: install

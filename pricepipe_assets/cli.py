@@ -1,4 +1,4 @@
-"""The ``pricepipe`` command: local servers and configuration (the feed and backfills join later)."""
+"""The ``pricepipe`` command: the local platform, its servers and its configuration."""
 
 from __future__ import annotations
 
@@ -24,6 +24,12 @@ def _infra(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if launcher.status(names, layout) else 1
 
 
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from pricepipe_assets.supervisor import run
+
+    return run(settings)
+
+
 def _config(args: argparse.Namespace, settings: Settings) -> int:
     if args.markdown:
         print("| variable | default | meaning |\n| --- | --- | --- |")
@@ -44,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     infra.add_argument("servers", nargs="*", metavar="SERVER",
                        help="kafka, cassandra, hdfs or all (default: all)")
     infra.set_defaults(handler=_infra)
+
+    run = commands.add_parser("run", help="run the local platform (servers, Dagster, API) until Ctrl-C")
+    run.set_defaults(handler=_run)
 
     config = commands.add_parser("config", help="print the effective settings (secrets masked)")
     config.add_argument("--markdown", action="store_true", help="print the table of variables and defaults instead")

@@ -50,15 +50,6 @@ def _parse_symbols(text: str) -> tuple[str, ...]:
     return symbols
 
 
-def _parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off", ""}:
-        return False
-    raise ValueError(f"expected true/false, got {text!r}")
-
-
 def _parse_url(*schemes: str) -> Callable[[str], str]:
     def parse(text: str) -> str:
         url = text.strip().rstrip("/")
@@ -121,8 +112,9 @@ def _path(text: str) -> Path:
     return Path(text).expanduser().resolve()
 
 
-def _setting(default: Any, parse: Callable[[str], Any], doc: str, *, secret: bool = False) -> Any:
-    return field(default=default, metadata={"parse": parse, "doc": doc, "secret": secret})
+def _setting(default: Any, parse: Callable[[str], Any], doc: str, *, secret: bool = False, shown: str = "") -> Any:
+    """A settings field; ``shown`` is the default as a user would type it, when that differs from the parsed value."""
+    return field(default=default, metadata={"parse": parse, "doc": doc, "secret": secret, "shown": shown})
 
 
 @dataclass(frozen=True)
@@ -147,6 +139,7 @@ class Settings:
         "{'class': 'SimpleStrategy', 'replication_factor': 1}",
         _parse_replication,
         "keyspace replication: SimpleStrategy:N or NetworkTopologyStrategy:dc1=N,dc2=M",
+        shown="SimpleStrategy:1",
     )
     lake_uri: str = _setting("", _parse_lake_uri, "data lake root: a folder, or webhdfs://host:port/path (default: <state dir>/lake)")
     hdfs_user: str = _setting("root", str.strip, "user name sent to HDFS")
@@ -163,10 +156,11 @@ class Settings:
     binance_rest_url: str = _setting("https://api.binance.com", _parse_url("https", "http"), "Binance REST API base URL")
     binance_ws_url: str = _setting("wss://stream.binance.com:9443", _parse_url("wss", "ws"), "Binance WebSocket base URL")
     bitmex_ws_url: str = _setting("wss://ws.bitmex.com/realtime", _parse_url("wss", "ws"), "BitMEX WebSocket URL")
-    api_key: str = _setting("", str, "when set, every API request must send it in the X-API-Key header", secret=True)
+    bind_host: str = _setting("127.0.0.1", str.strip, "address `pricepipe run` binds the Dagster UI and the API to")
+    dagster_port: int = _setting(3000, lambda s: _parse_int(s, minimum=1), "Dagster UI port of `pricepipe run`")
+    api_port: int = _setting(8000, lambda s: _parse_int(s, minimum=1), "API port of `pricepipe run`")
     state_dir: Path = _setting(None, _path, "local servers' data and logs, Dagster home (default: ~/.local/state/pricepipe)")
     cache_dir: Path = _setting(None, _path, "downloaded artifacts (default: ~/.cache/pricepipe)")
-    offline: bool = _setting(False, _parse_bool, "never try to reach exchanges; replay local history instead")
 
     def __post_init__(self) -> None:
         if self.state_dir is None:
@@ -211,7 +205,7 @@ class Settings:
         """(variable, default, meaning) rows, the source of the README's configuration table."""
         rows = []
         for spec in fields(Settings):
-            default = spec.default
+            default = spec.metadata["shown"] or spec.default
             if isinstance(default, tuple):
                 default = ",".join(default)
             rows.append((PREFIX + spec.name.upper(), "" if default is None else str(default), spec.metadata["doc"]))

@@ -31,7 +31,6 @@ def test_overrides_are_parsed() -> None:
         "PRICEPIPE_LAKE_URI": "webhdfs://namenode:9870/pricepipe",
         "PRICEPIPE_SPARK_MASTER": "spark://master:7077",
         "PRICEPIPE_SYMBOLS": "btcusdt,solusdt",
-        "PRICEPIPE_OFFLINE": "yes",
     })
     assert settings.kafka_bootstrap == "broker-1:9092,broker-2:9092"
     assert settings.cassandra_hosts == ("10.0.0.1", "10.0.0.2")
@@ -41,7 +40,6 @@ def test_overrides_are_parsed() -> None:
     assert settings.lake_uri == "webhdfs://namenode:9870/pricepipe"
     assert settings.spark_master == "spark://master:7077"
     assert settings.symbols == ("BTCUSDT", "SOLUSDT")
-    assert settings.offline is True
 
 
 def test_state_dir_moves_the_default_lake(tmp_path: Path) -> None:
@@ -65,7 +63,6 @@ def test_file_uri_lake_becomes_a_folder(tmp_path: Path) -> None:
         ("PRICEPIPE_SYMBOLS", " , ", "PRICEPIPE_SYMBOLS: expected a comma-separated list"),
         ("PRICEPIPE_SYMBOLS", "BTC-USDT", "PRICEPIPE_SYMBOLS: symbol 'BTC-USDT' must be letters and digits only"),
         ("PRICEPIPE_BINANCE_REST_URL", "ftp://example", "PRICEPIPE_BINANCE_REST_URL: expected a URL starting with"),
-        ("PRICEPIPE_OFFLINE", "maybe", "PRICEPIPE_OFFLINE: expected true/false, got 'maybe'"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str, message: str) -> None:
