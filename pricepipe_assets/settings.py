@@ -45,8 +45,8 @@ def _parse_list(text: str) -> tuple[str, ...]:
 def _parse_symbols(text: str) -> tuple[str, ...]:
     symbols = tuple(symbol.upper() for symbol in _parse_list(text))
     for symbol in symbols:
-        if not symbol.isalnum():
-            raise ValueError(f"symbol {symbol!r} must be letters and digits only")
+        if not symbol.replace("_", "").isalnum() or not symbol.isascii():
+            raise ValueError(f"symbol {symbol!r} must be ASCII letters, digits and _ only")
     return symbols
 
 
@@ -126,6 +126,7 @@ class Settings:
     kafka_sasl_mechanism: str = _setting("", str.strip, "Kafka sasl.mechanism when SASL is used (PLAIN, SCRAM-SHA-512, ...)")
     kafka_username: str = _setting("", str.strip, "Kafka SASL user name")
     kafka_password: str = _setting("", str, "Kafka SASL password", secret=True)
+    topic_prefix: str = _setting("", str.strip, "prefix of every topic name (e.g. 'staging.'), for shared clusters")
     kafka_topic_partitions: int = _setting(3, lambda s: _parse_int(s, minimum=1), "partitions of each topic pricepipe creates")
     kafka_replication_factor: int = _setting(1, lambda s: _parse_int(s, minimum=1), "replication factor of each topic pricepipe creates")
     kafka_retention_hours: int = _setting(168, lambda s: _parse_int(s, minimum=1), "retention of each topic pricepipe creates")

@@ -3,9 +3,11 @@ and isolated names (keyspace, topics, lake folders) so tests never see each othe
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,9 +15,20 @@ from infra.local import launcher
 from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets.settings import Settings
 
+REPO = Path(__file__).resolve().parents[1]
+
+
 @pytest.fixture(scope="session")
 def settings() -> Settings:
     return Settings.from_env()
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real market data the tests replay: ``shared/data`` beside the checkout (see its PROVENANCE.md)."""
+    path = REPO.parent / "shared" / "data"
+    assert (path / "PROVENANCE.md").is_file(), f"the real market data is expected at {path}"
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -63,8 +76,36 @@ def unique() -> str:
 
 
 @pytest.fixture()
-def kafka(kafka_server: None, settings: Settings) -> KafkaResource:
-    return KafkaResource(bootstrap_servers=settings.kafka_bootstrap, topic_partitions=2, retention_hours=1)
+def kafka(kafka_server: None, settings: Settings, unique: str) -> Iterator[KafkaResource]:
+    """A resource whose contract topics are this test's own (``test.<unique>.trades`` ...), deleted afterwards."""
+    resource = KafkaResource(bootstrap_servers=settings.kafka_bootstrap, topic_prefix=f"test.{unique}.",
+                             topic_partitions=2, retention_hours=1)
+    yield resource
+    admin = resource.admin()
+    mine = [name for name in admin.list_topics(timeout=10).topics if name.startswith(resource.topic_prefix)]
+    if mine:
+        admin.delete_topics(mine, operation_timeout=10)
+
+
+def consume(kafka: KafkaResource, topic: str, expected: int, timeout_s: float = 60) -> list[Any]:
+    """Read ``expected`` messages of a contract topic from the beginning (fails if fewer arrive).
+
+    Returns the confluent-kafka messages in arrival order, then checks for a short while that no
+    message beyond ``expected`` is there, so "exactly once" can be asserted.
+    """
+    consumer = kafka.consumer(f"reader-{uuid.uuid4().hex[:8]}")
+    consumer.subscribe([kafka.topic(topic)])
+    messages: list[Any] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while len(messages) < expected and time.monotonic() < deadline:
+            batch = consumer.consume(num_messages=10_000, timeout=1)
+            messages += [m for m in batch if m.error() is None]
+        assert len(messages) >= expected, f"{kafka.topic(topic)}: {len(messages)} of {expected} messages arrived"
+        messages += [m for m in consumer.consume(num_messages=10_000, timeout=2) if m.error() is None]
+    finally:
+        consumer.close()
+    return messages
 
 
 @pytest.fixture()

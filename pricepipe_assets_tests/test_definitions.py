@@ -38,6 +38,6 @@ def test_setup_assets_create_topics_and_schema(kafka: KafkaResource, cassandra: 
     result = dg.materialize([kafka_topics, cassandra_schema], resources={"kafka": kafka, "cassandra": cassandra},
                             instance=dg.DagsterInstance.ephemeral())
     assert result.success
-    assert set(ALL_TOPICS) <= set(kafka.admin().list_topics(timeout=10).topics)
+    assert {kafka.topic(name) for name in ALL_TOPICS} <= set(kafka.admin().list_topics(timeout=10).topics)
     schema = result.asset_materializations_for_node("cassandra_schema")[0].metadata
     assert schema["schema_version"].value == MIGRATIONS[-1].version

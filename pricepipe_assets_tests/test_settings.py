@@ -61,7 +61,7 @@ def test_file_uri_lake_becomes_a_folder(tmp_path: Path) -> None:
         ("PRICEPIPE_KEYSPACE", "prices; DROP TABLE x", "PRICEPIPE_KEYSPACE: expected a lower-case name"),
         ("PRICEPIPE_CASSANDRA_REPLICATION", "EverywhereStrategy:3", "PRICEPIPE_CASSANDRA_REPLICATION: expected SimpleStrategy:N"),
         ("PRICEPIPE_SYMBOLS", " , ", "PRICEPIPE_SYMBOLS: expected a comma-separated list"),
-        ("PRICEPIPE_SYMBOLS", "BTC-USDT", "PRICEPIPE_SYMBOLS: symbol 'BTC-USDT' must be letters and digits only"),
+        ("PRICEPIPE_SYMBOLS", "BTC-USDT", "PRICEPIPE_SYMBOLS: symbol 'BTC-USDT' must be ASCII letters, digits and _ only"),
         ("PRICEPIPE_BINANCE_REST_URL", "ftp://example", "PRICEPIPE_BINANCE_REST_URL: expected a URL starting with"),
     ],
 )

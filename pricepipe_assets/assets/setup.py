@@ -24,7 +24,7 @@ def kafka_topics(kafka: KafkaResource) -> dg.MaterializeResult:
     created = kafka.ensure_topics(ALL_TOPICS)
     return dg.MaterializeResult(
         metadata={
-            "topics": dg.MetadataValue.json(list(ALL_TOPICS)),
+            "topics": dg.MetadataValue.json([kafka.topic(name) for name in ALL_TOPICS]),
             "created_now": dg.MetadataValue.json(created),
             "partitions_per_topic": kafka.topic_partitions,
             "retention_hours": kafka.retention_hours,

@@ -24,6 +24,7 @@ def _secret(variable: str) -> Any:
 def kafka_resource(settings: Settings) -> KafkaResource:
     return KafkaResource(
         bootstrap_servers=settings.kafka_bootstrap,
+        topic_prefix=settings.topic_prefix,
         security_protocol=settings.kafka_security_protocol,
         sasl_mechanism=settings.kafka_sasl_mechanism,
         username=settings.kafka_username,

@@ -11,6 +11,8 @@ if TYPE_CHECKING:
     from confluent_kafka import Consumer, Producer
     from confluent_kafka.admin import AdminClient
 
+    from pricepipe_assets.sources.publisher import Publisher
+
 
 class KafkaError(RuntimeError):
     """Kafka refused an administrative request; the message names the topic and the broker's reason."""
@@ -20,6 +22,7 @@ class KafkaResource(dg.ConfigurableResource):
     """One Kafka cluster: producers are idempotent, consumers commit only when told to."""
 
     bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
     security_protocol: str = "PLAINTEXT"
     sasl_mechanism: str = ""
     username: str = ""
@@ -53,6 +56,16 @@ class KafkaResource(dg.ConfigurableResource):
         }
         return Producer(config)
 
+    def topic(self, name: str) -> str:
+        """The full name of a contract topic on this cluster (with the configured prefix)."""
+        return self.topic_prefix + name
+
+    def publisher(self, **producer_overrides: Any) -> Publisher:
+        """A :class:`Publisher` over a new idempotent producer, writing to this cluster's topic names."""
+        from pricepipe_assets.sources.publisher import Publisher
+
+        return Publisher(self.producer(**producer_overrides), self.topic_prefix)
+
     def consumer(self, group_id: str, **overrides: Any) -> Consumer:
         """A consumer that never commits on its own: offsets are committed after the write they cover."""
         from confluent_kafka import Consumer
@@ -85,7 +98,7 @@ class KafkaResource(dg.ConfigurableResource):
     def ensure_topics(self, names: Iterable[str], timeout_s: float = 30) -> list[str]:
         """Create the topics that do not exist yet with the configured partitions and retention.
 
-        Returns the names created; existing topics are left as they are (their partition count is
+        ``names`` are contract names; the configured prefix is added. Returns the full names created; existing topics are left as they are (their partition count is
         never changed behind a running consumer's back).
         """
         from confluent_kafka import KafkaException
@@ -95,10 +108,10 @@ class KafkaResource(dg.ConfigurableResource):
         existing = set(admin.list_topics(timeout=timeout_s).topics)
         retention_ms = str(self.retention_hours * 3_600_000)
         missing = [
-            NewTopic(name, num_partitions=self.topic_partitions, replication_factor=self.replication_factor,
+            NewTopic(self.topic(name), num_partitions=self.topic_partitions, replication_factor=self.replication_factor,
                      config={"retention.ms": retention_ms})
             for name in dict.fromkeys(names)
-            if name not in existing
+            if self.topic(name) not in existing
         ]
         if not missing:
             return []

@@ -9,21 +9,20 @@ from pricepipe_assets.resources import KafkaResource
 
 
 def test_ensure_topics_creates_with_partitions_and_retention_once(kafka: KafkaResource, unique: str) -> None:
-    topic = f"test.topics.{unique}"
-    assert kafka.ensure_topics([topic]) == [topic]
-    assert kafka.ensure_topics([topic]) == []
+    topic = kafka.topic("trades")
+    assert kafka.ensure_topics(["trades"]) == [topic]
+    assert kafka.ensure_topics(["trades"]) == []
 
     admin = kafka.admin()
     assert len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 2
     resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
     configs = admin.describe_configs([resource])[resource].result(timeout=10)
     assert configs["retention.ms"].value == str(3_600_000)
-    admin.delete_topics([topic])
 
 
 def test_produce_consume_round_trip_keeps_keys_and_values(kafka: KafkaResource, unique: str) -> None:
-    topic = f"test.roundtrip.{unique}"
-    kafka.ensure_topics([topic])
+    kafka.ensure_topics(["roundtrip"])
+    topic = kafka.topic("roundtrip")
     sent = [(f"SYM{i % 3}".encode(), f'{{"n": {i}}}'.encode()) for i in range(50)]
     errors = []
     producer = kafka.producer()
@@ -50,4 +49,3 @@ def test_produce_consume_round_trip_keeps_keys_and_values(kafka: KafkaResource, 
     for key, _, partition, _ in received:
         partitions_by_key.setdefault(key, set()).add(partition)
     assert all(len(p) == 1 for p in partitions_by_key.values()), "one key must map to one partition"
-    kafka.admin().delete_topics([topic])

@@ -1,0 +1,1 @@
+"""Market-data sources: clients for each venue's wire format, and the replay of stored history."""
