@@ -359,8 +359,8 @@ class DeadLetter(Record):
 def candle_from_binance_row(row: Sequence[Any], symbol: str, interval: str, *, exchange: str = "binance",
                             is_closed: bool = True) -> Candle:
     """A Binance kline row: a dump CSV line (ms or µs times) or a REST ``/api/v3/klines`` array."""
-    if len(row) < 11:
-        raise RecordError(f"a Binance kline row has 12 columns, got {len(row)}")
+    if len(row) < 9:  # Binance sends 12 columns; the first 9 are the ones the contract keeps
+        raise RecordError(f"a Binance kline row needs at least 9 columns, got {len(row)}")
     candle = Candle(
         exchange=exchange,
         symbol=symbol,
