@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pricepipe_assets.assets import setup
+from pricepipe_assets.assets import ingestion, setup
 from pricepipe_assets.resources import build_resources
 from pricepipe_assets.settings import get_settings
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([setup]),
+    assets=dg.load_assets_from_modules([setup, ingestion]),
     resources=build_resources(get_settings()),
 )

@@ -7,13 +7,14 @@ from typing import Any
 
 import dagster as dg
 
+from pricepipe_assets.resources.binance import BinanceResource
 from pricepipe_assets.resources.cassandra import CassandraResource
 from pricepipe_assets.resources.kafka import KafkaResource
 from pricepipe_assets.resources.lake import LakeResource
 from pricepipe_assets.resources.spark import spark_resource
 from pricepipe_assets.settings import Settings
 
-__all__ = ["CassandraResource", "KafkaResource", "LakeResource", "build_resources", "cassandra_resource", "kafka_resource"]
+__all__ = ["BinanceResource", "CassandraResource", "KafkaResource", "LakeResource", "build_resources", "cassandra_resource", "kafka_resource"]
 
 
 def _secret(variable: str) -> Any:
@@ -54,4 +55,6 @@ def build_resources(settings: Settings) -> dict[str, Any]:
         "cassandra": cassandra_resource(settings),
         "lake": LakeResource(uri=settings.lake_uri, hdfs_user=settings.hdfs_user, hdfs_rpc_port=settings.hdfs_rpc_port),
         "spark": spark_resource(settings),
+        "binance": BinanceResource(dumps_url=settings.binance_dumps_url, rest_url=settings.binance_rest_url,
+                                   cache_dir=str(settings.cache_dir)),
     }

@@ -61,9 +61,15 @@ class KafkaResource(dg.ConfigurableResource):
         return self.topic_prefix + name
 
     def publisher(self, **producer_overrides: Any) -> Publisher:
-        """A :class:`Publisher` over a new idempotent producer, writing to this cluster's topic names."""
-        from pricepipe_assets.sources.publisher import Publisher
+        """A :class:`Publisher` over a new idempotent producer, the contract's topics created first.
 
+        Brokers are expected to refuse auto-creation (it would pick the broker's defaults for
+        partitions and retention), so every writer makes sure the topics exist with pricepipe's.
+        """
+        from pricepipe_assets.sources.publisher import Publisher
+        from pricepipe_assets.topics import ALL_TOPICS
+
+        self.ensure_topics(ALL_TOPICS)
         return Publisher(self.producer(**producer_overrides), self.topic_prefix)
 
     def consumer(self, group_id: str, **overrides: Any) -> Consumer:
