@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 from collections.abc import Sequence
 
@@ -30,6 +31,32 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return run(settings)
 
 
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+def _feed(args: argparse.Namespace, settings: Settings) -> int:
+    from pricepipe_assets.sources.feed import ReplayOptions, run_feed
+
+    replay = None
+    if args.source == "replay":
+        if args.start is None:
+            raise SystemExit("pricepipe feed --source replay needs --start (and optionally --end)")
+        replay = ReplayOptions(start=args.start, end=args.end or args.start, speed=args.speed or None,
+                               symbols=tuple(args.symbols or settings.symbols), trades_symbol=args.trades,
+                               trades_market=args.trades_market)
+    return run_feed(args.source, settings, replay)
+
+
+def _backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from pricepipe_assets.sources.backfill import backfill
+
+    return backfill(settings, args.symbol, args.start, args.end, source=args.source, interval=args.interval)
+
+
 def _config(args: argparse.Namespace, settings: Settings) -> int:
     if args.markdown:
         print("| variable | default | meaning |\n| --- | --- | --- |")
@@ -54,6 +81,25 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run the local platform (servers, Dagster, API) until Ctrl-C")
     run.set_defaults(handler=_run)
 
+    feed = commands.add_parser("feed", help="stream a source into Kafka until Ctrl-C, with a status line")
+    feed.add_argument("--source", required=True, choices=("binance", "bitmex", "replay"))
+    feed.add_argument("--start", type=_date, help="replay: first day (YYYY-MM-DD)")
+    feed.add_argument("--end", type=_date, help="replay: last day (default: --start)")
+    feed.add_argument("--speed", type=float, default=60.0,
+                      help="replay: market time per wall time (60 = a minute a second; 0 = as fast as possible)")
+    feed.add_argument("--symbols", nargs="+", help="replay: symbols of the 1m candles (default: PRICEPIPE_SYMBOLS)")
+    feed.add_argument("--trades", metavar="SYMBOL", help="replay: also replay this symbol's aggTrades")
+    feed.add_argument("--trades-market", default="futures/cm", help="replay: market of --trades (spot, futures/um, futures/cm)")
+    feed.set_defaults(handler=_feed)
+
+    backfill = commands.add_parser("backfill", help="publish a symbol's history for a date range into Kafka")
+    backfill.add_argument("--symbol", required=True)
+    backfill.add_argument("--start", required=True, type=_date)
+    backfill.add_argument("--end", required=True, type=_date)
+    backfill.add_argument("--source", choices=("dumps", "rest"), default="dumps")
+    backfill.add_argument("--interval", choices=("1m", "1h", "1d"), default="1m")
+    backfill.set_defaults(handler=_backfill)
+
     config = commands.add_parser("config", help="print the effective settings (secrets masked)")
     config.add_argument("--markdown", action="store_true", help="print the table of variables and defaults instead")
     config.set_defaults(handler=_config)
@@ -68,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"pricepipe: configuration error: {error}", file=sys.stderr)
         return 2
-    except RuntimeError as error:
+    except (RuntimeError, ValueError, OSError) as error:
         print(f"pricepipe: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

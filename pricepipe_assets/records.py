@@ -200,7 +200,7 @@ class Candle(Record):
 
     def check(self) -> None:
         _symbol(self.symbol)
-        if self.interval not in INTERVAL_MS:
+        if not isinstance(self.interval, str) or self.interval not in INTERVAL_MS:
             raise RecordError(f"interval must be one of {', '.join(INTERVAL_MS)}, got {self.interval!r}")
         step = INTERVAL_MS[self.interval]
         _sane_time(self.open_time, "open_time")

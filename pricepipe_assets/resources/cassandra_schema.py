@@ -8,6 +8,7 @@ that read them: one partition per symbol and time bucket, never an unbounded par
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 
@@ -16,6 +17,16 @@ class Migration:
     version: int
     description: str
     statements: tuple[str, ...]
+
+
+def candle_bucket(interval: str, open_time_ms: int) -> dt.date:
+    """The ``bucket`` of a candle: its UTC day (1m), month (1h) or year (1d), as a date."""
+    day = dt.datetime.fromtimestamp(open_time_ms / 1000, dt.UTC).date()
+    if interval == "1m":
+        return day
+    if interval == "1h":
+        return day.replace(day=1)
+    return day.replace(month=1, day=1)
 
 
 MIGRATIONS: tuple[Migration, ...] = (

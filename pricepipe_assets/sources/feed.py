@@ -1,0 +1,130 @@
+"""``pricepipe feed``: run one source until Ctrl-C, with a single status line of counts and rates."""
+
+from __future__ import annotations
+
+import datetime as dt
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TextIO
+
+from pricepipe_assets.resources import kafka_resource
+from pricepipe_assets.resources.binance import BinanceResource
+from pricepipe_assets.settings import Settings
+from pricepipe_assets.sources.binance_dumps import Dataset
+from pricepipe_assets.sources.publisher import Publisher
+
+SOURCES = ("binance", "bitmex", "replay")
+
+
+@dataclass(frozen=True)
+class ReplayOptions:
+    """What to replay: 1m candles of ``symbols`` and, optionally, one aggTrades series, over whole days."""
+
+    start: dt.date
+    end: dt.date
+    speed: float | None
+    symbols: tuple[str, ...]
+    trades_symbol: str | None = None
+    trades_market: str = "futures/cm"
+
+
+class StatusLine:
+    """Per-topic message counts and rates, rewritten in place on a terminal (a line every 10 s otherwise)."""
+
+    def __init__(self, publisher: Publisher, stream: TextIO = sys.stderr) -> None:
+        self._publisher = publisher
+        self._stream = stream
+        self._last: dict[str, int] = {}
+        self._last_at = time.monotonic()
+
+    def render(self) -> str:
+        now = time.monotonic()
+        elapsed = max(now - self._last_at, 1e-9)
+        counts = dict(self._publisher.sent)
+        parts = [f"{topic} {count:,} ({(count - self._last.get(topic, 0)) / elapsed:,.0f}/s)"
+                 for topic, count in sorted(counts.items())]
+        self._last, self._last_at = counts, now
+        return " | ".join(parts) or "waiting for data ..."
+
+    def run(self, stop: threading.Event) -> None:
+        interactive = self._stream.isatty()
+        while not stop.wait(1.0 if interactive else 10.0):
+            line = self.render()
+            self._stream.write(f"\r\033[K{line}" if interactive else f"{line}\n")
+            self._stream.flush()
+        if interactive:
+            self._stream.write("\n")
+
+
+def _replay_runner(settings: Settings, publisher: Publisher, options: ReplayOptions) -> Callable[[threading.Event], None]:
+    from pricepipe_assets.sources.replay import Replayer
+
+    dumps = BinanceResource(dumps_url=settings.binance_dumps_url, rest_url=settings.binance_rest_url,
+                            cache_dir=str(settings.cache_dir)).dumps(progress=True)
+    streams = [dumps.records(Dataset.klines(symbol, "1m"), options.start, options.end) for symbol in options.symbols]
+    if options.trades_symbol:
+        trades = Dataset.agg_trades(options.trades_symbol, options.trades_market)
+        streams.append(dumps.records(trades, options.start, options.end))
+
+    def run(stop: threading.Event) -> None:
+        Replayer(publisher, speed=options.speed, stop=stop).run(*streams)
+
+    return run
+
+
+def _bitmex_runner(settings: Settings, publisher: Publisher) -> Callable[[threading.Event], None]:
+    from pricepipe_assets.sources.bitmex_ws import BitmexClient
+
+    return BitmexClient(publisher, url=settings.bitmex_ws_url, symbols=settings.bitmex_symbols).run
+
+
+def _binance_runner(settings: Settings, publisher: Publisher) -> Callable[[threading.Event], None]:
+    from pricepipe_assets.sources.binance_rest import BinanceRestClient
+    from pricepipe_assets.sources.binance_ws import BinanceKlineStream
+
+    rest = BinanceRestClient(settings.binance_rest_url)
+    return BinanceKlineStream(settings.symbols, publisher, rest, base_url=settings.binance_ws_url).run
+
+
+def run_feed(source: str, settings: Settings, replay: ReplayOptions | None = None) -> int:
+    """Run ``source`` until it ends (a replay) or Ctrl-C; everything sent is confirmed by Kafka before returning."""
+    if source not in SOURCES:
+        raise ValueError(f"unknown source {source!r}: choose from {', '.join(SOURCES)}")
+    if source == "replay" and replay is None:
+        raise ValueError("a replay needs its options (dates, speed, symbols)")
+    publisher = kafka_resource(settings).publisher()
+    if source == "replay":
+        runner = _replay_runner(settings, publisher, replay)
+    elif source == "bitmex":
+        runner = _bitmex_runner(settings, publisher)
+    else:
+        runner = _binance_runner(settings, publisher)
+
+    stop = threading.Event()
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            runner(stop)
+        except BaseException as error:  # noqa: BLE001 - reported in the main thread
+            failure.append(error)
+        finally:
+            stop.set()
+
+    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    worker = threading.Thread(target=work, name=f"feed-{source}", daemon=True)
+    worker.start()
+    try:
+        StatusLine(publisher).run(stop)
+        worker.join()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    publisher.flush()
+    if failure:
+        raise failure[0]
+    print(f"[feed] {source} stopped; sent {dict(publisher.sent)}", file=sys.stderr)
+    return 0
