@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -30,6 +29,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidURI, WebSocketException
 
 from pricepipe_assets.records import INTERVAL_MS, Candle, RecordError, candle_from_binance_event, now_ms
+from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets.sources.binance_rest import BinanceRestClient, BinanceRestError
 
 if TYPE_CHECKING:
@@ -58,21 +58,6 @@ class StreamCounts:
     def status_line(self) -> str:
         return (f"candles {self.candles}, gap-filled {self.gap_filled}, reconnects {self.reconnects}, "
                 f"dead letters {self.dead_letters}")
-
-
-def exponential_backoff(initial_s: float = 1.0, factor: float = 2.0, cap_s: float = 60.0, jitter: float = 0.5,
-                        random_fraction: Callable[[], float] = random.random) -> Callable[[int], float]:
-    """Seconds to wait before the n-th reconnect attempt in a row (n from 1).
-
-    The wait grows by ``factor`` up to ``cap_s``, then a random share of up to ``jitter`` is taken
-    off, so many clients cut off together do not all knock again at the same instant.
-    """
-
-    def delay(attempt: int) -> float:
-        ceiling = min(cap_s, initial_s * factor ** min(attempt - 1, 64))
-        return ceiling * (1 - jitter * random_fraction())
-
-    return delay
 
 
 def stream_url(base_url: str, symbols: Sequence[str]) -> str:

@@ -28,12 +28,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -41,6 +40,7 @@ from websockets.exceptions import WebSocketException
 from websockets.uri import parse_uri
 
 from pricepipe_assets.records import Quote, RecordError, quote_from_bitmex, trade_from_bitmex
+from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets.sources.publisher import Publisher
 
 log = logging.getLogger(__name__)
@@ -69,42 +69,6 @@ class DeadConnection(ConnectionError):
 
 # What ends one connection and leads to a reconnect; anything else is a bug and propagates.
 RECOVERABLE = (OSError, TimeoutError, WebSocketException)
-
-
-@dataclass
-class Backoff:
-    """Delays before reconnecting.
-
-    Exponential so that a venue in trouble is not hammered, jittered so that many clients do not
-    reconnect in lockstep, capped so that recovery is noticed within ``max_s``. ``rng`` is
-    injectable so tests get reproducible delays.
-    """
-
-    initial_s: float = 1.0
-    factor: float = 2.0
-    max_s: float = 60.0
-    jitter: float = 0.5
-    rng: random.Random = field(default_factory=random.Random)
-    _attempt: int = field(default=0, init=False, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.initial_s < 0 or self.max_s < self.initial_s:
-            raise ValueError(f"backoff needs 0 <= initial_s <= max_s, got {self.initial_s} and {self.max_s}")
-        if self.factor < 1:
-            raise ValueError(f"backoff factor must be at least 1, got {self.factor}")
-        if not 0 <= self.jitter <= 1:
-            raise ValueError(f"backoff jitter must lie in [0, 1], got {self.jitter}")
-
-    def next_delay(self) -> float:
-        """The delay before the next attempt: the capped exponential, shortened by up to ``jitter`` of it."""
-        base = min(self.max_s, self.initial_s * self.factor**self._attempt)
-        if base < self.max_s:  # stop counting once capped: the power would overflow eventually
-            self._attempt += 1
-        return base * (1 - self.jitter * self.rng.random())
-
-    def reset(self) -> None:
-        """Start again from ``initial_s``: the last connection delivered data, so the venue is back."""
-        self._attempt = 0
 
 
 @dataclass
@@ -201,7 +165,7 @@ class BitmexClient:
         ping_after_s: float = 5.0,
         pong_timeout_s: float = 5.0,
         open_timeout_s: float = 10.0,
-        backoff: Backoff | None = None,
+        backoff: Callable[[int], float] | None = None,
         max_frame_bytes: int = 1024 * 1024,
         remembered_trades: int = 10_000,
         poll_s: float = 0.25,
@@ -220,7 +184,8 @@ class BitmexClient:
         self._ping_after_s = ping_after_s
         self._pong_timeout_s = pong_timeout_s
         self._open_timeout_s = open_timeout_s
-        self._backoff = backoff or Backoff()
+        self._backoff = backoff or exponential_backoff()
+        self._failures = 0
         self._max_frame_bytes = max_frame_bytes
         self._poll_s = poll_s
         self._recent_trades = {symbol: RecentIds(remembered_trades) for symbol in self._symbols}
@@ -264,7 +229,8 @@ class BitmexClient:
             except RECOVERABLE as error:
                 if stop.is_set():
                     return
-                delay = self._backoff.next_delay()
+                self._failures += 1
+                delay = self._backoff(self._failures)
                 log.warning("BitMEX connection to %s lost (%s); reconnecting in %.2fs", self.url,
                             str(error) or type(error).__name__, delay)
                 await self._pause(delay, stop)
@@ -378,7 +344,7 @@ class BitmexClient:
         elif not isinstance(rows, list):
             self._reject(FRAME_SOURCE, data, f"{table} {action} without a data array")
         else:
-            self._backoff.reset()
+            self._failures = 0
             take = self._take_trade if table == "trade" else self._take_quote
             for item in rows:
                 take(item)

@@ -48,6 +48,8 @@ class StatusLine:
         parts = [f"{topic} {count:,} ({(count - self._last.get(topic, 0)) / elapsed:,.0f}/s)"
                  for topic, count in sorted(counts.items())]
         self._last, self._last_at = counts, now
+        if self._publisher.undelivered:
+            parts.append(f"NOT DELIVERED {self._publisher.undelivered:,}")
         return " | ".join(parts) or "waiting for data ..."
 
     def run(self, stop: threading.Event) -> None:

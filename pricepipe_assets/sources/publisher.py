@@ -76,6 +76,12 @@ class Publisher:
         return record
 
     @property
+    def undelivered(self) -> int:
+        """Messages Kafka reported as failed so far (a long-running feed shows this in its status line)."""
+        with self._lock:
+            return len(self._failures)
+
+    @property
     def dead_letters(self) -> int:
         return self.sent[self.topic_prefix + topics.DEADLETTER]
 

@@ -23,9 +23,9 @@ from pricepipe_assets.sources.bitmex_ws import (
     KEPT_FRAME_BYTES,
     QUOTE_SOURCE,
     TRADE_SOURCE,
-    Backoff,
     BitmexClient,
 )
+from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets_tests.conftest import consume
 from pricepipe_assets_tests.exchange_servers.bitmex_server import (
     BitmexServer,
@@ -77,7 +77,7 @@ def start_client(kafka: KafkaResource, server: BitmexServer) -> Iterator[Callabl
     errors: list[BaseException] = []
 
     def start(symbols: tuple[str, ...] = SYMBOLS, **options: Any) -> BitmexClient:
-        backoff = Backoff(initial_s=0.05, factor=2, max_s=0.2, rng=random.Random(11))
+        backoff = exponential_backoff(initial_s=0.05, factor=2, cap_s=0.2, random_fraction=random.Random(11).random)
         client = BitmexClient(kafka.publisher(), url=server.url, symbols=symbols, backoff=backoff, poll_s=0.05,
                               **options)
 
@@ -231,16 +231,3 @@ def test_malformed_frames_go_to_deadletter_with_a_reason_while_good_elements_arr
     assert (source, raw) == (FRAME_SOURCE, oversized.encode()[:KEPT_FRAME_BYTES])
     assert f"{len(oversized.encode())} bytes exceeds the limit of 4096 bytes" in reason
     assert (client.counts.dead_letters, client.counts.ignored, client.counts.duplicates) == (4, 1, 0)
-
-
-def test_backoff_grows_is_capped_and_jittered_within_bounds() -> None:
-    exact = Backoff(initial_s=1, factor=2, max_s=10, jitter=0)
-    assert [exact.next_delay() for _ in range(7)] == [1, 2, 4, 8, 10, 10, 10]
-    exact.reset()
-    assert exact.next_delay() == 1
-
-    jittered = Backoff(initial_s=1, factor=2, max_s=10, jitter=0.5, rng=random.Random(3))
-    delays = [jittered.next_delay() for _ in range(200)]
-    bases = [1, 2, 4, 8] + [10] * 196
-    assert all(base / 2 <= delay <= base for delay, base in zip(delays, bases, strict=True))
-    assert len(set(delays)) == len(delays), "jitter spreads the delays"
