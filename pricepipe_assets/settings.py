@@ -147,6 +147,7 @@ class Settings:
     hdfs_rpc_port: int = _setting(8020, lambda s: _parse_int(s, minimum=1), "NameNode RPC port, used by Spark (hdfs://)")
     spark_master: str = _setting("local[*]", str.strip, "Spark master URL")
     spark_driver_memory: str = _setting("1g", str.strip, "Spark driver memory")
+    sensor_interval_s: int = _setting(5, lambda s: _parse_int(s, minimum=1), "seconds between two ticks of a Kafka sensor")
     symbols: tuple[str, ...] = _setting(("BTCUSDT", "ETHUSDT"), _parse_symbols, "Binance symbols pricepipe follows")
     bitmex_symbols: tuple[str, ...] = _setting(
         ("XBTUSD", "ETHUSD", "SOLUSD", "DOGEUSD"), _parse_symbols, "BitMEX symbols for trades and quotes"

@@ -56,4 +56,76 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        2,
+        "trades by symbol and day; trade statistics per minute (by day) and per hour (by month)",
+        (
+            # Trades keyed by event time and id: a trade delivered twice is one row, and
+            # `/{symbol}/trades/{n}` reads one or two day partitions by time range.
+            """
+            CREATE TABLE IF NOT EXISTS trades (
+                symbol text,
+                bucket date,
+                ts timestamp,
+                trade_id text,
+                exchange text,
+                side text,
+                size double,
+                price double,
+                PRIMARY KEY ((symbol, bucket), ts, trade_id)
+            ) WITH CLUSTERING ORDER BY (ts ASC, trade_id ASC)
+            """,
+            # At most 1,440 rows per partition (one per minute of the day).
+            """
+            CREATE TABLE IF NOT EXISTS trade_stats_minute (
+                symbol text,
+                bucket date,
+                minute timestamp,
+                trades int,
+                volume double,
+                quote_volume double,
+                buy_volume double,
+                sell_volume double,
+                vwap double,
+                last_price double,
+                PRIMARY KEY ((symbol, bucket), minute)
+            ) WITH CLUSTERING ORDER BY (minute ASC)
+            """,
+            # bucket: the first day of the hour's month, at most 744 rows per partition.
+            """
+            CREATE TABLE IF NOT EXISTS trade_stats_hour (
+                symbol text,
+                bucket date,
+                hour timestamp,
+                trades int,
+                volume double,
+                quote_volume double,
+                buy_volume double,
+                sell_volume double,
+                vwap double,
+                last_price double,
+                PRIMARY KEY ((symbol, bucket), hour)
+            ) WITH CLUSTERING ORDER BY (hour ASC)
+            """,
+        ),
+    ),
+    Migration(
+        3,
+        "latest bid/ask and last trade price per symbol",
+        (
+            # One row per symbol; writers set USING TIMESTAMP = event time (µs), so the quote
+            # columns and the trade columns each keep the newest event whatever the arrival order.
+            """
+            CREATE TABLE IF NOT EXISTS latest_prices (
+                symbol text PRIMARY KEY,
+                exchange text,
+                bid double,
+                ask double,
+                quote_time timestamp,
+                last_price double,
+                trade_time timestamp
+            )
+            """,
+        ),
+    ),
 )

@@ -1,0 +1,71 @@
+"""What every Kafka-fed asset shares: its run config (the offset range a sensor chose), its
+consumer group, reading its share of the range and describing the batch in metadata."""
+
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+from pydantic import Field
+
+from pricepipe_assets import kafka_batches
+from pricepipe_assets.kafka_batches import Batch, OffsetRange
+from pricepipe_assets.resources.kafka import KafkaResource
+
+
+class OffsetRangesConfig(dg.Config):
+    """The offsets a run covers, as the sensor's run key writes them."""
+
+    offset_ranges: str = Field(
+        default="",
+        description="Ranges `topic:partition:from-to,...` chosen by the topic's sensor; each asset reads from its own "
+        "consumer group's committed offset up to `to`. Empty: up to the newest offsets (a manual materialization).",
+    )
+
+
+def consumer_group(asset_name: str) -> str:
+    """Each asset commits its own progress, so one asset's failure never skips data for another."""
+    return f"pricepipe.{asset_name}"
+
+
+def read_batch(context: dg.AssetExecutionContext, kafka: KafkaResource, config: OffsetRangesConfig, topic: str, *,
+               dead_letter: bool = False, align_to: int = 1) -> Batch:
+    """This asset's unread part of the run's range of ``topic``, decoded."""
+    ends = None
+    if config.offset_ranges:
+        ends = {r.partition: r.end for r in kafka_batches.parse_ranges(config.offset_ranges) if r.topic == topic}
+    group = consumer_group(context.asset_key.to_user_string())
+    ranges = kafka_batches.group_ranges(kafka, group, topic, ends, align_to=align_to)
+    batch = kafka_batches.read(kafka, group, ranges, dead_letter=dead_letter)
+    context.log.info(f"{topic}: read {len(batch.records)} records, {batch.dead_letters} bad, from "
+                     f"{kafka_batches.format_ranges(ranges) or 'nothing new'}")
+    return batch
+
+
+def commit_batch(context: dg.AssetExecutionContext, kafka: KafkaResource, batch: Batch) -> None:
+    """Record the asset's progress; called only once the batch's write has succeeded."""
+    kafka_batches.commit(kafka, consumer_group(context.asset_key.to_user_string()), batch.ranges)
+
+
+def utc_iso(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat()
+
+
+def utc_day(ms: int) -> str:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date().isoformat()
+
+
+def batch_metadata(rows_written: int, *batches: Batch) -> dict[str, Any]:
+    """Rows written, offsets, event-time range, touched days and dead letters of a materialization."""
+    ranges: list[OffsetRange] = [r for batch in batches for r in batch.ranges]
+    times = [t for batch in batches for t in batch.event_times()]
+    symbols = sorted({item.record.key for batch in batches for item in batch.records})
+    return {
+        "dagster/row_count": rows_written,
+        "records_read": sum(len(batch.records) for batch in batches),
+        "dead_letters": sum(batch.dead_letters for batch in batches),
+        "offset_ranges": kafka_batches.format_ranges(ranges),
+        "first_event_time": utc_iso(min(times)) if times else "",
+        "last_event_time": utc_iso(max(times)) if times else "",
+        "symbols": dg.MetadataValue.json(symbols),
+        "days": dg.MetadataValue.json(sorted({utc_day(t) for t in times})),
+    }

@@ -1,0 +1,85 @@
+"""The lake's raw zone: Kafka's candles and trades as Hive-partitioned Parquet, exactly as delivered.
+
+Files are named by Kafka partition and a fixed block of offsets (``p0-o000000010000`` holds
+offsets [10000, 20000)), and each run starts reading at the beginning of the block its consumer
+group stopped in. So a replay, or a run killed half-way and re-run over a longer range, rewrites
+the same files whole instead of adding copies.
+"""
+
+# No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from pricepipe_assets.assets.kafka_fed import OffsetRangesConfig, batch_metadata, commit_batch, read_batch, utc_day
+from pricepipe_assets.kafka_batches import Batch, Delivered
+from pricepipe_assets.resources.kafka import KafkaResource
+from pricepipe_assets.resources.lake import LakeResource
+from pricepipe_assets.topics import CANDLES_1M, TRADES
+
+OFFSETS_PER_FILE = 10_000
+RAW_CANDLES = "raw/candles"
+RAW_TRADES = "raw/trades"
+
+
+def chunk_basename(partition: int, offset: int) -> str:
+    """The file name stem of the offset block ``offset`` falls in."""
+    return f"p{partition}-o{offset - offset % OFFSETS_PER_FILE:012d}"
+
+
+def _candle_row(item: Delivered) -> dict[str, Any]:
+    candle = item.record
+    return {**candle.to_dict(), "date": utc_day(candle.open_time), "kafka_partition": item.partition,
+            "kafka_offset": item.offset}
+
+
+def _trade_row(item: Delivered) -> dict[str, Any]:
+    trade = item.record
+    return {**trade.to_dict(), "date": utc_day(trade.ts), "kafka_partition": item.partition, "kafka_offset": item.offset}
+
+
+def write_chunks(lake: LakeResource, batch: Batch, dataset: str, partition_cols: list[str],
+                 to_row: Callable[[Delivered], dict[str, Any]]) -> int:
+    """Write the batch as one file per offset block and lake partition; returns the rows written."""
+    import pyarrow as pa
+
+    chunks: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for item in batch.records:
+        chunks[chunk_basename(item.partition, item.offset)].append(to_row(item))
+    for basename, rows in chunks.items():
+        table = pa.Table.from_pylist(rows).drop_columns(["v"])
+        lake.write_dataset(table, dataset, partition_cols, basename)
+    return len(batch.records)
+
+
+@dg.asset(
+    group_name="lake",
+    kinds={"kafka", "parquet"},
+    description="Every 1m candle from `candles.1m`, as delivered, in the lake's raw zone: "
+    "`raw/candles/interval=1m/symbol=BTCUSDT/date=2024-01-01/p<partition>-o<first offset>-0.parquet`. "
+    "Replays rewrite the same files, so each Kafka message is stored once; bad messages go to `deadletter`.",
+)
+def candles_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
+                 lake: LakeResource) -> dg.MaterializeResult:
+    batch = read_batch(context, kafka, config, CANDLES_1M, dead_letter=True, align_to=OFFSETS_PER_FILE)
+    rows = write_chunks(lake, batch, RAW_CANDLES, ["interval", "symbol", "date"], _candle_row)
+    commit_batch(context, kafka, batch)
+    return dg.MaterializeResult(metadata={**batch_metadata(rows, batch), "dataset": lake.path(RAW_CANDLES)})
+
+
+@dg.asset(
+    group_name="lake",
+    kinds={"kafka", "parquet"},
+    description="Every trade from `trades`, as delivered, in the lake's raw zone: "
+    "`raw/trades/symbol=.../date=.../p<partition>-o<first offset>-0.parquet`. Replays rewrite the same files; "
+    "bad messages go to `deadletter`.",
+)
+def trades_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
+                lake: LakeResource) -> dg.MaterializeResult:
+    batch = read_batch(context, kafka, config, TRADES, dead_letter=True, align_to=OFFSETS_PER_FILE)
+    rows = write_chunks(lake, batch, RAW_TRADES, ["symbol", "date"], _trade_row)
+    commit_batch(context, kafka, batch)
+    return dg.MaterializeResult(metadata={**batch_metadata(rows, batch), "dataset": lake.path(RAW_TRADES)})

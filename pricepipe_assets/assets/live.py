@@ -1,0 +1,246 @@
+"""The live tables in Cassandra, fed from Kafka by sensor-driven runs; every write is idempotent.
+
+Candles are upserted on their natural key. Trades are stored keyed by (symbol, day) / (time, id),
+so a trade delivered twice or late is one row, and the statistics of every minute a batch touched
+are recomputed from the stored trades (then the touched hours from the minute rows): the numbers
+always equal a plain group-by of the distinct trades, however often a batch is replayed.
+"""
+
+# No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from pricepipe_assets.assets.kafka_fed import OffsetRangesConfig, batch_metadata, commit_batch, read_batch
+from pricepipe_assets.kafka_batches import Batch
+from pricepipe_assets.records import Candle, Quote, Trade
+from pricepipe_assets.resources.cassandra import CassandraResource
+from pricepipe_assets.resources.cassandra_schema import candle_bucket
+from pricepipe_assets.resources.kafka import KafkaResource
+from pricepipe_assets.topics import CANDLES_1M, QUOTES, TRADES
+
+MINUTE_MS = 60_000
+HOUR_MS = 3_600_000
+WRITE_CONCURRENCY = 64
+
+UPSERT_CANDLE = """
+INSERT INTO candles (symbol, interval, bucket, open_time, close_time, exchange, open, high, low, close, volume,
+                     quote_volume, trades)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+UPSERT_TRADE = """
+INSERT INTO trades (symbol, bucket, ts, trade_id, exchange, side, size, price) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+SELECT_TRADES = """
+SELECT ts, trade_id, side, size, price FROM trades WHERE symbol = ? AND bucket = ? AND ts >= ? AND ts < ?
+"""
+STATS_COLUMNS = "trades, volume, quote_volume, buy_volume, sell_volume, vwap, last_price"
+UPSERT_MINUTE = f"INSERT INTO trade_stats_minute (symbol, bucket, minute, {STATS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+SELECT_MINUTES = f"SELECT minute, {STATS_COLUMNS} FROM trade_stats_minute WHERE symbol = ? AND bucket = ? AND minute >= ? AND minute < ?"
+UPSERT_HOUR = f"INSERT INTO trade_stats_hour (symbol, bucket, hour, {STATS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+UPDATE_QUOTE = """
+UPDATE latest_prices USING TIMESTAMP ? SET exchange = ?, bid = ?, ask = ?, quote_time = ? WHERE symbol = ?
+"""
+UPDATE_LAST_TRADE = """
+UPDATE latest_prices USING TIMESTAMP ? SET exchange = ?, last_price = ?, trade_time = ? WHERE symbol = ?
+"""
+
+
+def _time(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
+
+def _ms(value: dt.datetime) -> int:
+    """Milliseconds UTC of a driver timestamp (the driver returns naive UTC datetimes)."""
+    return round(value.replace(tzinfo=dt.UTC).timestamp() * 1000)
+
+
+def _write_all(cassandra: CassandraResource, cql: str, rows: Sequence[Sequence[Any]]) -> int:
+    """Run one prepared statement for every row, concurrently; raises on the first failure."""
+    from cassandra.concurrent import execute_concurrent_with_args
+
+    if rows:
+        execute_concurrent_with_args(cassandra.session(), cassandra.prepare(cql), rows,
+                                     concurrency=WRITE_CONCURRENCY, raise_on_first_error=True)
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class TradeStats:
+    """The statistics of a set of trades (one minute, or one hour from its minutes)."""
+
+    trades: int
+    volume: float
+    quote_volume: float
+    buy_volume: float
+    sell_volume: float
+    last_price: float
+
+    @property
+    def vwap(self) -> float:
+        return self.quote_volume / self.volume
+
+    def row(self) -> tuple[int, float, float, float, float, float, float]:
+        return (self.trades, self.volume, self.quote_volume, self.buy_volume, self.sell_volume, self.vwap,
+                self.last_price)
+
+    @classmethod
+    def of_trades(cls, trades: Sequence[Any]) -> "TradeStats":
+        """From stored trade rows in (ts, trade_id) order."""
+        buy = sum(t.size for t in trades if t.side == "buy")
+        sell = sum(t.size for t in trades if t.side == "sell")
+        return cls(len(trades), buy + sell, sum(t.size * t.price for t in trades), buy, sell, trades[-1].price)
+
+    @classmethod
+    def of_minutes(cls, minutes: Sequence[Any]) -> "TradeStats":
+        """From stored minute rows in time order."""
+        return cls(sum(m.trades for m in minutes), sum(m.volume for m in minutes),
+                   sum(m.quote_volume for m in minutes), sum(m.buy_volume for m in minutes),
+                   sum(m.sell_volume for m in minutes), minutes[-1].last_price)
+
+
+def _touched(times_by_symbol: Iterable[tuple[str, int]], step_ms: int) -> dict[str, set[int]]:
+    """The starts of the minutes or hours a batch has events in, per symbol."""
+    touched: dict[str, set[int]] = defaultdict(set)
+    for symbol, ms in times_by_symbol:
+        touched[symbol].add(ms - ms % step_ms)
+    return touched
+
+
+def _spans_by_bucket(starts: set[int], bucket_of: Any) -> dict[dt.date, tuple[int, int]]:
+    """The first and last touched start within each Cassandra bucket, so each bucket is read once."""
+    spans: dict[dt.date, tuple[int, int]] = {}
+    for start in starts:
+        bucket = bucket_of(start)
+        low, high = spans.get(bucket, (start, start))
+        spans[bucket] = (min(low, start), max(high, start))
+    return spans
+
+
+def _day(ms: int) -> dt.date:
+    return candle_bucket("1m", ms)
+
+
+def _month(ms: int) -> dt.date:
+    return candle_bucket("1h", ms)
+
+
+def recompute_minutes(cassandra: CassandraResource, touched: dict[str, set[int]]) -> int:
+    """Rewrite the statistics of every touched minute from the stored trades; returns the minutes written."""
+    session, select = cassandra.session(), cassandra.prepare(SELECT_TRADES)
+    rows = []
+    for symbol, minutes in touched.items():
+        for day, (first, last) in _spans_by_bucket(minutes, _day).items():
+            by_minute: dict[int, list[Any]] = defaultdict(list)
+            for trade in session.execute(select, (symbol, day, _time(first), _time(last + MINUTE_MS))):
+                ms = _ms(trade.ts)
+                by_minute[ms - ms % MINUTE_MS].append(trade)
+            rows += [(symbol, day, _time(m), *TradeStats.of_trades(by_minute[m]).row())
+                     for m in sorted(minutes) if first <= m <= last and by_minute[m]]
+    return _write_all(cassandra, UPSERT_MINUTE, rows)
+
+
+def recompute_hours(cassandra: CassandraResource, touched: dict[str, set[int]]) -> int:
+    """Rewrite the statistics of every touched hour from its minute rows; returns the hours written."""
+    session, select = cassandra.session(), cassandra.prepare(SELECT_MINUTES)
+    rows = []
+    for symbol, hours in touched.items():
+        for hour in sorted(hours):
+            minutes = list(session.execute(select, (symbol, _day(hour), _time(hour), _time(hour + HOUR_MS))))
+            if minutes:
+                rows.append((symbol, _month(hour), _time(hour), *TradeStats.of_minutes(minutes).row()))
+    return _write_all(cassandra, UPSERT_HOUR, rows)
+
+
+def _trades(batch: Batch) -> list[Trade]:
+    return [item.record for item in batch.records if isinstance(item.record, Trade)]
+
+
+@dg.asset(
+    group_name="live",
+    kinds={"kafka", "cassandra"},
+    deps=["cassandra_schema"],
+    description="1m candles from `candles.1m` in Cassandra's `candles` table (one partition per symbol and day), "
+    "upserted on (symbol, interval, open_time): the API's candle charts read it.",
+)
+def candles_live(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
+                 cassandra: CassandraResource) -> dg.MaterializeResult:
+    batch = read_batch(context, kafka, config, CANDLES_1M)
+    candles = [item.record for item in batch.records if isinstance(item.record, Candle)]
+    rows = [(c.symbol, c.interval, candle_bucket(c.interval, c.open_time), _time(c.open_time), _time(c.close_time),
+             c.exchange, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trades) for c in candles]
+    written = _write_all(cassandra, UPSERT_CANDLE, rows)
+    commit_batch(context, kafka, batch)
+    return dg.MaterializeResult(metadata=batch_metadata(written, batch))
+
+
+@dg.asset(
+    group_name="live",
+    kinds={"kafka", "cassandra"},
+    deps=["cassandra_schema"],
+    description="Per symbol and minute: trade count, base and quote volume, buy and sell volume, VWAP and last "
+    "price (`trade_stats_minute`, one partition per symbol and day). Trades are first stored in `trades` "
+    "(keyed by time and id, so duplicates and late trades are harmless), then every minute the batch touched is "
+    "recomputed from the stored trades.",
+)
+def trade_stats_minute(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
+                       cassandra: CassandraResource) -> dg.MaterializeResult:
+    batch = read_batch(context, kafka, config, TRADES)
+    trades = _trades(batch)
+    stored = _write_all(cassandra, UPSERT_TRADE, [
+        (t.symbol, _day(t.ts), _time(t.ts), t.trade_id, t.exchange, t.side, t.size, t.price) for t in trades])
+    minutes = recompute_minutes(cassandra, _touched(((t.symbol, t.ts) for t in trades), MINUTE_MS))
+    commit_batch(context, kafka, batch)
+    return dg.MaterializeResult(metadata={**batch_metadata(minutes, batch), "trades_stored": stored})
+
+
+@dg.asset(
+    group_name="live",
+    kinds={"kafka", "cassandra"},
+    deps=["trade_stats_minute"],
+    description="Per symbol and hour: the same statistics as `trade_stats_minute`, summed from its minute rows "
+    "(`trade_stats_hour`, one partition per symbol and month), for the API's 6- and 12-hour views. Reads the "
+    "same trades from Kafka only to learn which hours to recompute.",
+)
+def trade_stats_hour(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
+                     cassandra: CassandraResource) -> dg.MaterializeResult:
+    batch = read_batch(context, kafka, config, TRADES)
+    hours = recompute_hours(cassandra, _touched(((t.symbol, t.ts) for t in _trades(batch)), HOUR_MS))
+    commit_batch(context, kafka, batch)
+    return dg.MaterializeResult(metadata=batch_metadata(hours, batch))
+
+
+def _newest_by_symbol(records: Iterable[Any]) -> list[Any]:
+    newest: dict[str, Any] = {}
+    for record in records:
+        if record.symbol not in newest or record.ts >= newest[record.symbol].ts:
+            newest[record.symbol] = record
+    return list(newest.values())
+
+
+@dg.asset(
+    group_name="live",
+    kinds={"kafka", "cassandra"},
+    deps=["cassandra_schema"],
+    description="Per symbol: the latest bid and ask (from `quotes`) and the last trade price (from `trades`), each "
+    "with its event time, for the API's `/{symbol}/price`. Written with the event time as Cassandra write time, "
+    "so an older event arriving late never overwrites a newer one.",
+)
+def latest_prices(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
+                  cassandra: CassandraResource) -> dg.MaterializeResult:
+    quotes_batch = read_batch(context, kafka, config, QUOTES, dead_letter=True)
+    trades_batch = read_batch(context, kafka, config, TRADES)
+    quotes = _newest_by_symbol(item.record for item in quotes_batch.records if isinstance(item.record, Quote))
+    trades = _newest_by_symbol(_trades(trades_batch))
+    written = _write_all(cassandra, UPDATE_QUOTE, [
+        (q.ts * 1000, q.exchange, q.bid, q.ask, _time(q.ts), q.symbol) for q in quotes])
+    written += _write_all(cassandra, UPDATE_LAST_TRADE, [
+        (t.ts * 1000, t.exchange, t.price, _time(t.ts), t.symbol) for t in trades])
+    commit_batch(context, kafka, quotes_batch)
+    commit_batch(context, kafka, trades_batch)
+    return dg.MaterializeResult(metadata=batch_metadata(written, quotes_batch, trades_batch))

@@ -1,0 +1,31 @@
+"""One job per source topic, selecting the assets that topic feeds; the topic's sensor launches it."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pricepipe_assets.topics import CANDLES_1M, QUOTES, TRADES
+
+# Which assets consume which topic, each through its own consumer group (`pricepipe.<asset>`).
+TOPIC_ASSETS: dict[str, tuple[str, ...]] = {
+    CANDLES_1M: ("candles_lake", "candles_live"),
+    TRADES: ("trades_lake", "trade_stats_minute", "trade_stats_hour", "latest_prices"),
+    QUOTES: ("latest_prices",),
+}
+
+
+def job_name(topic: str) -> str:
+    return f"{topic.replace('.', '_')}_job"
+
+
+def topic_job(topic: str) -> dg.UnresolvedAssetJobDefinition:
+    """The job that takes a range of ``topic`` to every asset it feeds (and their checks)."""
+    return dg.define_asset_job(
+        job_name(topic),
+        selection=dg.AssetSelection.assets(*TOPIC_ASSETS[topic]),
+        description=f"Takes a range of Kafka offsets of `{topic}` (run config) to the lake and Cassandra.",
+        executor_def=dg.in_process_executor,
+    )
+
+
+TOPIC_JOBS: dict[str, dg.UnresolvedAssetJobDefinition] = {topic: topic_job(topic) for topic in TOPIC_ASSETS}

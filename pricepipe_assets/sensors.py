@@ -1,0 +1,72 @@
+"""Sensors that turn Kafka lag into runs: one per source topic.
+
+A tick only reads watermarks and committed offsets (metadata requests with short timeouts, never
+a poll), so it never blocks the daemon. The run key is the offset range itself, which Dagster
+never forgets; a range whose run failed is requested again with an attempt suffix, so nothing is
+skipped forever, and while a topic's run is queued or running no second one is started.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from pricepipe_assets import kafka_batches
+from pricepipe_assets.assets.kafka_fed import consumer_group
+from pricepipe_assets.jobs import TOPIC_ASSETS, TOPIC_JOBS
+from pricepipe_assets.resources.kafka import KafkaResource
+from pricepipe_assets.settings import get_settings
+
+TOPIC_TAG = "pricepipe/topic"
+RANGE_TAG = "pricepipe/offset_ranges"
+# Bounds the memory of one run; the next tick requests the rest.
+MAX_OFFSETS_PER_PARTITION = 250_000
+ACTIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                   dg.DagsterRunStatus.STARTED]
+
+
+def run_config(topic: str, offset_ranges: str) -> dict[str, object]:
+    """The run config giving every asset of the topic's job the same ranges."""
+    return {"ops": {name: {"config": {"offset_ranges": offset_ranges}} for name in TOPIC_ASSETS[topic]}}
+
+
+def _has_active_run(instance: dg.DagsterInstance, topic: str) -> bool:
+    return bool(instance.get_run_ids(dg.RunsFilter(tags={TOPIC_TAG: topic}, statuses=ACTIVE_STATUSES), limit=1))
+
+
+def _earlier_attempts(instance: dg.DagsterInstance, offset_ranges: str) -> int:
+    """How many runs were already made for exactly this range (they failed, or did not commit)."""
+    return instance.get_runs_count(dg.RunsFilter(tags={RANGE_TAG: offset_ranges}))
+
+
+def kafka_sensor(topic: str, minimum_interval_seconds: int) -> dg.SensorDefinition:
+    """The sensor that launches ``topic``'s job when any of its assets' consumer groups lags."""
+    job = TOPIC_JOBS[topic]
+    groups = [consumer_group(name) for name in TOPIC_ASSETS[topic]]
+
+    @dg.sensor(
+        name=f"{job.name.removesuffix('_job')}_sensor",
+        job=job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Requests a `{job.name}` run for the offsets of `{topic}` its assets have not committed yet.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult | dg.SkipReason:
+        if _has_active_run(context.instance, topic):
+            return dg.SkipReason(f"a run for {topic} is queued or running")
+        ranges = kafka_batches.pending_ranges(kafka, topic, groups, MAX_OFFSETS_PER_PARTITION)
+        if not ranges:
+            return dg.SkipReason(f"no lag on {topic}")
+        offset_ranges = kafka_batches.format_ranges(ranges)
+        attempt = _earlier_attempts(context.instance, offset_ranges) + 1
+        run_key = offset_ranges if attempt == 1 else f"{offset_ranges}#attempt{attempt}"
+        request = dg.RunRequest(run_key=run_key, run_config=run_config(topic, offset_ranges),
+                                tags={TOPIC_TAG: topic, RANGE_TAG: offset_ranges})
+        return dg.SensorResult(run_requests=[request],
+                               cursor=json.dumps({"run_key": run_key, "offset_ranges": offset_ranges}))
+
+    return _sensor
+
+
+KAFKA_SENSORS: list[dg.SensorDefinition] = [kafka_sensor(topic, get_settings().sensor_interval_s) for topic in TOPIC_ASSETS]

@@ -1,0 +1,192 @@
+"""One real day through sensor-requested runs: the lake and Cassandra equal the source files row for
+row, trade statistics equal a pandas group-by, a run killed before its commit loses or doubles nothing,
+and a gap in the input shows in the gap check."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from pricepipe_assets.assets.lake import RAW_CANDLES
+from pricepipe_assets.records import Candle
+from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
+from pricepipe_assets.resources.cassandra_schema import candle_bucket
+from pricepipe_assets.topics import CANDLES_1M, TRADES
+from pricepipe_assets_tests.conftest import consume
+from pricepipe_assets_tests.assets.kafka_runs import (
+    CANDLE_DAY, TRADE_DAY, definitions, drain, publish_candles, publish_trades, source_candles, source_trades)
+
+DAY_MS = 1704067200000
+HIVE = pa.schema([("interval", pa.string()), ("symbol", pa.string()), ("date", pa.string())])
+
+
+def _cassandra_candles(cassandra: CassandraResource) -> pd.DataFrame:
+    rows = cassandra.session().execute(
+        "SELECT open_time, open, high, low, close, volume, quote_volume, trades FROM candles "
+        "WHERE symbol = 'BTCUSDT' AND interval = '1m' AND bucket = %s", (CANDLE_DAY,))
+    frame = pd.DataFrame(list(rows))
+    frame["open_time"] = (frame["open_time"] - pd.Timestamp("1970-01-01")) // pd.Timedelta(milliseconds=1)
+    return frame
+
+
+def _assert_candles_equal_source(cassandra: CassandraResource, lake: LakeResource, shared_data: Path) -> None:
+    source = source_candles(shared_data)
+    columns = ["open_time", "open", "high", "low", "close", "volume", "quote_volume", "trades"]
+    stored = _cassandra_candles(cassandra)
+    pd.testing.assert_frame_equal(stored[columns].reset_index(drop=True), source[columns], check_dtype=False)
+    raw = lake.read_dataset(RAW_CANDLES, partitioning=HIVE).to_pandas().sort_values("open_time")
+    assert set(raw["date"]) == {"2024-01-01"} and set(raw["interval"]) == {"1m"}
+    pd.testing.assert_frame_equal(raw[columns].reset_index(drop=True), source[columns], check_dtype=False)
+
+
+def test_a_day_of_candles_reaches_lake_and_cassandra_once(
+        kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource, shared_data: Path,
+        tmp_path: Path) -> None:
+    publish_candles(kafka, shared_data, tmp_path)
+    instance = dg.DagsterInstance.ephemeral()
+    (run,) = drain(definitions(kafka, cassandra, local_lake), CANDLES_1M, kafka, instance)
+
+    _assert_candles_equal_source(cassandra, local_lake, shared_data)
+    metadata = run.asset_materializations_for_node("candles_live")[0].metadata
+    assert metadata["dagster/row_count"].value == 1440
+    assert metadata["dead_letters"].value == 0
+    assert metadata["first_event_time"].value == "2024-01-01T00:00:00+00:00"
+    files = sorted(p.name for p in Path(local_lake.root, RAW_CANDLES).rglob("*.parquet"))
+    assert files and all(re.fullmatch(r"p[01]-o000000000000-0\.parquet", name) for name in files)
+    checks = {c.check_name: c.passed for c in run.get_asset_check_evaluations()}
+    assert checks == {"candles_live_ohlc": True, "candles_lake_no_duplicates": True, "candles_lake_gaps": True,
+                      "candles_live_freshness": True}
+
+
+def test_bad_messages_go_to_deadletter_and_never_stop_the_batch(
+        kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource, shared_data: Path,
+        tmp_path: Path) -> None:
+    publish_candles(kafka, shared_data, tmp_path)
+    producer = kafka.producer()
+    producer.produce(kafka.topic(CANDLES_1M), key=b"BTCUSDT", value=b"{not json")
+    producer.flush(10)
+    (run,) = drain(definitions(kafka, cassandra, local_lake), CANDLES_1M, kafka, dg.DagsterInstance.ephemeral())
+
+    assert run.asset_materializations_for_node("candles_lake")[0].metadata["dead_letters"].value == 1
+    assert run.asset_materializations_for_node("candles_live")[0].metadata["dagster/row_count"].value == 1440
+    (letter,) = consume(kafka, "deadletter", expected=1)
+    assert b"not valid JSON" in letter.value()
+
+
+def test_a_gap_in_the_input_shows_in_the_gap_check(
+        kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource) -> None:
+    publisher = kafka.publisher()
+    skipped = {DAY_MS + 60_000 * m for m in (10, 11, 12)}
+    for minute in range(30):
+        open_time = DAY_MS + 60_000 * minute
+        if open_time not in skipped:
+            publisher.publish(Candle("binance", "BTCUSDT", "1m", open_time, open_time + 59_999, 1.0, 2.0, 0.5, 1.5,
+                                     1.0, 1.5, 1, True))
+    publisher.flush()
+    (run,) = drain(definitions(kafka, cassandra, local_lake), CANDLES_1M, kafka, dg.DagsterInstance.ephemeral())
+
+    (gaps,) = [c for c in run.get_asset_check_evaluations() if c.check_name == "candles_lake_gaps"]
+    assert not gaps.passed
+    assert gaps.metadata["missing_minutes"].value == 3
+    assert gaps.metadata["first_missing_by_symbol"].value == {
+        "BTCUSDT": ["2024-01-01T00:10:00+00:00", "2024-01-01T00:11:00+00:00", "2024-01-01T00:12:00+00:00"]}
+
+
+KILLED_RUN = """
+import sys, time
+import dagster as dg
+from pricepipe_assets import kafka_batches
+from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
+from pricepipe_assets_tests.assets.kafka_runs import definitions, drain
+
+def hang_before_commit(*args, **kwargs):
+    print("WRITTEN", flush=True)
+    time.sleep(600)
+
+kafka_batches.commit = hang_before_commit
+prefix, keyspace, lake_uri, topic = sys.argv[1:]
+drain(definitions(KafkaResource(topic_prefix=prefix), CassandraResource(keyspace=keyspace), LakeResource(uri=lake_uri)),
+      topic, KafkaResource(topic_prefix=prefix), dg.DagsterInstance.ephemeral())
+"""
+
+
+def _kill_after_write(kafka: KafkaResource, cassandra: CassandraResource, lake: LakeResource, topic: str) -> None:
+    """Run the topic's job in a subprocess and SIGKILL it once its first write is done, before any commit."""
+    repo = Path(__file__).resolve().parents[2]
+    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, kafka.topic_prefix, cassandra.keyspace, lake.uri, topic],
+                               cwd=repo, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(repo)})
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            if line.strip() == "WRITTEN":
+                break
+        process.send_signal(signal.SIGKILL)
+    finally:
+        process.wait(30)
+    assert process.returncode == -signal.SIGKILL
+
+
+def test_a_run_killed_before_its_commit_leaves_every_candle_once(
+        kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource, shared_data: Path,
+        tmp_path: Path) -> None:
+    publish_candles(kafka, shared_data, tmp_path)
+    _kill_after_write(kafka, cassandra, local_lake, CANDLES_1M)
+    assert local_lake.exists(RAW_CANDLES)
+
+    (run,) = drain(definitions(kafka, cassandra, local_lake), CANDLES_1M, kafka, dg.DagsterInstance.ephemeral())
+    assert run.success
+    _assert_candles_equal_source(cassandra, local_lake, shared_data)
+
+
+def _expected_minute_stats(shared_data: Path) -> pd.DataFrame:
+    trades = source_trades(shared_data).sort_values(["transact_time", "agg_trade_id"])
+    trades["minute"] = trades["transact_time"] - trades["transact_time"] % 60_000
+    trades["quote"] = trades["quantity"] * trades["price"]
+    trades["buy"] = trades["quantity"].where(~trades["is_buyer_maker"], 0.0)
+    trades["sell"] = trades["quantity"].where(trades["is_buyer_maker"], 0.0)
+    stats = trades.groupby("minute").agg(trades=("agg_trade_id", "size"), volume=("quantity", "sum"),
+                                         quote_volume=("quote", "sum"), buy_volume=("buy", "sum"),
+                                         sell_volume=("sell", "sum"), last_price=("price", "last"))
+    stats["vwap"] = stats["quote_volume"] / stats["volume"]
+    return stats.reset_index()
+
+
+def _stored_minute_stats(cassandra: CassandraResource) -> pd.DataFrame:
+    rows = cassandra.session().execute("SELECT * FROM trade_stats_minute WHERE symbol = 'BTCUSD_PERP' AND bucket = %s",
+                                       (TRADE_DAY,))
+    frame = pd.DataFrame(list(rows))
+    frame["minute"] = (frame["minute"] - pd.Timestamp("1970-01-01")) // pd.Timedelta(milliseconds=1)
+    return frame
+
+
+def test_trade_statistics_equal_a_group_by_of_the_source_even_after_a_killed_run(
+        kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource, shared_data: Path,
+        tmp_path: Path) -> None:
+    assert publish_trades(kafka, shared_data, tmp_path) == 105_280
+    _kill_after_write(kafka, cassandra, local_lake, TRADES)
+    (run,) = drain(definitions(kafka, cassandra, local_lake), TRADES, kafka, dg.DagsterInstance.ephemeral())
+    assert run.success
+
+    expected = _expected_minute_stats(shared_data)
+    stored = _stored_minute_stats(cassandra)
+    columns = ["minute", "trades", "volume", "quote_volume", "buy_volume", "sell_volume", "vwap", "last_price"]
+    pd.testing.assert_frame_equal(stored[columns], expected[columns], check_dtype=False, rtol=1e-9)
+
+    hours = pd.DataFrame(list(cassandra.session().execute(
+        "SELECT hour, trades, volume FROM trade_stats_hour WHERE symbol = 'BTCUSD_PERP' AND bucket = %s",
+        (candle_bucket("1h", int(pd.Timestamp(TRADE_DAY).timestamp() * 1000)),))))
+    assert len(hours) == 24 and hours["trades"].sum() == 105_280
+    assert hours["volume"].sum() == pytest.approx(expected["volume"].sum())
+    latest = cassandra.session().execute("SELECT last_price FROM latest_prices WHERE symbol = 'BTCUSD_PERP'").one()
+    assert latest.last_price == expected["last_price"].iloc[-1]
+    raw = local_lake.read_dataset("raw/trades", columns=["trade_id"]).to_pandas()
+    assert len(raw) == 105_280 and raw["trade_id"].is_unique
