@@ -47,7 +47,7 @@ def _feed(args: argparse.Namespace, settings: Settings) -> int:
             raise SystemExit("pricepipe feed --source replay needs --start (and optionally --end)")
         replay = ReplayOptions(start=args.start, end=args.end or args.start, speed=args.speed or None,
                                symbols=tuple(args.symbols or settings.symbols), trades_symbol=args.trades,
-                               trades_market=args.trades_market)
+                               trades_market=args.trades_market, origin=args.origin)
     return run_feed(args.source, settings, replay)
 
 
@@ -83,12 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     feed = commands.add_parser("feed", help="stream a source into Kafka until Ctrl-C, with a status line")
     feed.add_argument("--source", required=True, choices=("binance", "bitmex", "replay"))
+    feed.add_argument("--from", dest="origin", choices=("dumps", "lake"), default="dumps",
+                      help="replay: read history from the Binance dumps (PRICEPIPE_BINANCE_DUMPS_URL) or the lake")
     feed.add_argument("--start", type=_date, help="replay: first day (YYYY-MM-DD)")
     feed.add_argument("--end", type=_date, help="replay: last day (default: --start)")
     feed.add_argument("--speed", type=float, default=60.0,
                       help="replay: market time per wall time (60 = a minute a second; 0 = as fast as possible)")
     feed.add_argument("--symbols", nargs="+", help="replay: symbols of the 1m candles (default: PRICEPIPE_SYMBOLS)")
-    feed.add_argument("--trades", metavar="SYMBOL", help="replay: also replay this symbol's aggTrades")
+    feed.add_argument("--trades", metavar="SYMBOL", help="replay: also replay this symbol's trades")
     feed.add_argument("--trades-market", default="futures/cm", help="replay: market of --trades (spot, futures/um, futures/cm)")
     feed.set_defaults(handler=_feed)
 

@@ -22,7 +22,8 @@ SOURCES = ("binance", "bitmex", "replay")
 
 @dataclass(frozen=True)
 class ReplayOptions:
-    """What to replay: 1m candles of ``symbols`` and, optionally, one aggTrades series, over whole days."""
+    """What to replay: 1m candles of ``symbols`` and, optionally, one symbol's trades, over whole days,
+    from the Binance dumps (``origin="dumps"``) or from the lake's raw zone (``origin="lake"``)."""
 
     start: dt.date
     end: dt.date
@@ -30,6 +31,7 @@ class ReplayOptions:
     symbols: tuple[str, ...]
     trades_symbol: str | None = None
     trades_market: str = "futures/cm"
+    origin: str = "dumps"
 
 
 class StatusLine:
@@ -65,12 +67,19 @@ class StatusLine:
 def _replay_runner(settings: Settings, publisher: Publisher, options: ReplayOptions) -> Callable[[threading.Event], None]:
     from pricepipe_assets.sources.replay import Replayer
 
-    dumps = BinanceResource(dumps_url=settings.binance_dumps_url, rest_url=settings.binance_rest_url,
-                            cache_dir=str(settings.cache_dir)).dumps(progress=True)
-    streams = [dumps.records(Dataset.klines(symbol, "1m"), options.start, options.end) for symbol in options.symbols]
-    if options.trades_symbol:
-        trades = Dataset.agg_trades(options.trades_symbol, options.trades_market)
-        streams.append(dumps.records(trades, options.start, options.end))
+    if options.origin == "lake":
+        from pricepipe_assets.resources import LakeResource
+        from pricepipe_assets.sources.lake_history import lake_streams
+
+        lake = LakeResource(uri=settings.lake_uri, hdfs_user=settings.hdfs_user)
+        streams = lake_streams(lake, options.symbols, options.start, options.end, options.trades_symbol)
+    else:
+        dumps = BinanceResource(dumps_url=settings.binance_dumps_url, rest_url=settings.binance_rest_url,
+                                cache_dir=str(settings.cache_dir)).dumps(progress=True)
+        streams = [dumps.records(Dataset.klines(s, "1m"), options.start, options.end) for s in options.symbols]
+        if options.trades_symbol:
+            trades = Dataset.agg_trades(options.trades_symbol, options.trades_market)
+            streams.append(dumps.records(trades, options.start, options.end))
 
     def run(stop: threading.Event) -> None:
         Replayer(publisher, speed=options.speed, stop=stop).run(*streams)
