@@ -6,16 +6,13 @@ import datetime as dt
 import dagster as dg
 from dagster import AssetExecutionContext
 
+from pricepipe_assets.assets.kafka_fed import utc_iso
 from pricepipe_assets.partitions import symbol_day_partitions
 from pricepipe_assets.resources.binance import BinanceResource
 from pricepipe_assets.resources.kafka import KafkaResource
 from pricepipe_assets.settings import get_settings
 from pricepipe_assets.sources.binance_dumps import Dataset
 from pricepipe_assets.topics import CANDLES_1M
-
-
-def _utc(ms: int | None) -> str:
-    return "" if ms is None else dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat()
 
 
 @dg.asset(
@@ -42,7 +39,7 @@ def binance_history(
             "dead_letters": result.dead_letters,
             "open_outside_low_high": result.quirks,
             "checksum_verified": result.verified == result.files,
-            "first_close_time": _utc(result.first_event_ms),
-            "last_close_time": _utc(result.last_event_ms),
+            "first_close_time": "" if result.first_event_ms is None else utc_iso(result.first_event_ms),
+            "last_close_time": "" if result.last_event_ms is None else utc_iso(result.last_event_ms),
         }
     )
