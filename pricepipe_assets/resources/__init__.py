@@ -14,7 +14,8 @@ from pricepipe_assets.resources.lake import LakeResource
 from pricepipe_assets.resources.spark import spark_resource
 from pricepipe_assets.settings import Settings
 
-__all__ = ["BinanceResource", "CassandraResource", "KafkaResource", "LakeResource", "build_resources", "cassandra_resource", "kafka_resource"]
+__all__ = ["BinanceResource", "CassandraResource", "KafkaResource", "LakeResource", "binance_resource", "build_resources", "cassandra_resource",
+           "kafka_resource", "lake_resource"]
 
 
 def _secret(variable: str) -> Any:
@@ -48,13 +49,21 @@ def cassandra_resource(settings: Settings) -> CassandraResource:
     )
 
 
+def lake_resource(settings: Settings) -> LakeResource:
+    return LakeResource(uri=settings.lake_uri, hdfs_user=settings.hdfs_user, hdfs_rpc_port=settings.hdfs_rpc_port)
+
+
+def binance_resource(settings: Settings) -> BinanceResource:
+    return BinanceResource(dumps_url=settings.binance_dumps_url, rest_url=settings.binance_rest_url,
+                           cache_dir=str(settings.cache_dir))
+
+
 def build_resources(settings: Settings) -> dict[str, Any]:
     """The resources every pricepipe asset, sensor and schedule is given, keyed by name."""
     return {
         "kafka": kafka_resource(settings),
         "cassandra": cassandra_resource(settings),
-        "lake": LakeResource(uri=settings.lake_uri, hdfs_user=settings.hdfs_user, hdfs_rpc_port=settings.hdfs_rpc_port),
+        "lake": lake_resource(settings),
         "spark": spark_resource(settings),
-        "binance": BinanceResource(dumps_url=settings.binance_dumps_url, rest_url=settings.binance_rest_url,
-                                   cache_dir=str(settings.cache_dir)),
+        "binance": binance_resource(settings),
     }

@@ -6,8 +6,7 @@ import datetime as dt
 import sys
 
 from pricepipe_assets.records import INTERVAL_MS
-from pricepipe_assets.resources import cassandra_resource, kafka_resource
-from pricepipe_assets.resources.binance import BinanceResource
+from pricepipe_assets.resources import binance_resource, cassandra_resource, kafka_resource
 from pricepipe_assets.resources.cassandra import CassandraResource, CassandraUnavailable
 from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.settings import Settings
@@ -41,9 +40,7 @@ def backfill(settings: Settings, symbol: str, start: dt.date, end: dt.date, *, s
         raise ValueError(f"--end {end} is before --start {start}")
     publisher = kafka_resource(settings).publisher()
     if source == "dumps":
-        binance = BinanceResource(dumps_url=settings.binance_dumps_url, rest_url=settings.binance_rest_url,
-                                  cache_dir=str(settings.cache_dir))
-        result = binance.dumps(progress=True).backfill(publisher, Dataset.klines(symbol, interval), start, end)
+        result = binance_resource(settings).dumps(progress=True).backfill(publisher, Dataset.klines(symbol, interval), start, end)
         print(f"[backfill] {symbol} {interval} {start}..{end}: {result.records_published:,} candles published, "
               f"{result.dead_letters} dead letters, {result.files} files ({result.verified} checksum-verified)",
               file=sys.stderr)

@@ -11,8 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from pricepipe_assets.resources import kafka_resource
-from pricepipe_assets.resources.binance import BinanceResource
+from pricepipe_assets.resources import binance_resource, kafka_resource, lake_resource
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.binance_dumps import Dataset
 from pricepipe_assets.sources.publisher import Publisher
@@ -35,10 +34,12 @@ class ReplayOptions:
 
 
 class StatusLine:
-    """Per-topic message counts and rates, rewritten in place on a terminal (a line every 10 s otherwise)."""
+    """Per-topic message counts and rates, then what the source itself reports (reconnects, gap fills,
+    market time), rewritten in place on a terminal (a line every 10 s otherwise)."""
 
-    def __init__(self, publisher: Publisher, stream: TextIO = sys.stderr) -> None:
+    def __init__(self, publisher: Publisher, detail: Callable[[], str], stream: TextIO = sys.stderr) -> None:
         self._publisher = publisher
+        self._detail = detail
         self._stream = stream
         self._last: dict[str, int] = {}
         self._last_at = time.monotonic()
@@ -52,7 +53,7 @@ class StatusLine:
         self._last, self._last_at = counts, now
         if self._publisher.undelivered:
             parts.append(f"NOT DELIVERED {self._publisher.undelivered:,}")
-        return " | ".join(parts) or "waiting for data ..."
+        return " | ".join([*(parts or ["waiting for data ..."]), self._detail()])
 
     def run(self, stop: threading.Event) -> None:
         interactive = self._stream.isatty()
@@ -64,41 +65,42 @@ class StatusLine:
             self._stream.write("\n")
 
 
-def _replay_runner(settings: Settings, publisher: Publisher, options: ReplayOptions) -> Callable[[threading.Event], None]:
+Runner = tuple[Callable[[threading.Event], None], Callable[[], str]]
+"""A source's thread target and its own status text."""
+
+
+def _replay_runner(settings: Settings, publisher: Publisher, options: ReplayOptions, stop: threading.Event) -> Runner:
     from pricepipe_assets.sources.replay import Replayer
 
     if options.origin == "lake":
-        from pricepipe_assets.resources import LakeResource
         from pricepipe_assets.sources.lake_history import lake_streams
 
-        lake = LakeResource(uri=settings.lake_uri, hdfs_user=settings.hdfs_user)
-        streams = lake_streams(lake, options.symbols, options.start, options.end, options.trades_symbol)
+        streams = lake_streams(lake_resource(settings), options.symbols, options.start, options.end, options.trades_symbol)
     else:
-        dumps = BinanceResource(dumps_url=settings.binance_dumps_url, rest_url=settings.binance_rest_url,
-                                cache_dir=str(settings.cache_dir)).dumps(progress=True)
+        dumps = binance_resource(settings).dumps(progress=True)
         streams = [dumps.records(Dataset.klines(s, "1m"), options.start, options.end) for s in options.symbols]
         if options.trades_symbol:
             trades = Dataset.agg_trades(options.trades_symbol, options.trades_market)
             streams.append(dumps.records(trades, options.start, options.end))
 
-    def run(stop: threading.Event) -> None:
-        Replayer(publisher, speed=options.speed, stop=stop).run(*streams)
-
-    return run
+    replayer = Replayer(publisher, speed=options.speed, stop=stop)
+    return (lambda _: replayer.run(*streams)), (lambda: replayer.status().clock())
 
 
-def _bitmex_runner(settings: Settings, publisher: Publisher) -> Callable[[threading.Event], None]:
+def _bitmex_runner(settings: Settings, publisher: Publisher) -> Runner:
     from pricepipe_assets.sources.bitmex_ws import BitmexClient
 
-    return BitmexClient(publisher, url=settings.bitmex_ws_url, symbols=settings.bitmex_symbols).run
+    client = BitmexClient(publisher, url=settings.bitmex_ws_url, symbols=settings.bitmex_symbols)
+    return client.run, client.status_line
 
 
-def _binance_runner(settings: Settings, publisher: Publisher) -> Callable[[threading.Event], None]:
+def _binance_runner(settings: Settings, publisher: Publisher) -> Runner:
     from pricepipe_assets.sources.binance_rest import BinanceRestClient
     from pricepipe_assets.sources.binance_ws import BinanceKlineStream
 
     rest = BinanceRestClient(settings.binance_rest_url)
-    return BinanceKlineStream(settings.symbols, publisher, rest, base_url=settings.binance_ws_url).run
+    stream = BinanceKlineStream(settings.symbols, publisher, rest, base_url=settings.binance_ws_url)
+    return stream.run, stream.counts.status_line
 
 
 def run_feed(source: str, settings: Settings, replay: ReplayOptions | None = None) -> int:
@@ -108,14 +110,13 @@ def run_feed(source: str, settings: Settings, replay: ReplayOptions | None = Non
     if source == "replay" and replay is None:
         raise ValueError("a replay needs its options (dates, speed, symbols)")
     publisher = kafka_resource(settings).publisher()
-    if source == "replay":
-        runner = _replay_runner(settings, publisher, replay)
-    elif source == "bitmex":
-        runner = _bitmex_runner(settings, publisher)
-    else:
-        runner = _binance_runner(settings, publisher)
-
     stop = threading.Event()
+    if source == "replay":
+        runner, detail = _replay_runner(settings, publisher, replay, stop)
+    elif source == "bitmex":
+        runner, detail = _bitmex_runner(settings, publisher)
+    else:
+        runner, detail = _binance_runner(settings, publisher)
     failure: list[BaseException] = []
 
     def work() -> None:
@@ -130,7 +131,7 @@ def run_feed(source: str, settings: Settings, replay: ReplayOptions | None = Non
     worker = threading.Thread(target=work, name=f"feed-{source}", daemon=True)
     worker.start()
     try:
-        StatusLine(publisher).run(stop)
+        StatusLine(publisher, detail).run(stop)
         worker.join()
     finally:
         signal.signal(signal.SIGINT, previous)

@@ -89,14 +89,17 @@ class ReplayStatus:
     def rate(self, count: int) -> float:
         return count / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
-    def line(self) -> str:
-        """One line such as ``market 2024-01-01 00:29:59 UTC  x60  candles.1m 30 (1.0/s)  deadletter 0  29 s``."""
+    def clock(self) -> str:
+        """Where the replay is in market time and how fast it goes, e.g. ``market 2024-01-01 00:29:59 UTC  x60``."""
         market = "-" if self.market_time_ms is None else dt.datetime.fromtimestamp(
             self.market_time_ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
         speed = "max speed" if self.speed is None else f"x{self.speed:g}"
+        return f"market {market}  {speed}"
+
+    def line(self) -> str:
+        """One line such as ``market 2024-01-01 00:29:59 UTC  x60  candles.1m 30 (1.0/s)  deadletter 0  29 s``."""
         counts = [f"{topic} {count:,} ({self.rate(count):,.1f}/s)" for topic, count in sorted(self.published.items())]
-        parts = [f"market {market}", speed, *counts, f"{topics.DEADLETTER} {self.dead_letters:,}",
-                 f"{self.elapsed_s:,.0f} s"]
+        parts = [self.clock(), *counts, f"{topics.DEADLETTER} {self.dead_letters:,}", f"{self.elapsed_s:,.0f} s"]
         return "  ".join(parts)
 
 
