@@ -12,10 +12,11 @@ from typing import Any
 import dagster as dg
 
 from pricepipe_assets.assets.lake import RAW_CANDLES
+from pricepipe_assets.records import INTERVAL_MS
 from pricepipe_assets.resources.cassandra import CassandraResource
 from pricepipe_assets.resources.lake import LakeResource
 
-MINUTE_MS = 60_000
+MINUTE_MS = INTERVAL_MS["1m"]
 SHOWN_AT_MOST = 50
 LIVE_FRESHNESS = dt.timedelta(minutes=15)
 

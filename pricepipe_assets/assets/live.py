@@ -18,14 +18,14 @@ from dagster import AssetExecutionContext
 
 from pricepipe_assets.assets.kafka_fed import OffsetRangesConfig, batch_metadata, commit_batch, read_batch
 from pricepipe_assets.kafka_batches import Batch
-from pricepipe_assets.records import Candle, Quote, Trade
+from pricepipe_assets.records import INTERVAL_MS, Candle, Quote, Trade
 from pricepipe_assets.resources.cassandra import CassandraResource
 from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.resources.kafka import KafkaResource
 from pricepipe_assets.topics import CANDLES_1M, QUOTES, TRADES
 
-MINUTE_MS = 60_000
-HOUR_MS = 3_600_000
+MINUTE_MS = INTERVAL_MS["1m"]
+HOUR_MS = INTERVAL_MS["1h"]
 WRITE_CONCURRENCY = 64
 
 UPSERT_CANDLE = """
