@@ -80,12 +80,8 @@ class Batch:
     records: list[Delivered] = field(default_factory=list)
     dead_letters: int = 0
 
-    def event_times(self) -> list[int]:
-        return [_event_time(item.record) for item in self.records]
-
-
-def _event_time(record: Record) -> int:
-    return int(getattr(record, "open_time", None) or getattr(record, "ts"))
+    def timestamps(self) -> list[int]:
+        return [item.record.timestamp for item in self.records]
 
 
 def _metadata_consumer(kafka: KafkaResource, group_id: str) -> Consumer:

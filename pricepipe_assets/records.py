@@ -129,6 +129,18 @@ class Record:
     def key(self) -> str:
         return getattr(self, "symbol")
 
+    @property
+    def timestamp(self) -> int:
+        """The moment the record describes, in ms UTC (a candle's open, a trade's execution):
+        what lake partitions, metadata time ranges and gap reports are about."""
+        raise NotImplementedError
+
+    @property
+    def event_time(self) -> int:
+        """When the record becomes visible on a live feed, in ms UTC: what replays pace by.
+        The same as :attr:`timestamp` except for a candle, which is only known once closed."""
+        return self.timestamp
+
     def check(self) -> None:
         """Raise :class:`RecordError` when the record breaks the contract."""
 
@@ -198,6 +210,14 @@ class Candle(Record):
     def topic(self) -> str:
         return CANDLE_TOPICS[self.interval]
 
+    @property
+    def timestamp(self) -> int:
+        return self.open_time
+
+    @property
+    def event_time(self) -> int:
+        return self.close_time
+
     def check(self) -> None:
         _symbol(self.symbol)
         if not isinstance(self.interval, str) or self.interval not in INTERVAL_MS:
@@ -245,6 +265,10 @@ class Trade(Record):
     def topic(self) -> str:
         return topics.TRADES
 
+    @property
+    def timestamp(self) -> int:
+        return self.ts
+
     def check(self) -> None:
         _symbol(self.symbol)
         _text(self.trade_id, "trade_id")
@@ -273,6 +297,10 @@ class Quote(Record):
     @property
     def topic(self) -> str:
         return topics.QUOTES
+
+    @property
+    def timestamp(self) -> int:
+        return self.ts
 
     def check(self) -> None:
         _symbol(self.symbol)
@@ -305,6 +333,10 @@ class Prediction(Record):
     @property
     def topic(self) -> str:
         return topics.PREDICTIONS
+
+    @property
+    def timestamp(self) -> int:
+        return self.made_at
 
     def check(self) -> None:
         _symbol(self.symbol)

@@ -57,7 +57,7 @@ def utc_day(ms: int) -> str:
 def batch_metadata(rows_written: int, *batches: Batch) -> dict[str, Any]:
     """Rows written, offsets, event-time range, touched days and dead letters of a materialization."""
     ranges: list[OffsetRange] = [r for batch in batches for r in batch.ranges]
-    times = [t for batch in batches for t in batch.event_times()]
+    times = [t for batch in batches for t in batch.timestamps()]
     symbols = sorted({item.record.key for batch in batches for item in batch.records})
     return {
         "dagster/row_count": rows_written,

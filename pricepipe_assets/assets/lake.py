@@ -25,9 +25,13 @@ RAW_CANDLES = "raw/candles"
 RAW_TRADES = "raw/trades"
 
 
+def block_start(offset: int) -> int:
+    return offset - offset % OFFSETS_PER_FILE
+
+
 def chunk_basename(partition: int, offset: int) -> str:
     """The file name stem of the offset block ``offset`` falls in."""
-    return f"p{partition}-o{offset - offset % OFFSETS_PER_FILE:012d}"
+    return f"p{partition}-o{block_start(offset):012d}"
 
 
 def _candle_row(item: Delivered) -> dict[str, Any]:
@@ -43,14 +47,28 @@ def _trade_row(item: Delivered) -> dict[str, Any]:
 
 def write_chunks(lake: LakeResource, batch: Batch, dataset: str, partition_cols: list[str],
                  to_row: Callable[[Delivered], dict[str, Any]]) -> int:
-    """Write the batch as one file per offset block and lake partition; returns the rows written."""
-    import pyarrow as pa
+    """Write the batch as one file per offset block and lake partition; returns the rows written.
 
-    chunks: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    A read normally starts at its block's first offset, so the new file replaces the old one
+    whole. When Kafka's retention has already dropped the start of the block, the rows the old
+    file holds for those offsets are carried over instead of being lost with the rewrite.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    starts = {r.partition: r.start for r in batch.ranges}
+    chunks: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
     for item in batch.records:
-        chunks[chunk_basename(item.partition, item.offset)].append(to_row(item))
-    for basename, rows in chunks.items():
+        chunks[(item.partition, block_start(item.offset))].append(to_row(item))
+    for (partition, block), rows in chunks.items():
+        basename = chunk_basename(partition, block)
         table = pa.Table.from_pylist(rows).drop_columns(["v"])
+        if starts[partition] > block:
+            hive = pa.schema([table.schema.field(name) for name in partition_cols])
+            old = lake.read_named(dataset, basename, hive)
+            if old is not None:
+                kept = old.filter(pc.field("kafka_offset") < starts[partition])
+                table = pa.concat_tables([kept.select(table.column_names).cast(table.schema), table])
         lake.write_dataset(table, dataset, partition_cols, basename)
     return len(batch.records)
 

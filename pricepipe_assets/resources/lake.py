@@ -117,6 +117,22 @@ class LakeResource(dg.ConfigurableResource):
             raise FileNotFoundError(f"lake dataset {dataset!r} does not exist under {self.uri}")
         return self.dataset(dataset, partitioning).to_table(columns=columns, filter=filter)
 
+    def read_named(self, dataset: str, basename: str, partitioning: pa.Schema) -> pa.Table | None:
+        """The rows of every file ``write_dataset`` wrote under ``basename`` in any partition of
+        ``dataset``, with the partition columns; None when there is none."""
+        import pyarrow.dataset as ds
+        import pyarrow.fs as pafs
+
+        if not self.exists(dataset):
+            return None
+        selector = pafs.FileSelector(self.path(dataset), recursive=True)
+        paths = [info.path for info in self.filesystem().get_file_info(selector)
+                 if info.type == pafs.FileType.File and posixpath.basename(info.path).startswith(f"{basename}-")]
+        if not paths:
+            return None
+        return ds.dataset(paths, format="parquet", filesystem=self.filesystem(), partition_base_dir=self.path(dataset),
+                          partitioning=ds.partitioning(partitioning, flavor="hive")).to_table()
+
     def exists(self, *parts: str) -> bool:
         import pyarrow.fs as pafs
 

@@ -35,7 +35,7 @@ from pricepipe_assets.records import (
     candle_from_binance_row,
     trade_from_binance_agg_row,
 )
-from pricepipe_assets.sources.replay import Rejected, event_time
+from pricepipe_assets.sources.replay import Rejected
 
 if TYPE_CHECKING:
     from pricepipe_assets.sources.publisher import Publisher
@@ -198,7 +198,7 @@ class Downloads:
 
 @dataclass(frozen=True)
 class BackfillResult:
-    """What a backfill did; event times as in :func:`~pricepipe_assets.sources.replay.event_time` (ms UTC)."""
+    """What a backfill did; event times as in :attr:`~pricepipe_assets.records.Record.event_time` (ms UTC)."""
 
     files: int
     verified: int
@@ -227,7 +227,7 @@ class _Tally:
         self.published += 1
         if isinstance(record, Candle) and record.quirks():
             self.quirks += 1
-        moment = event_time(record)
+        moment = record.event_time
         self.first = moment if self.first is None else min(self.first, moment)
         self.last = moment if self.last is None else max(self.last, moment)
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 from pricepipe_assets import topics
-from pricepipe_assets.records import Candle, Prediction, Quote, Record, Trade
+from pricepipe_assets.records import Record
 from pricepipe_assets.sources.publisher import Publisher
 
 # Sleeps shorter than this are skipped: pacing is anchored to the start, so nothing drifts, and
@@ -41,24 +41,13 @@ class Rejected:
 Item = Record | Rejected
 
 
-def event_time(record: Record) -> int:
-    """When a record becomes visible on a live feed, in ms UTC: a candle only once it has closed."""
-    if isinstance(record, Candle):
-        return record.close_time
-    if isinstance(record, (Trade, Quote)):
-        return record.ts
-    if isinstance(record, Prediction):
-        return record.made_at
-    raise TypeError(f"no event time is defined for {type(record).__name__} records")
-
-
 def _timed(stream: Iterable[Item]) -> Iterator[tuple[int, Item]]:
     """Pairs of (event time, item); a rejected item takes the time of the record before it,
     so it is dead-lettered where it appeared in its source, not all at the start or the end."""
     last = -1
     for item in stream:
         if not isinstance(item, Rejected):
-            last = event_time(item)
+            last = item.event_time
         yield last, item
 
 

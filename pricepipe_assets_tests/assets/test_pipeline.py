@@ -1,5 +1,5 @@
 """One real day through sensor-requested runs: the lake and Cassandra equal the source files row for
-row, trade statistics equal a pandas group-by, a run killed before its commit loses or doubles nothing,
+row, trade statistics equal a pandas group-by, a run killed before its commit or half-way through a write loses or doubles nothing,
 and a gap in the input shows in the gap check."""
 
 from __future__ import annotations
@@ -82,15 +82,17 @@ def test_bad_messages_go_to_deadletter_and_never_stop_the_batch(
     assert b"not valid JSON" in letter.value()
 
 
+def _minute_candles(minutes: range) -> list[Candle]:
+    return [Candle("binance", "BTCUSDT", "1m", DAY_MS + 60_000 * m, DAY_MS + 60_000 * m + 59_999, 1.0, 2.0, 0.5, 1.5,
+                   1.0, 1.5, 1, True) for m in minutes]
+
+
 def test_a_gap_in_the_input_shows_in_the_gap_check(
         kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource) -> None:
     publisher = kafka.publisher()
-    skipped = {DAY_MS + 60_000 * m for m in (10, 11, 12)}
-    for minute in range(30):
-        open_time = DAY_MS + 60_000 * minute
-        if open_time not in skipped:
-            publisher.publish(Candle("binance", "BTCUSDT", "1m", open_time, open_time + 59_999, 1.0, 2.0, 0.5, 1.5,
-                                     1.0, 1.5, 1, True))
+    for candle in _minute_candles(range(30)):
+        if candle.open_time not in {DAY_MS + 60_000 * m for m in (10, 11, 12)}:
+            publisher.publish(candle)
     publisher.flush()
     (run,) = drain(definitions(kafka, cassandra, local_lake), CANDLES_1M, kafka, dg.DagsterInstance.ephemeral())
 
@@ -101,33 +103,72 @@ def test_a_gap_in_the_input_shows_in_the_gap_check(
         "BTCUSDT": ["2024-01-01T00:10:00+00:00", "2024-01-01T00:11:00+00:00", "2024-01-01T00:12:00+00:00"]}
 
 
+def test_a_rewritten_lake_block_keeps_rows_kafka_retention_already_dropped(
+        kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource) -> None:
+    from confluent_kafka import TopicPartition
+
+    publisher = kafka.publisher()
+    for candle in _minute_candles(range(10)):
+        publisher.publish(candle)
+    publisher.flush()
+    defs, instance = definitions(kafka, cassandra, local_lake), dg.DagsterInstance.ephemeral()
+    (first,) = drain(defs, CANDLES_1M, kafka, instance)
+    (partition,) = {int(r.split(":")[1]) for r in first.dagster_run.tags["pricepipe/offset_ranges"].split(",")}
+    retention_cut = TopicPartition(kafka.topic(CANDLES_1M), partition, 5)
+    admin = kafka.admin()
+    admin.delete_records([retention_cut])[retention_cut].result(30)
+    for candle in _minute_candles(range(10, 15)):
+        publisher.publish(candle)
+    publisher.flush()
+    drain(defs, CANDLES_1M, kafka, instance)
+
+    raw = local_lake.read_dataset(RAW_CANDLES, partitioning=HIVE, columns=["open_time", "kafka_offset"]).to_pandas()
+    assert sorted(raw["kafka_offset"]) == list(range(15))
+    assert sorted(raw["open_time"]) == [c.open_time for c in _minute_candles(range(15))]
+
+
 KILLED_RUN = """
 import sys, time
 import dagster as dg
 from pricepipe_assets import kafka_batches
+from pricepipe_assets.assets import live
 from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets_tests.assets.kafka_runs import definitions, drain
 
-def hang_before_commit(*args, **kwargs):
-    print("WRITTEN", flush=True)
+def hang():
+    print("KILL ME", flush=True)
     time.sleep(600)
 
-kafka_batches.commit = hang_before_commit
-prefix, keyspace, lake_uri, topic = sys.argv[1:]
+def hang_before_commit(*args, **kwargs):
+    hang()
+
+write_all = live._write_all
+
+def hang_half_way_through_a_write(cassandra, cql, rows):
+    write_all(cassandra, cql, rows[: len(rows) // 2])
+    hang()
+
+prefix, keyspace, lake_uri, topic, moment = sys.argv[1:]
+if moment == "before-commit":
+    kafka_batches.commit = hang_before_commit
+else:
+    live._write_all = hang_half_way_through_a_write
 drain(definitions(KafkaResource(topic_prefix=prefix), CassandraResource(keyspace=keyspace), LakeResource(uri=lake_uri)),
       topic, KafkaResource(topic_prefix=prefix), dg.DagsterInstance.ephemeral())
 """
 
 
-def _kill_after_write(kafka: KafkaResource, cassandra: CassandraResource, lake: LakeResource, topic: str) -> None:
-    """Run the topic's job in a subprocess and SIGKILL it once its first write is done, before any commit."""
+def _kill_run(kafka: KafkaResource, cassandra: CassandraResource, lake: LakeResource, topic: str, moment: str) -> None:
+    """Run the topic's job in a subprocess and SIGKILL it at ``moment``: once its writes are done
+    but before any commit, or half-way through a Cassandra write."""
     repo = Path(__file__).resolve().parents[2]
-    process = subprocess.Popen([sys.executable, "-c", KILLED_RUN, kafka.topic_prefix, cassandra.keyspace, lake.uri, topic],
-                               cwd=repo, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(repo)})
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, kafka.topic_prefix, cassandra.keyspace, lake.uri, topic, moment],
+        cwd=repo, stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(repo)})
     try:
         assert process.stdout is not None
         for line in process.stdout:
-            if line.strip() == "WRITTEN":
+            if line.strip() == "KILL ME":
                 break
         process.send_signal(signal.SIGKILL)
     finally:
@@ -135,12 +176,12 @@ def _kill_after_write(kafka: KafkaResource, cassandra: CassandraResource, lake: 
     assert process.returncode == -signal.SIGKILL
 
 
-def test_a_run_killed_before_its_commit_leaves_every_candle_once(
+@pytest.mark.parametrize("moment", ["before-commit", "mid-write"])
+def test_a_run_killed_at_any_moment_leaves_every_candle_once(
         kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource, shared_data: Path,
-        tmp_path: Path) -> None:
+        tmp_path: Path, moment: str) -> None:
     publish_candles(kafka, shared_data, tmp_path)
-    _kill_after_write(kafka, cassandra, local_lake, CANDLES_1M)
-    assert local_lake.exists(RAW_CANDLES)
+    _kill_run(kafka, cassandra, local_lake, CANDLES_1M, moment)
 
     (run,) = drain(definitions(kafka, cassandra, local_lake), CANDLES_1M, kafka, dg.DagsterInstance.ephemeral())
     assert run.success
@@ -172,7 +213,7 @@ def test_trade_statistics_equal_a_group_by_of_the_source_even_after_a_killed_run
         kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource, shared_data: Path,
         tmp_path: Path) -> None:
     assert publish_trades(kafka, shared_data, tmp_path) == 105_280
-    _kill_after_write(kafka, cassandra, local_lake, TRADES)
+    _kill_run(kafka, cassandra, local_lake, TRADES, "mid-write")
     (run,) = drain(definitions(kafka, cassandra, local_lake), TRADES, kafka, dg.DagsterInstance.ephemeral())
     assert run.success
 

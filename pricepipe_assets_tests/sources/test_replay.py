@@ -20,7 +20,7 @@ from pricepipe_assets.records import Candle, Record, Trade
 from pricepipe_assets.resources import KafkaResource
 from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
 from pricepipe_assets.sources.publisher import Publisher
-from pricepipe_assets.sources.replay import Rejected, Replayer, event_time, merge_by_event_time
+from pricepipe_assets.sources.replay import Rejected, Replayer, merge_by_event_time
 from pricepipe_assets_tests.conftest import consume
 
 MAY_8_2026 = dt.date(2026, 5, 8)
@@ -63,7 +63,7 @@ def perp_trades(dumps: BinanceDumps, hours: int) -> list[Trade]:
     """The first ``hours`` of the BTCUSD_PERP trades of 2026-05-08 (the candles' day)."""
     trades = dumps.records(Dataset.agg_trades("BTCUSD_PERP", market="futures/cm"), MAY_8_2026, MAY_8_2026)
     end = MAY_8_2026_MS + hours * HOUR_MS
-    return [t for t in itertools.takewhile(lambda t: event_time(t) < end, trades) if isinstance(t, Trade)]
+    return [t for t in itertools.takewhile(lambda t: t.event_time < end, trades) if isinstance(t, Trade)]
 
 
 def minute_candles(dumps: BinanceDumps, count: int) -> list[Record | Rejected]:
@@ -77,7 +77,7 @@ def test_merge_puts_each_candle_at_its_close_time_among_the_trades(dumps: Binanc
     merged = list(merge_by_event_time([candles, trades]))
 
     assert len(merged) == 24 + len(trades)
-    times = [event_time(item) for item in merged if not isinstance(item, Rejected)]
+    times = [item.event_time for item in merged if not isinstance(item, Rejected)]
     assert times == sorted(times)
     trade_times = [t.ts for t in trades]
     positions = [i for i, item in enumerate(merged) if isinstance(item, Candle)]
