@@ -12,13 +12,15 @@ from pricepipe_assets.assets import ingestion, lake, live, setup
 from pricepipe_assets.checks import ASSET_CHECKS
 from pricepipe_assets.jobs import TOPIC_JOBS
 from pricepipe_assets.resources import build_resources
+from pricepipe_assets.schedules import SCHEDULES, live_freshness_job
 from pricepipe_assets.sensors import KAFKA_SENSORS
 from pricepipe_assets.settings import get_settings
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([setup, ingestion, lake, live]),
     asset_checks=ASSET_CHECKS,
-    jobs=list(TOPIC_JOBS.values()),
+    jobs=[*TOPIC_JOBS.values(), live_freshness_job],
     sensors=KAFKA_SENSORS,
+    schedules=SCHEDULES,
     resources=build_resources(get_settings()),
 )

@@ -41,3 +41,14 @@ def test_setup_assets_create_topics_and_schema(kafka: KafkaResource, cassandra: 
     assert {kafka.topic(name) for name in ALL_TOPICS} <= set(kafka.admin().list_topics(timeout=10).topics)
     schema = result.asset_materializations_for_node("cassandra_schema")[0].metadata
     assert schema["schema_version"].value == MIGRATIONS[-1].version
+
+
+def test_the_freshness_schedule_fails_the_checks_of_tables_never_written() -> None:
+    from pricepipe_assets.definitions import defs
+
+    job = defs.resolve_job_def("live_freshness_job")
+    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
+    verdicts = {check.check_name: check.passed for check in result.get_asset_check_evaluations()}
+    assert verdicts == {"candles_live_freshness": False, "trade_stats_minute_freshness": False,
+                        "latest_prices_freshness": False}
+    assert not result.asset_materializations_for_node("candles_live")
