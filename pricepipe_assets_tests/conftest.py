@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 
+from dagster_pyspark import LazyPySparkResource
+
 from infra.local import launcher
 from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
+from pricepipe_assets.resources.spark import spark_resource
 from pricepipe_assets.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -29,6 +32,21 @@ def shared_data() -> Path:
     path = REPO.parent / "shared" / "data"
     assert (path / "PROVENANCE.md").is_file(), f"the real market data is expected at {path}"
     return path
+
+
+@pytest.fixture(scope="session")
+def spark_config() -> dict[str, str]:
+    """The project's Spark settings, on two local cores like the machines the tests run on."""
+    return spark_resource(Settings.from_env({"PRICEPIPE_SPARK_MASTER": "local[2]"})).spark_config
+
+
+@pytest.fixture(scope="session")
+def spark(spark_config: dict[str, str]) -> Iterator[Any]:
+    """One Spark session for the whole test run (its start-up costs seconds); assets given a
+    ``LazyPySparkResource`` with the same config get this session back from ``getOrCreate``."""
+    session = LazyPySparkResource(spark_config=spark_config).spark_session
+    yield session
+    session.stop()
 
 
 @pytest.fixture(scope="session")

@@ -34,13 +34,13 @@ def chunk_basename(partition: int, offset: int) -> str:
     return f"p{partition}-o{block_start(offset):012d}"
 
 
-def _candle_row(item: Delivered) -> dict[str, Any]:
+def candle_row(item: Delivered) -> dict[str, Any]:
     candle = item.record
     return {**candle.to_dict(), "date": utc_day(candle.open_time), "kafka_partition": item.partition,
             "kafka_offset": item.offset}
 
 
-def _trade_row(item: Delivered) -> dict[str, Any]:
+def trade_row(item: Delivered) -> dict[str, Any]:
     trade = item.record
     return {**trade.to_dict(), "date": utc_day(trade.ts), "kafka_partition": item.partition, "kafka_offset": item.offset}
 
@@ -83,7 +83,7 @@ def write_chunks(lake: LakeResource, batch: Batch, dataset: str, partition_cols:
 def candles_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                  lake: LakeResource) -> dg.MaterializeResult:
     batch = read_batch(context, kafka, config, CANDLES_1M, dead_letter=True, align_to=OFFSETS_PER_FILE)
-    rows = write_chunks(lake, batch, RAW_CANDLES, ["interval", "symbol", "date"], _candle_row)
+    rows = write_chunks(lake, batch, RAW_CANDLES, ["interval", "symbol", "date"], candle_row)
     commit_batch(context, kafka, batch)
     return dg.MaterializeResult(metadata={**batch_metadata(rows, batch), "dataset": lake.path(RAW_CANDLES)})
 
@@ -98,6 +98,6 @@ def candles_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kaf
 def trades_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                 lake: LakeResource) -> dg.MaterializeResult:
     batch = read_batch(context, kafka, config, TRADES, dead_letter=True, align_to=OFFSETS_PER_FILE)
-    rows = write_chunks(lake, batch, RAW_TRADES, ["symbol", "date"], _trade_row)
+    rows = write_chunks(lake, batch, RAW_TRADES, ["symbol", "date"], trade_row)
     commit_batch(context, kafka, batch)
     return dg.MaterializeResult(metadata={**batch_metadata(rows, batch), "dataset": lake.path(RAW_TRADES)})

@@ -26,7 +26,6 @@ from pricepipe_assets.topics import CANDLES_1M, QUOTES, TRADES
 
 MINUTE_MS = INTERVAL_MS["1m"]
 HOUR_MS = INTERVAL_MS["1h"]
-WRITE_CONCURRENCY = 64
 
 UPSERT_CANDLE = """
 INSERT INTO candles (symbol, interval, bucket, open_time, close_time, exchange, open, high, low, close, volume,
@@ -58,16 +57,6 @@ def _time(ms: int) -> dt.datetime:
 def _ms(value: dt.datetime) -> int:
     """Milliseconds UTC of a driver timestamp (the driver returns naive UTC datetimes)."""
     return round(value.replace(tzinfo=dt.UTC).timestamp() * 1000)
-
-
-def _write_all(cassandra: CassandraResource, cql: str, rows: Sequence[Sequence[Any]]) -> int:
-    """Run one prepared statement for every row, concurrently; raises on the first failure."""
-    from cassandra.concurrent import execute_concurrent_with_args
-
-    if rows:
-        execute_concurrent_with_args(cassandra.session(), cassandra.prepare(cql), rows,
-                                     concurrency=WRITE_CONCURRENCY, raise_on_first_error=True)
-    return len(rows)
 
 
 @dataclass(frozen=True)
@@ -142,7 +131,7 @@ def recompute_minutes(cassandra: CassandraResource, touched: dict[str, set[int]]
                 by_minute[ms - ms % MINUTE_MS].append(trade)
             rows += [(symbol, day, _time(m), *TradeStats.of_trades(by_minute[m]).row())
                      for m in sorted(minutes) if first <= m <= last and by_minute[m]]
-    return _write_all(cassandra, UPSERT_MINUTE, rows)
+    return cassandra.write_all(UPSERT_MINUTE, rows)
 
 
 def recompute_hours(cassandra: CassandraResource, touched: dict[str, set[int]]) -> int:
@@ -154,7 +143,7 @@ def recompute_hours(cassandra: CassandraResource, touched: dict[str, set[int]]) 
             minutes = list(session.execute(select, (symbol, _day(hour), _time(hour), _time(hour + HOUR_MS))))
             if minutes:
                 rows.append((symbol, _month(hour), _time(hour), *TradeStats.of_minutes(minutes).row()))
-    return _write_all(cassandra, UPSERT_HOUR, rows)
+    return cassandra.write_all(UPSERT_HOUR, rows)
 
 
 def _trades(batch: Batch) -> list[Trade]:
@@ -174,7 +163,7 @@ def candles_live(context: AssetExecutionContext, config: OffsetRangesConfig, kaf
     candles = [item.record for item in batch.records if isinstance(item.record, Candle)]
     rows = [(c.symbol, c.interval, candle_bucket(c.interval, c.open_time), _time(c.open_time), _time(c.close_time),
              c.exchange, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trades) for c in candles]
-    written = _write_all(cassandra, UPSERT_CANDLE, rows)
+    written = cassandra.write_all(UPSERT_CANDLE, rows)
     commit_batch(context, kafka, batch)
     return dg.MaterializeResult(metadata=batch_metadata(written, batch))
 
@@ -192,7 +181,7 @@ def trade_stats_minute(context: AssetExecutionContext, config: OffsetRangesConfi
                        cassandra: CassandraResource) -> dg.MaterializeResult:
     batch = read_batch(context, kafka, config, TRADES)
     trades = _trades(batch)
-    stored = _write_all(cassandra, UPSERT_TRADE, [
+    stored = cassandra.write_all(UPSERT_TRADE, [
         (t.symbol, _day(t.ts), _time(t.ts), t.trade_id, t.exchange, t.side, t.size, t.price) for t in trades])
     minutes = recompute_minutes(cassandra, _touched(((t.symbol, t.ts) for t in trades), MINUTE_MS))
     commit_batch(context, kafka, batch)
@@ -237,9 +226,9 @@ def latest_prices(context: AssetExecutionContext, config: OffsetRangesConfig, ka
     trades_batch = read_batch(context, kafka, config, TRADES)
     quotes = _newest_by_symbol(item.record for item in quotes_batch.records if isinstance(item.record, Quote))
     trades = _newest_by_symbol(_trades(trades_batch))
-    written = _write_all(cassandra, UPDATE_QUOTE, [
+    written = cassandra.write_all(UPDATE_QUOTE, [
         (q.ts * 1000, q.exchange, q.bid, q.ask, _time(q.ts), q.symbol) for q in quotes])
-    written += _write_all(cassandra, UPDATE_LAST_TRADE, [
+    written += cassandra.write_all(UPDATE_LAST_TRADE, [
         (t.ts * 1000, t.exchange, t.price, _time(t.ts), t.symbol) for t in trades])
     commit_batch(context, kafka, quotes_batch)
     commit_batch(context, kafka, trades_batch)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
@@ -120,6 +121,19 @@ class CassandraResource(dg.ConfigurableResource):
             statement = self.session().prepare(cql)
             self._prepared[cql] = statement
         return statement
+
+    def write_all(self, cql: str, rows: Sequence[Sequence[Any]], concurrency: int = 64) -> int:
+        """Run one prepared statement for every row, concurrently; raises on the first failure.
+
+        Returns the rows written. Writers are idempotent upserts, so a failure half-way is
+        repaired by running the same write again.
+        """
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        if rows:
+            execute_concurrent_with_args(self.session(), self.prepare(cql), rows, concurrency=concurrency,
+                                         raise_on_first_error=True)
+        return len(rows)
 
     def schema_version(self) -> int:
         """The highest migration applied to the keyspace."""

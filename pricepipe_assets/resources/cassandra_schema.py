@@ -128,4 +128,54 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        4,
+        "moving averages, next-minute predictions and daily forecasts",
+        (
+            # bucket: the first day of the year, at most 366 rows per partition.
+            """
+            CREATE TABLE IF NOT EXISTS moving_averages (
+                symbol text,
+                window_days int,
+                bucket date,
+                day date,
+                sma double,
+                PRIMARY KEY ((symbol, window_days, bucket), day)
+            ) WITH CLUSTERING ORDER BY (day ASC)
+            """,
+            # One row per predicted candle (target_time = its open time; the newest prediction of
+            # it wins), bucket: the target's UTC day. `actual` is the candle's close once known.
+            """
+            CREATE TABLE IF NOT EXISTS predictions (
+                symbol text,
+                horizon text,
+                bucket date,
+                target_time timestamp,
+                made_at timestamp,
+                model text,
+                model_version text,
+                predicted double,
+                lower double,
+                upper double,
+                actual double,
+                PRIMARY KEY ((symbol, horizon, bucket), target_time)
+            ) WITH CLUSTERING ORDER BY (target_time ASC)
+            """,
+            # Each daily forecast kept whole, newest first; bucket: the year it was made in.
+            """
+            CREATE TABLE IF NOT EXISTS forecasts (
+                symbol text,
+                bucket date,
+                made_at timestamp,
+                target_time timestamp,
+                model text,
+                model_version text,
+                predicted double,
+                lower double,
+                upper double,
+                PRIMARY KEY ((symbol, bucket), made_at, target_time)
+            ) WITH CLUSTERING ORDER BY (made_at DESC, target_time ASC)
+            """,
+        ),
+    ),
 )

@@ -131,7 +131,6 @@ KILLED_RUN = """
 import sys, time
 import dagster as dg
 from pricepipe_assets import kafka_batches
-from pricepipe_assets.assets import live
 from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets_tests.assets.kafka_runs import definitions, drain
 
@@ -142,7 +141,7 @@ def hang():
 def hang_before_commit(*args, **kwargs):
     hang()
 
-write_all = live._write_all
+write_all = CassandraResource.write_all
 
 def hang_half_way_through_a_write(cassandra, cql, rows):
     write_all(cassandra, cql, rows[: len(rows) // 2])
@@ -152,7 +151,7 @@ prefix, keyspace, lake_uri, topic, moment = sys.argv[1:]
 if moment == "before-commit":
     kafka_batches.commit = hang_before_commit
 else:
-    live._write_all = hang_half_way_through_a_write
+    CassandraResource.write_all = hang_half_way_through_a_write
 drain(definitions(KafkaResource(topic_prefix=prefix), CassandraResource(keyspace=keyspace), LakeResource(uri=lake_uri)),
       topic, KafkaResource(topic_prefix=prefix), dg.DagsterInstance.ephemeral())
 """

@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pyarrow as pa
-import pytest
 
 from pricepipe_assets.resources import LakeResource
-from pricepipe_assets.resources.spark import spark_resource
-from pricepipe_assets.settings import Settings
-
-
-@pytest.fixture(scope="session")
-def spark(settings: Settings) -> Iterator[Any]:
-    """One Spark session for the whole test run (its start-up costs seconds), with the project's config."""
-    resource = spark_resource(Settings.from_env({"PRICEPIPE_SPARK_MASTER": "local[2]"}))
-    session = resource.spark_session
-    yield session
-    session.stop()
 
 
 def test_spark_reads_hive_partitioned_parquet_written_by_the_lake(lake: LakeResource, spark: Any) -> None:

@@ -1,0 +1,153 @@
+"""Spark rollups of the lake's history: hourly and daily candles, moving averages, trade aggregates.
+
+Each asset recomputes its dataset from the raw zone (de-duplicated, see ``rollups``) and
+overwrites the curated zone's partitions it produced, so a rerun converges on the same files.
+What the API reads (hourly and daily candles, moving averages) is upserted into Cassandra too.
+"""
+
+# No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+from dagster_pyspark import LazyPySparkResource
+
+from pricepipe_assets.assets.kafka_fed import utc_iso
+from pricepipe_assets.assets.lake import RAW_CANDLES, RAW_TRADES
+from pricepipe_assets.assets.live import UPSERT_CANDLE
+from pricepipe_assets.resources.cassandra import CassandraResource
+from pricepipe_assets.resources.cassandra_schema import candle_bucket
+from pricepipe_assets.resources.lake import LakeResource
+from pricepipe_assets.rollups import MOVING_AVERAGE_WINDOWS, moving_averages, newest_delivery, rollup_candles, trade_aggregates
+
+CURATED_CANDLES = "curated/candles"
+CURATED_MOVING_AVERAGES = "curated/moving_averages"
+CURATED_TRADE_STATS = "curated/trade_stats"
+
+UPSERT_MOVING_AVERAGE = "INSERT INTO moving_averages (symbol, window_days, bucket, day, sma) VALUES (?, ?, ?, ?, ?)"
+
+
+class NoHistoryError(RuntimeError):
+    """The lake holds nothing to roll up yet; the message says what to run first."""
+
+
+def _time(ms: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+
+
+def raw_minutes(spark: Any, lake: LakeResource) -> Any:
+    """The newest delivery of every 1m candle in the raw zone, as a Spark DataFrame."""
+    from pyspark.sql import functions as F
+
+    if not lake.exists(RAW_CANDLES):
+        raise NoHistoryError(f"no raw candles under {lake.path(RAW_CANDLES)} yet: materialize `candles_lake` "
+                             "(its sensor does so once candles reach Kafka) or backfill `binance_history`")
+    raw = spark.read.parquet(lake.spark_uri(RAW_CANDLES)).filter(F.col("interval") == "1m")
+    return newest_delivery(raw, ["symbol", "open_time"])
+
+
+def write_curated(frame: Any, lake: LakeResource, dataset: str, partition_cols: list[str]) -> None:
+    """Replace the curated partitions present in ``frame``, leaving the others alone."""
+    (frame.write.mode("overwrite").option("partitionOverwriteMode", "dynamic")
+     .partitionBy(*partition_cols).parquet(lake.spark_uri(dataset)))
+
+
+def time_range_metadata(frame: Any, time_column: str = "open_time") -> dict[str, Any]:
+    """Rows, symbols and time range of a pandas frame, as a newcomer reads them in the UI."""
+    if frame.empty:
+        return {"dagster/row_count": 0}
+    return {
+        "dagster/row_count": len(frame),
+        "symbols": dg.MetadataValue.json(sorted(frame["symbol"].unique().tolist())),
+        "first_time": utc_iso(int(frame[time_column].min())),
+        "last_time": utc_iso(int(frame[time_column].max())),
+    }
+
+
+def _candles_asset(interval: str, name: str, description: str) -> dg.AssetsDefinition:
+    @dg.asset(name=name, group_name="analytics", kinds={"spark", "parquet", "cassandra"},
+              deps=["candles_lake", "cassandra_schema"], description=description)
+    def _rollup(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
+                cassandra: CassandraResource) -> dg.MaterializeResult:
+        candles = rollup_candles(raw_minutes(spark.spark_session, lake), interval)
+        write_curated(candles, lake, CURATED_CANDLES, ["interval", "symbol"])
+        frame = candles.drop("date").toPandas().sort_values(["symbol", "open_time"])
+        rows = [(r.symbol, interval, candle_bucket(interval, r.open_time), _time(r.open_time), _time(r.close_time),
+                 r.exchange, r.open, r.high, r.low, r.close, r.volume, r.quote_volume, int(r.trades))
+                for r in frame.itertuples()]
+        cassandra.write_all(UPSERT_CANDLE, rows)
+        incomplete = frame[~frame["is_complete"]]
+        context.log.info(f"{len(frame)} {interval} candles, {len(incomplete)} of them incomplete")
+        return dg.MaterializeResult(metadata={
+            **time_range_metadata(frame),
+            "incomplete_candles": len(incomplete),
+            "incomplete_open_times": dg.MetadataValue.json(
+                [f"{r.symbol} {utc_iso(r.open_time)} ({r.minutes} min)" for r in incomplete.head(20).itertuples()]),
+            "dataset": lake.path(CURATED_CANDLES, f"interval={interval}"),
+        })
+
+    return _rollup
+
+
+candles_hourly = _candles_asset(
+    "1h", "candles_hourly",
+    "Hourly candles per symbol rolled up with Spark from the lake's raw 1m candles (each candle's newest "
+    "delivery): curated zone `curated/candles/interval=1h/` and Cassandra's `candles` table for the API. "
+    "`minutes`/`is_complete` mark hours with missing 1m candles.")
+
+candles_daily = _candles_asset(
+    "1d", "candles_daily",
+    "Daily candles per symbol rolled up with Spark from the lake's raw 1m candles: curated zone "
+    "`curated/candles/interval=1d/` and Cassandra's `candles` table. The daily model and the moving averages "
+    "start here; `is_complete` is false for the current day and for days with exchange outages.")
+
+
+@dg.asset(
+    group_name="analytics",
+    kinds={"spark", "parquet", "cassandra"},
+    deps=["candles_daily"],
+    description="Trailing N-day simple moving averages of daily close (N = "
+    f"{', '.join(str(w) for w in MOVING_AVERAGE_WINDOWS)}) for every day with N days of history: "
+    "`curated/moving_averages/` and Cassandra's `moving_averages` for the API and the chart's overlay.",
+)
+def moving_averages_daily(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
+                          cassandra: CassandraResource) -> dg.MaterializeResult:
+    daily = spark.spark_session.read.parquet(lake.spark_uri(CURATED_CANDLES, "interval=1d"))
+    averages = moving_averages(daily)
+    write_curated(averages, lake, CURATED_MOVING_AVERAGES, ["window", "symbol"])
+    frame = averages.toPandas()
+    rows = [(r.symbol, int(r.window), candle_bucket("1d", r.open_time), _time(r.open_time).date(), r.sma)
+            for r in frame.itertuples()]
+    cassandra.write_all(UPSERT_MOVING_AVERAGE, rows)
+    per_window = frame.groupby("window").size()
+    return dg.MaterializeResult(metadata={
+        **time_range_metadata(frame),
+        "days_per_window": dg.MetadataValue.json({str(w): int(n) for w, n in per_window.items()}),
+        "dataset": lake.path(CURATED_MOVING_AVERAGES),
+    })
+
+
+@dg.asset(
+    group_name="analytics",
+    kinds={"spark", "parquet"},
+    deps=["trades_lake"],
+    description="Historical trade aggregates per symbol and hour and day from the lake's raw trades (each trade "
+    "once): count, base and quote volume, buy/sell volume, VWAP, first/last/high/low price. Lake only "
+    "(`curated/trade_stats/interval=1h|1d/`); the live tables hold the recent minutes and hours.",
+)
+def trade_stats_history(context: AssetExecutionContext, spark: LazyPySparkResource,
+                        lake: LakeResource) -> dg.MaterializeResult:
+    if not lake.exists(RAW_TRADES):
+        raise NoHistoryError(f"no raw trades under {lake.path(RAW_TRADES)} yet: materialize `trades_lake` first")
+    trades = spark.spark_session.read.parquet(lake.spark_uri(RAW_TRADES))
+    hourly, daily = trade_aggregates(trades, "1h"), trade_aggregates(trades, "1d")
+    aggregates = hourly.unionByName(daily)
+    write_curated(aggregates, lake, CURATED_TRADE_STATS, ["interval", "symbol"])
+    frame = daily.drop("date").toPandas()
+    return dg.MaterializeResult(metadata={
+        **time_range_metadata(frame),
+        "hours": hourly.count(),
+        "trades": int(frame["trades"].sum()) if not frame.empty else 0,
+        "dataset": lake.path(CURATED_TRADE_STATS),
+    })

@@ -1,0 +1,103 @@
+"""Spark rollups of real 1m candles equal an independent pandas computation, in the lake's curated
+zone and in Cassandra, even when the raw zone holds a candle twice."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import pytest
+from dagster_pyspark import LazyPySparkResource
+
+from pricepipe_assets.assets.analytics import (
+    CURATED_CANDLES, CURATED_MOVING_AVERAGES, candles_daily, candles_hourly, moving_averages_daily)
+from pricepipe_assets.assets.lake import RAW_CANDLES, candle_row, write_chunks
+from pricepipe_assets.kafka_batches import Batch, Delivered, OffsetRange
+from pricepipe_assets.resources import CassandraResource, LakeResource
+from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
+
+FIRST_DAY, LAST_DAY = dt.date(2024, 1, 1), dt.date(2024, 2, 4)
+REPLAYED = 500
+
+
+def _fill_raw_zone(lake: LakeResource, shared_data: Path, cache: Path) -> pd.DataFrame:
+    """35 real days of BTCUSDT 1m candles into the raw zone through the lake writer, the first
+    ``REPLAYED`` of them delivered twice (as a replayed source does); returns the distinct source."""
+    dumps = BinanceDumps(cache, (shared_data / "binance").as_uri())
+    candles = list(dumps.records(Dataset.klines("BTCUSDT", "1m"), FIRST_DAY, LAST_DAY))
+    delivered = [*candles, *candles[:REPLAYED]]
+    batch = Batch([OffsetRange("candles.1m", 0, 0, len(delivered))],
+                  [Delivered("candles.1m", 0, offset, candle) for offset, candle in enumerate(delivered)])
+    write_chunks(lake, batch, RAW_CANDLES, ["interval", "symbol", "date"], candle_row)
+    return pd.DataFrame([c.to_dict() for c in candles])
+
+
+def _pandas_rollup(source: pd.DataFrame, step_ms: int) -> pd.DataFrame:
+    frame = source.sort_values("open_time").assign(start=source["open_time"] - source["open_time"] % step_ms)
+    return frame.groupby("start").agg(open=("open", "first"), high=("high", "max"), low=("low", "min"),
+                                      close=("close", "last"), volume=("volume", "sum"),
+                                      quote_volume=("quote_volume", "sum"), trades=("trades", "sum"),
+                                      minutes=("open_time", "size")).reset_index().rename(columns={"start": "open_time"})
+
+
+@pytest.fixture
+def rolled_up(spark: Any, spark_config: dict[str, str], local_lake: LakeResource, cassandra: CassandraResource,
+              shared_data: Path, tmp_path: Path) -> tuple[pd.DataFrame, dg.ExecuteInProcessResult]:
+    source = _fill_raw_zone(local_lake, shared_data, tmp_path / "cache")
+    result = dg.materialize(
+        [candles_hourly, candles_daily, moving_averages_daily],
+        resources={"spark": LazyPySparkResource(spark_config=spark_config), "lake": local_lake, "cassandra": cassandra},
+        instance=dg.DagsterInstance.ephemeral(),
+    )
+    return source, result
+
+
+COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "quote_volume", "trades", "minutes"]
+
+
+def test_daily_and_hourly_rollups_equal_a_pandas_group_by_of_the_distinct_source(
+        rolled_up: tuple[pd.DataFrame, dg.ExecuteInProcessResult], spark: Any, local_lake: LakeResource) -> None:
+    source, result = rolled_up
+    assert result.success
+    for interval, step_ms, days in (("1d", 86_400_000, 35), ("1h", 3_600_000, 35 * 24)):
+        curated = (spark.read.parquet(local_lake.spark_uri(CURATED_CANDLES, f"interval={interval}"))
+                   .toPandas().sort_values("open_time").reset_index(drop=True))
+        expected = _pandas_rollup(source, step_ms)
+        assert len(curated) == days
+        pd.testing.assert_frame_equal(curated[COLUMNS], expected[COLUMNS], check_dtype=False, rtol=1e-12)
+        assert curated["is_complete"].all()
+    metadata = result.asset_materializations_for_node("candles_daily")[0].metadata
+    assert metadata["dagster/row_count"].value == 35
+    assert metadata["first_time"].value == "2024-01-01T00:00:00+00:00"
+
+
+def test_daily_candles_reach_cassandra_for_the_api(
+        rolled_up: tuple[pd.DataFrame, dg.ExecuteInProcessResult], cassandra: CassandraResource) -> None:
+    source, _ = rolled_up
+    rows = pd.DataFrame(list(cassandra.session().execute(
+        "SELECT open_time, open, high, low, close, volume, trades FROM candles "
+        "WHERE symbol = 'BTCUSDT' AND interval = '1d' AND bucket = '2024-01-01'")))
+    expected = _pandas_rollup(source, 86_400_000)
+    assert len(rows) == 35
+    assert rows["close"].tolist() == expected["close"].tolist()
+    assert rows["volume"].tolist() == pytest.approx(expected["volume"].tolist(), rel=1e-12)
+
+
+def test_moving_averages_are_trailing_and_only_where_the_window_is_full(
+        rolled_up: tuple[pd.DataFrame, dg.ExecuteInProcessResult], spark: Any, local_lake: LakeResource,
+        cassandra: CassandraResource) -> None:
+    source, _ = rolled_up
+    closes = _pandas_rollup(source, 86_400_000).set_index("open_time")["close"]
+    curated = spark.read.parquet(local_lake.spark_uri(CURATED_MOVING_AVERAGES)).toPandas()
+    for window in (7, 30):
+        got = curated[curated["window"] == window].sort_values("open_time").set_index("open_time")["sma"]
+        expected = closes.rolling(window).mean().dropna()
+        assert len(got) == 35 - window + 1
+        pd.testing.assert_series_equal(got, expected, check_names=False, rtol=1e-12)
+    assert set(curated["window"]) == {7, 14, 30}
+    stored = list(cassandra.session().execute(
+        "SELECT day, sma FROM moving_averages WHERE symbol = 'BTCUSDT' AND window_days = 7 AND bucket = '2024-01-01'"))
+    assert len(stored) == 29 and str(stored[0].day) == "2024-01-07"
