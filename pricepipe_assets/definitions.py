@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pricepipe_assets.assets import ingestion, lake, live, setup
+from pricepipe_assets.assets import analytics, ingestion, lake, live, predictions, setup
 from pricepipe_assets.checks import ASSET_CHECKS
 from pricepipe_assets.jobs import TOPIC_JOBS
 from pricepipe_assets.resources import build_resources
@@ -17,7 +17,7 @@ from pricepipe_assets.sensors import KAFKA_SENSORS
 from pricepipe_assets.settings import get_settings
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([setup, ingestion, lake, live]),
+    assets=dg.load_assets_from_modules([setup, ingestion, lake, live, predictions, analytics]),
     asset_checks=ASSET_CHECKS,
     jobs=[*TOPIC_JOBS.values(), live_freshness_job],
     sensors=KAFKA_SENSORS,

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pricepipe_assets.topics import CANDLES_1M, QUOTES, TRADES
+from pricepipe_assets.topics import CANDLES_1M, PREDICTIONS, QUOTES, TRADES
 
 # Which assets consume which topic, each through its own consumer group (`pricepipe.<asset>`).
 TOPIC_ASSETS: dict[str, tuple[str, ...]] = {
     CANDLES_1M: ("candles_lake", "candles_live"),
     TRADES: ("trades_lake", "trade_stats_minute", "trade_stats_hour", "latest_prices"),
     QUOTES: ("latest_prices",),
+    PREDICTIONS: ("predictions_live",),
 }
 
 

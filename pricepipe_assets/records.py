@@ -317,6 +317,10 @@ class Quote(Record):
 
 @dataclass(frozen=True, slots=True)
 class Prediction(Record):
+    """A forecast of the close of one candle: ``horizon`` is the candle's interval (``1m`` for the
+    next-minute model, ``1d`` for each day of the 15-day forecast), ``target_time`` its open time,
+    and ``[lower, upper]`` the prediction interval around ``predicted``."""
+
     symbol: str
     model: str
     model_version: str
@@ -341,6 +345,10 @@ class Prediction(Record):
     def check(self) -> None:
         _symbol(self.symbol)
         _sane_time(self.made_at, "made_at")
+        if self.horizon not in INTERVAL_MS:
+            raise RecordError(f"horizon must be one of {', '.join(INTERVAL_MS)}, got {self.horizon!r}")
+        if self.target_time % INTERVAL_MS[self.horizon]:
+            raise RecordError(f"target_time {self.target_time} is not the open time of a {self.horizon} candle")
         if self.target_time <= self.made_at - 86_400_000 * 366:
             raise RecordError(f"target_time {self.target_time} is far before made_at {self.made_at}")
         if not self.lower <= self.predicted <= self.upper:

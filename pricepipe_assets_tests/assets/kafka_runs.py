@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from pricepipe_assets.assets import lake, live
+from pricepipe_assets.assets import lake, live, predictions
 from pricepipe_assets.checks import ASSET_CHECKS
 from pricepipe_assets.jobs import TOPIC_JOBS, job_name
 from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
@@ -45,7 +45,7 @@ def source_trades(shared_data: Path) -> pd.DataFrame:
 def definitions(kafka: KafkaResource, cassandra: CassandraResource, lake_resource: LakeResource) -> dg.Definitions:
     """The code location's Kafka-fed assets, checks and jobs over the test's own resources."""
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([lake, live]),
+        assets=dg.load_assets_from_modules([lake, live, predictions]),
         asset_checks=ASSET_CHECKS,
         jobs=list(TOPIC_JOBS.values()),
         resources={"kafka": kafka, "cassandra": cassandra, "lake": lake_resource},
