@@ -1,4 +1,5 @@
-"""One job per source topic, selecting the assets that topic feeds; the topic's sensor launches it."""
+"""One job per source topic, selecting the assets that topic feeds; the topic's sensor launches it.
+And the analytics job, which the analytics schedule launches."""
 
 from __future__ import annotations
 
@@ -14,6 +15,11 @@ TOPIC_ASSETS: dict[str, tuple[str, ...]] = {
     PREDICTIONS: ("predictions_live",),
 }
 
+# Assets a topic's job runs after its Kafka-fed ones, without reading the topic themselves.
+TOPIC_FOLLOWERS: dict[str, tuple[str, ...]] = {
+    CANDLES_1M: ("minute_predictions",),
+}
+
 
 def job_name(topic: str) -> str:
     return f"{topic.replace('.', '_')}_job"
@@ -23,10 +29,18 @@ def topic_job(topic: str) -> dg.UnresolvedAssetJobDefinition:
     """The job that takes a range of ``topic`` to every asset it feeds (and their checks)."""
     return dg.define_asset_job(
         job_name(topic),
-        selection=dg.AssetSelection.assets(*TOPIC_ASSETS[topic]),
+        selection=dg.AssetSelection.assets(*TOPIC_ASSETS[topic], *TOPIC_FOLLOWERS.get(topic, ())),
         description=f"Takes a range of Kafka offsets of `{topic}` (run config) to the lake and Cassandra.",
         executor_def=dg.in_process_executor,
     )
 
 
 TOPIC_JOBS: dict[str, dg.UnresolvedAssetJobDefinition] = {topic: topic_job(topic) for topic in TOPIC_ASSETS}
+
+analytics_job = dg.define_asset_job(
+    "analytics_job",
+    selection=dg.AssetSelection.groups("analytics", "ml") - dg.AssetSelection.assets(*TOPIC_FOLLOWERS[CANDLES_1M]),
+    description="Rolls up the lake's history with Spark, rebuilds features, trains the models and publishes the "
+    "15-day forecast. In one process, so every step shares one Spark session.",
+    executor_def=dg.in_process_executor,
+)

@@ -35,6 +35,24 @@ def _parse_int(text: str, *, minimum: int | None = None) -> int:
     return value
 
 
+def _parse_share(text: str) -> float:
+    """A non-negative fraction such as 0.05 (5 %)."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a number such as 0.05, got {text!r}") from None
+    if not 0 <= value < 10:
+        raise ValueError(f"must be between 0 and 10, got {value}")
+    return value
+
+
+def _parse_cron(text: str) -> str:
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError(f"expected a cron expression of 5 fields such as '*/30 * * * *', got {text!r}")
+    return " ".join(fields)
+
+
 def _parse_list(text: str) -> tuple[str, ...]:
     items = tuple(part.strip() for part in text.split(",") if part.strip())
     if not items:
@@ -147,6 +165,14 @@ class Settings:
     hdfs_rpc_port: int = _setting(8020, lambda s: _parse_int(s, minimum=1), "NameNode RPC port, used by Spark (hdfs://)")
     spark_master: str = _setting("local[*]", str.strip, "Spark master URL")
     spark_driver_memory: str = _setting("1g", str.strip, "Spark driver memory")
+    analytics_cron: str = _setting("*/30 * * * *", _parse_cron, "when the analytics schedule rolls up history, "
+                                   "retrains the models and republishes the forecast (cron, UTC)")
+    model_baseline_margin: float = _setting(
+        0.05, _parse_share, "how much worse than the naive forecast (MAE ratio - 1) a model may be before its check "
+        "fails and forecasts fall back to the naive one")
+    daily_min_train_days: int = _setting(
+        365, lambda s: _parse_int(s, minimum=20), "days of history the daily model trains on before its first "
+        "walk-forward origin")
     sensor_interval_s: int = _setting(5, lambda s: _parse_int(s, minimum=1), "seconds between two ticks of a Kafka sensor")
     symbols: tuple[str, ...] = _setting(("BTCUSDT", "ETHUSDT"), _parse_symbols, "Binance symbols pricepipe follows")
     bitmex_symbols: tuple[str, ...] = _setting(

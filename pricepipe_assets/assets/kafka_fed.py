@@ -55,10 +55,14 @@ def utc_day(ms: int) -> str:
 
 
 def batch_metadata(rows_written: int, *batches: Batch) -> dict[str, Any]:
-    """Rows written, offsets, event-time range, touched days and dead letters of a materialization."""
+    """Rows written, offsets, event-time range, touched days and symbols (with each one's newest record) and
+    dead letters of a materialization."""
     ranges: list[OffsetRange] = [r for batch in batches for r in batch.ranges]
     times = [t for batch in batches for t in batch.timestamps()]
-    symbols = sorted({item.record.key for batch in batches for item in batch.records})
+    newest: dict[str, int] = {}
+    for batch in batches:
+        for item in batch.records:
+            newest[item.record.key] = max(newest.get(item.record.key, 0), item.record.timestamp)
     return {
         "dagster/row_count": rows_written,
         "records_read": sum(len(batch.records) for batch in batches),
@@ -66,6 +70,7 @@ def batch_metadata(rows_written: int, *batches: Batch) -> dict[str, Any]:
         "offset_ranges": kafka_batches.format_ranges(ranges),
         "first_event_time": utc_iso(min(times)) if times else "",
         "last_event_time": utc_iso(max(times)) if times else "",
-        "symbols": dg.MetadataValue.json(symbols),
+        "symbols": dg.MetadataValue.json(sorted(newest)),
+        "newest_by_symbol": dg.MetadataValue.json({symbol: utc_iso(ms) for symbol, ms in sorted(newest.items())}),
         "days": dg.MetadataValue.json(sorted({utc_day(t) for t in times})),
     }

@@ -133,6 +133,30 @@ class LakeResource(dg.ConfigurableResource):
         return ds.dataset(paths, format="parquet", filesystem=self.filesystem(), partition_base_dir=self.path(dataset),
                           partitioning=ds.partitioning(partitioning, flavor="hive")).to_table()
 
+    def write_bytes(self, data: bytes, *parts: str) -> str:
+        """Write one file below the root atomically (temporary name, then rename); returns its lake path."""
+        path = self.path(*parts)
+        filesystem = self.filesystem()
+        filesystem.create_dir(posixpath.dirname(path), recursive=True)
+        temporary = f"{path}.tmp"
+        with filesystem.open_output_stream(temporary) as stream:
+            stream.write(data)
+        filesystem.move(temporary, path)
+        return path
+
+    def read_bytes(self, *parts: str) -> bytes:
+        with self.filesystem().open_input_stream(self.path(*parts)) as stream:
+            return stream.read()
+
+    def list_names(self, *parts: str) -> list[str]:
+        """Names of the files directly in a folder below the root, sorted; none when it is absent."""
+        import pyarrow.fs as pafs
+
+        if not self.exists(*parts):
+            return []
+        infos = self.filesystem().get_file_info(pafs.FileSelector(self.path(*parts)))
+        return sorted(posixpath.basename(info.path) for info in infos if info.type == pafs.FileType.File)
+
     def exists(self, *parts: str) -> bool:
         import pyarrow.fs as pafs
 

@@ -8,11 +8,13 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from pricepipe_assets.assets import lake, live, predictions
+from pricepipe_assets.assets import lake, live, ml, predictions
 from pricepipe_assets.checks import ASSET_CHECKS
 from pricepipe_assets.jobs import TOPIC_JOBS, job_name
 from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
+from pricepipe_assets.resources.spark import spark_resource
 from pricepipe_assets.sensors import kafka_sensor
+from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
 
 CANDLE_DAY = dt.date(2024, 1, 1)
@@ -45,10 +47,11 @@ def source_trades(shared_data: Path) -> pd.DataFrame:
 def definitions(kafka: KafkaResource, cassandra: CassandraResource, lake_resource: LakeResource) -> dg.Definitions:
     """The code location's Kafka-fed assets, checks and jobs over the test's own resources."""
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([lake, live, predictions]),
+        assets=dg.load_assets_from_modules([lake, live, predictions, ml]),
         asset_checks=ASSET_CHECKS,
         jobs=list(TOPIC_JOBS.values()),
-        resources={"kafka": kafka, "cassandra": cassandra, "lake": lake_resource},
+        resources={"kafka": kafka, "cassandra": cassandra, "lake": lake_resource,
+                   "spark": spark_resource(Settings.from_env({"PRICEPIPE_SPARK_MASTER": "local[2]"}))},
     )
 
 

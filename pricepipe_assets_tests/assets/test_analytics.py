@@ -14,24 +14,18 @@ from dagster_pyspark import LazyPySparkResource
 
 from pricepipe_assets.assets.analytics import (
     CURATED_CANDLES, CURATED_MOVING_AVERAGES, candles_daily, candles_hourly, moving_averages_daily)
-from pricepipe_assets.assets.lake import RAW_CANDLES, candle_row, write_chunks
-from pricepipe_assets.kafka_batches import Batch, Delivered, OffsetRange
 from pricepipe_assets.resources import CassandraResource, LakeResource
-from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
+from pricepipe_assets_tests.assets.lake_fill import real_minutes, write_raw_candles
 
 FIRST_DAY, LAST_DAY = dt.date(2024, 1, 1), dt.date(2024, 2, 4)
 REPLAYED = 500
 
 
 def _fill_raw_zone(lake: LakeResource, shared_data: Path, cache: Path) -> pd.DataFrame:
-    """35 real days of BTCUSDT 1m candles into the raw zone through the lake writer, the first
-    ``REPLAYED`` of them delivered twice (as a replayed source does); returns the distinct source."""
-    dumps = BinanceDumps(cache, (shared_data / "binance").as_uri())
-    candles = list(dumps.records(Dataset.klines("BTCUSDT", "1m"), FIRST_DAY, LAST_DAY))
-    delivered = [*candles, *candles[:REPLAYED]]
-    batch = Batch([OffsetRange("candles.1m", 0, 0, len(delivered))],
-                  [Delivered("candles.1m", 0, offset, candle) for offset, candle in enumerate(delivered)])
-    write_chunks(lake, batch, RAW_CANDLES, ["interval", "symbol", "date"], candle_row)
+    """35 real days of BTCUSDT 1m candles into the raw zone, the first ``REPLAYED`` of them
+    delivered twice (as a replayed source does); returns the distinct source."""
+    candles = real_minutes(shared_data, cache, "BTCUSDT", FIRST_DAY, LAST_DAY)
+    write_raw_candles(lake, [*candles, *candles[:REPLAYED]])
     return pd.DataFrame([c.to_dict() for c in candles])
 
 

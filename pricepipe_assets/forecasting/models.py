@@ -1,0 +1,242 @@
+"""The forecasting models: a naive baseline, an online next-minute model and a 15-day daily model.
+
+Models take the pandas frames of :mod:`pricepipe_assets.forecasting.features` for one symbol,
+predict log returns and answer in prices. They hold only scikit-learn estimators, numpy arrays
+and plain values, so a fitted model pickles (``joblib.dump``) into a versioned file, and each
+exposes ``name`` and ``params`` (its constructor arguments) for the model's metadata.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.linear_model import SGDRegressor
+from sklearn.preprocessing import StandardScaler
+
+from pricepipe_assets.forecasting.feature_names import DAILY_FEATURES, DAILY_TARGETS, HORIZON_DAYS, MINUTE_FEATURES
+from pricepipe_assets.forecasting.intervals import conformal_quantile, half_widths, price_interval
+from pricepipe_assets.records import INTERVAL_MS
+
+# ``step`` counts intervals ahead (1 for the minute model, 1..15 for the daily one); the
+# ``horizon`` of a :class:`~pricepipe_assets.records.Prediction` is the model's ``interval``.
+FORECAST_COLUMNS = ["step", "target_time", "predicted", "lower", "upper"]
+
+
+def _single_symbol(features: pd.DataFrame) -> None:
+    symbols = features["symbol"].unique()
+    if len(symbols) > 1:
+        raise ValueError(f"a model forecasts one symbol at a time, got {', '.join(map(str, symbols))}")
+
+
+def forecast_frame(last: pd.Series, interval_ms: int, predicted_returns: np.ndarray,
+                    widths: np.ndarray) -> pd.DataFrame:
+    """Forecast rows from the newest candle. ``target_time`` is the open time of the candle whose
+    close is predicted: step s from a candle opened at t targets the candle opened at t + s intervals."""
+    steps = np.arange(1, predicted_returns.size + 1)
+    predicted, lower, upper = price_interval(float(last["close"]), predicted_returns, widths)
+    return pd.DataFrame({
+        "step": steps,
+        "target_time": int(last["open_time"]) + steps * interval_ms,
+        "predicted": predicted,
+        "lower": lower,
+        "upper": upper,
+    }, columns=FORECAST_COLUMNS)
+
+
+class NotCalibratedError(RuntimeError):
+    """A forecast was asked of a model without enough out-of-sample residuals for its intervals."""
+
+
+class NaiveLastValue:
+    """Tomorrow's price is today's: the baseline every model must beat to be worth running.
+
+    For prices that behave close to a random walk it is hard to beat, which is why each model's
+    walk-forward metrics are reported next to it.
+    """
+
+    name = "naive"
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """No hyper-parameters; present so every model's metadata has the same shape."""
+        return {}
+
+    def predict(self, last_close: np.ndarray | float, steps: int = 1) -> np.ndarray:
+        """The last close repeated for each of ``steps`` steps: shape (len(last_close), steps)."""
+        close = np.atleast_1d(np.asarray(last_close, dtype=float))
+        return np.repeat(close[:, None], steps, axis=1)
+
+
+class MinuteModel:
+    """Next-minute log return from :data:`MINUTE_FEATURES`, learned one candle at a time.
+
+    A linear model fitted by stochastic gradient descent (``SGDRegressor.partial_fit``) can keep
+    learning from every new minute without refitting on the history, which is what a stream of
+    candles needs. Features and target are standardized by ``StandardScaler``s that are also
+    updated incrementally, so the learning rate means the same for every symbol and volatility.
+    The Huber loss (``epsilon`` in target standard deviations) keeps a flash crash from dragging
+    the weights; scaled features are clipped to +-``feature_clip`` and predictions to
+    +-``clip_sigma`` standard deviations of the returns seen, so the model never forecasts an
+    absurd move. Intervals come from the model's last ``calibration_window`` prequential residuals.
+    The default step size was picked on BTCUSDT minutes of 2024-02-01..20 (docs/forecasting.md).
+    """
+
+    name = "sgd_minute"
+    interval = "1m"
+
+    def __init__(self, *, alpha: float = 1e-4, eta0: float = 1e-4, epsilon: float = 1.0,
+                 feature_clip: float = 10.0, clip_sigma: float = 3.0, level: float = 0.9,
+                 calibration_window: int = 1440, random_state: int = 0) -> None:
+        self.params: dict[str, Any] = {
+            "alpha": alpha, "eta0": eta0, "epsilon": epsilon, "feature_clip": feature_clip,
+            "clip_sigma": clip_sigma, "level": level, "calibration_window": calibration_window,
+            "random_state": random_state,
+        }
+        self.level = level
+        self.feature_clip = feature_clip
+        self.clip_sigma = clip_sigma
+        self.calibration_window = calibration_window
+        self.features_scaler = StandardScaler()
+        self.target_scaler = StandardScaler()
+        self.regressor = SGDRegressor(loss="huber", epsilon=epsilon, penalty="l2", alpha=alpha,
+                                      learning_rate="constant", eta0=eta0, random_state=random_state)
+        self.residuals: deque[float] = deque(maxlen=calibration_window)
+        self.n_learned = 0
+        self.trained_from: int | None = None
+        self.trained_to: int | None = None
+
+    def _scaled(self, x: np.ndarray) -> np.ndarray:
+        # StandardScaler.transform's arithmetic, without its per-call input checks, which cost more
+        # than the arithmetic itself on the one row a streaming step handles.
+        scaled = (x - self.features_scaler.mean_) / self.features_scaler.scale_
+        return np.clip(scaled, -self.feature_clip, self.feature_clip)
+
+    def _predict_rows(self, x: np.ndarray) -> np.ndarray:
+        if self.n_learned == 0:
+            return np.zeros(len(x))
+        scaled = self._scaled(x) @ self.regressor.coef_ + self.regressor.intercept_[0]
+        scaled = np.clip(scaled, -self.clip_sigma, self.clip_sigma)
+        return scaled * self.target_scaler.scale_[0] + self.target_scaler.mean_[0]
+
+    def predict_return(self, features: pd.DataFrame) -> np.ndarray:
+        """Predicted next-minute log return of each row (0, the naive forecast, before any learning)."""
+        return self._predict_rows(features[list(MINUTE_FEATURES)].to_numpy(dtype=float))
+
+    def learn(self, features: pd.DataFrame, *, batch: int = 1) -> np.ndarray:
+        """Learn rows in time order, each block of ``batch`` rows after forecasting it: test, then train.
+
+        Returns the log return predicted for each row *before* it was learned, the honest
+        out-of-sample forecast (NaN for rows without a target, which are skipped). ``batch=1`` is
+        strict prequential learning, one minute at a time; a larger block forecasts its rows with
+        the model as of the block's start, which is still never trained on what it forecasts and
+        trains months of minutes about ``batch`` times faster (a one-row update costs ~0.5 ms,
+        mostly scikit-learn's input checks). Each residual joins the calibration window, so
+        intervals always reflect the latest errors.
+        """
+        _single_symbol(features)
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
+        usable = features["target"].notna().to_numpy()
+        x_all = features[list(MINUTE_FEATURES)].to_numpy(dtype=float)[usable]
+        y_all = features["target"].to_numpy(dtype=float)[usable]
+        times = features["open_time"].to_numpy()[usable]
+        predicted = np.full(len(x_all), np.nan)
+        for start in range(0, len(x_all), batch):
+            block = slice(start, start + batch)
+            x, y = x_all[block], y_all[block]
+            predicted[block] = self._predict_rows(x)
+            self.residuals.extend(y - predicted[block])
+            self.features_scaler.partial_fit(x)
+            self.target_scaler.partial_fit(y[:, None])
+            scaled_y = (y - self.target_scaler.mean_[0]) / self.target_scaler.scale_[0]
+            self.regressor.partial_fit(self._scaled(x), scaled_y)
+            self.n_learned += len(y)
+            self.trained_from = int(times[start]) if self.trained_from is None else self.trained_from
+            self.trained_to = int(times[block][-1])
+        out = np.full(len(features), np.nan)
+        out[usable] = predicted
+        return out
+
+    def half_width(self) -> float:
+        """Current conformal half-width (log return) at ``level`` from the calibration window."""
+        return conformal_quantile(np.fromiter(self.residuals, dtype=float), self.level)
+
+    def forecast(self, features: pd.DataFrame) -> pd.DataFrame:
+        """The next minute after the newest row: one row of ``FORECAST_COLUMNS``."""
+        _single_symbol(features)
+        width = self.half_width()
+        if not np.isfinite(width):
+            raise NotCalibratedError(f"{self.name} has {len(self.residuals)} residuals, too few for "
+                                     f"{self.level:.0%} intervals; let it learn more minutes first")
+        last = features.iloc[-1]
+        predicted = self.predict_return(features.iloc[[-1]])
+        return forecast_frame(last, INTERVAL_MS[self.interval], predicted, np.array([width]))
+
+
+class DailyModel:
+    """Log returns 1 to ``HORIZON_DAYS`` days ahead from :data:`DAILY_FEATURES`, all at once.
+
+    The direct strategy (one output per horizon of a single multi-output random forest) avoids
+    feeding a model its own forecasts, whose errors compound over 15 steps. A forest averages
+    returns actually seen after similar days, so it cannot forecast an absurd move, and needs no
+    feature scaling. Shallow trees with large leaves (each leaf averages at least 50 days) keep
+    a leaf's forecast from being one past rally or crash; among the settings tried on the
+    origins of 2022-08 to 2024-03 they were the closest to the naive baseline (docs/forecasting.md).
+    Intervals come from walk-forward residuals given to :meth:`calibrate`.
+    """
+
+    name = "rf_daily"
+    interval = "1d"
+
+    def __init__(self, *, n_estimators: int = 200, max_depth: int | None = 6, min_samples_leaf: int = 50,
+                 max_features: float = 0.5, level: float = 0.9, n_jobs: int = 2, random_state: int = 0) -> None:
+        self.params: dict[str, Any] = {
+            "n_estimators": n_estimators, "max_depth": max_depth, "min_samples_leaf": min_samples_leaf,
+            "max_features": max_features, "level": level, "n_jobs": n_jobs, "random_state": random_state,
+        }
+        self.level = level
+        self.forest = RandomForestRegressor(n_estimators=n_estimators, max_depth=max_depth,
+                                            min_samples_leaf=min_samples_leaf, max_features=max_features,
+                                            n_jobs=n_jobs, random_state=random_state)
+        self.half_widths = np.full(HORIZON_DAYS, np.inf)
+        self.n_calibration = 0
+        self.n_train = 0
+        self.trained_from: int | None = None
+        self.trained_to: int | None = None
+
+    def fit(self, features: pd.DataFrame) -> DailyModel:
+        """Fit on the rows whose 15 targets are all known (the newest 15 days are not yet)."""
+        _single_symbol(features)
+        rows = features.dropna(subset=list(DAILY_TARGETS))
+        if rows.empty:
+            raise ValueError("no daily row has all of its targets known; the model needs more history")
+        self.forest.fit(rows[list(DAILY_FEATURES)].to_numpy(dtype=float),
+                        rows[list(DAILY_TARGETS)].to_numpy(dtype=float))
+        self.n_train = len(rows)
+        self.trained_from = int(rows["open_time"].iloc[0])
+        self.trained_to = int(rows["open_time"].iloc[-1])
+        return self
+
+    def predict_returns(self, features: pd.DataFrame) -> np.ndarray:
+        """Predicted log returns, shape (rows, ``HORIZON_DAYS``)."""
+        return self.forest.predict(features[list(DAILY_FEATURES)].to_numpy(dtype=float)).reshape(len(features), -1)
+
+    def calibrate(self, residuals: np.ndarray) -> DailyModel:
+        """Set the interval half-widths from walk-forward log residuals, shape (origins, ``HORIZON_DAYS``)."""
+        self.half_widths = half_widths(residuals, self.level)
+        self.n_calibration = int(np.asarray(residuals).shape[0])
+        return self
+
+    def forecast(self, features: pd.DataFrame) -> pd.DataFrame:
+        """Fifteen rows of ``FORECAST_COLUMNS``, one per day after the newest row."""
+        _single_symbol(features)
+        if not np.all(np.isfinite(self.half_widths)):
+            raise NotCalibratedError(f"{self.name} was calibrated on {self.n_calibration} walk-forward origins, "
+                                     f"too few for {self.level:.0%} intervals; evaluate it on more origins")
+        last = features.iloc[-1]
+        predicted = self.predict_returns(features.iloc[[-1]])[0]
+        return forecast_frame(last, INTERVAL_MS[self.interval], predicted, self.half_widths)

@@ -1,0 +1,187 @@
+"""Walk-forward evaluation: every forecast is scored on data its model had not been trained on.
+
+A model scored on its own training rows looks better than it will ever be. Here each forecast is
+made as it would have been in production, from the data known at that moment, and compared with
+what then happened; the naive last-value baseline is scored on exactly the same cases, and so are
+the conformal intervals, whose residuals also come only from earlier forecasts.
+
+- minute (prequential): each minute is forecast, then learned (see :meth:`MinuteModel.learn`);
+  the first ``warmup`` minutes are learned but not scored.
+- daily (expanding window): at each origin a fresh model is fitted on the rows whose 15 targets
+  were all known at the origin, then forecasts the 15 days after it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from pricepipe_assets.forecasting.feature_names import DAILY_TARGETS, HORIZON_DAYS
+from pricepipe_assets.forecasting.intervals import half_widths, price_interval, rolling_half_widths
+from pricepipe_assets.forecasting.metrics import all_metrics
+from pricepipe_assets.forecasting.models import DailyModel, MinuteModel, NaiveLastValue
+from pricepipe_assets.records import INTERVAL_MS
+
+DAY_MS = INTERVAL_MS["1d"]
+MINUTE_MS = INTERVAL_MS["1m"]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What a walk-forward evaluation measured, ready for asset metadata and checks.
+
+    ``metrics`` maps ``"model"`` and ``"naive"`` to :func:`all_metrics` dicts over the same cases.
+    ``frame`` has one row per scored forecast: ``time`` (open time of the predicted candle, ms),
+    ``last_known``, ``actual``, ``predicted``, ``lower``, ``upper``, ``naive``, ``naive_lower``,
+    ``naive_upper``, and for the daily evaluation ``origin`` and ``step`` (days ahead). ``origins`` are the
+    daily origins' open times (empty for the prequential minute evaluation, where every scored
+    minute is an origin). ``residuals`` are the model's log residuals, shape (forecasts, steps).
+    """
+
+    model_name: str
+    level: float
+    metrics: dict[str, dict[str, float]]
+    frame: pd.DataFrame
+    n_predictions: int
+    evaluated_from: int
+    evaluated_to: int
+    residuals: np.ndarray
+    origins: list[int] = field(default_factory=list)
+
+    @property
+    def mae_ratio(self) -> float:
+        """Model MAE over naive MAE: below 1 means the model beat the baseline."""
+        return self.metrics["model"]["mae"] / self.metrics["naive"]["mae"]
+
+    def better_than_baseline(self, margin: float = 0.0) -> bool:
+        """True when the model's MAE is at most the naive MAE times (1 + ``margin``)."""
+        return self.metrics["model"]["mae"] <= self.metrics["naive"]["mae"] * (1.0 + margin)
+
+
+def _metrics(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    return {
+        "model": all_metrics(frame["actual"], frame["predicted"], frame["last_known"], frame["lower"], frame["upper"]),
+        "naive": all_metrics(frame["actual"], frame["naive"], frame["last_known"],
+                             frame["naive_lower"], frame["naive_upper"]),
+    }
+
+
+def _one_symbol(features: pd.DataFrame) -> pd.DataFrame:
+    if features["symbol"].nunique() != 1:
+        raise ValueError("a walk-forward evaluation covers exactly one symbol")
+    return features.sort_values("open_time", kind="stable").reset_index(drop=True)
+
+
+def evaluate_minute(model: MinuteModel, features: pd.DataFrame, *, warmup: int = 1440, batch: int = 1) -> Evaluation:
+    """Prequential evaluation of ``model`` on ``minute_features`` rows of one symbol.
+
+    The model learns every row with a target as it goes (``batch`` as in :meth:`MinuteModel.learn`),
+    so afterwards it is trained on all of them and its calibration window holds its latest
+    residuals: ready to forecast the next minute. Intervals for minute i use only the residuals
+    of the minutes before i (all known by then) from the model's calibration window, as
+    :meth:`MinuteModel.forecast` does when learning minute by minute; coverage is measured on
+    all scored minutes.
+    """
+    rows = _one_symbol(features).dropna(subset=["target"]).reset_index(drop=True)
+    if len(rows) <= warmup:
+        raise ValueError(f"{len(rows)} minutes with a target: more than the {warmup} warm-up minutes are needed")
+    earlier = np.fromiter(model.residuals, dtype=float)
+    predicted_return = model.learn(rows, batch=batch)
+    target = rows["target"].to_numpy(dtype=float)
+    residual = target - predicted_return
+    # The model's own window decides its intervals; replay it over the residuals it saw, in order.
+    model_widths = rolling_half_widths(np.concatenate([earlier, residual]), model.level,
+                                       model.calibration_window)[earlier.size:]
+    naive_widths = rolling_half_widths(target, model.level, model.calibration_window)
+
+    scored = slice(warmup, None)
+    close = rows["close"].to_numpy(dtype=float)[scored]
+    predicted, lower, upper = price_interval(close, predicted_return[scored], model_widths[scored])
+    naive = NaiveLastValue().predict(close)[:, 0]
+    _, naive_lower, naive_upper = price_interval(close, np.zeros_like(close), naive_widths[scored])
+    frame = pd.DataFrame({
+        "time": rows["open_time"].to_numpy()[scored] + MINUTE_MS,
+        "last_known": close,
+        "actual": close * np.exp(target[scored]),
+        "predicted": predicted, "lower": lower, "upper": upper,
+        "naive": naive, "naive_lower": naive_lower, "naive_upper": naive_upper,
+    })
+    return Evaluation(model_name=model.name, level=model.level, metrics=_metrics(frame), frame=frame,
+                      n_predictions=len(frame), evaluated_from=int(frame["time"].iloc[0]),
+                      evaluated_to=int(frame["time"].iloc[-1]), residuals=residual[scored][:, None])
+
+
+def _origins(rows: pd.DataFrame, n_origins: int, step: int, min_train: int) -> list[int]:
+    """Row indices of the (at most ``n_origins``) origins: every ``step`` rows back from the newest
+    row whose 15 days are known, keeping only rows whose own 15 days are known (a gap can leave
+    them unknown) and that have ``min_train`` complete training rows before them."""
+    complete = rows[list(DAILY_TARGETS)].notna().all(axis=1).to_numpy()
+    times = rows["open_time"].to_numpy()
+    known = np.flatnonzero(complete)
+    if known.size == 0:
+        return []
+    candidates = range(int(known[-1]), -1, -step)
+    chosen = [i for i in candidates
+              if complete[i] and np.count_nonzero(complete & (times <= times[i] - HORIZON_DAYS * DAY_MS)) >= min_train]
+    return sorted(chosen[:n_origins])
+
+
+def _calibrated_widths(residuals: np.ndarray, times: np.ndarray, k: int, level: float) -> np.ndarray:
+    """Half-widths at origin k from the residuals of earlier origins that were known by then:
+    step h of origin j counts only if its day (times[j] + h days) is not after times[k]."""
+    steps = np.arange(1, HORIZON_DAYS + 1)
+    known = times[:k, None] + steps[None, :] * DAY_MS <= times[k]
+    return half_widths(np.where(known, residuals[:k], np.nan), level)
+
+
+def evaluate_daily(model: DailyModel, features: pd.DataFrame, *, n_origins: int = 40, step: int = 15,
+                   min_train: int = 365) -> Evaluation:
+    """Expanding-window evaluation of 15-day forecasts on ``daily_features`` rows of one symbol.
+
+    Origins are every ``step`` days, ending at the newest row whose 15 days are known; at each
+    one, a fresh copy of ``model`` (same ``params``; ``model`` itself is not touched) is fitted on
+    the rows whose 15 targets were all known at the origin. Intervals at an origin are calibrated
+    only on residuals of earlier origins that were already known then, so the first origins
+    (fewer than :func:`~pricepipe_assets.forecasting.intervals.min_calibration_size` residuals
+    per step: 9 at 0.9) have no interval and coverage is measured over the origins that do.
+    Pass ``residuals`` to :meth:`DailyModel.calibrate` after fitting ``model`` on all rows.
+    """
+    rows = _one_symbol(features)
+    chosen = _origins(rows, n_origins, step, min_train)
+    if not chosen:
+        raise ValueError(f"no origin has {min_train} complete training rows before it; the daily history is too short")
+    times = rows["open_time"].to_numpy()
+    targets = rows[list(DAILY_TARGETS)].to_numpy(dtype=float)
+    origin_times = times[chosen]
+
+    predicted_returns = np.empty((len(chosen), HORIZON_DAYS))
+    for k, i in enumerate(chosen):
+        train = rows[times <= times[i] - HORIZON_DAYS * DAY_MS]
+        fitted = DailyModel(**model.params).fit(train)
+        predicted_returns[k] = fitted.predict_returns(rows.iloc[[i]])[0]
+    actual_returns = targets[chosen]
+    residuals = actual_returns - predicted_returns
+
+    parts = []
+    steps = np.arange(1, HORIZON_DAYS + 1)
+    naive_model = NaiveLastValue()
+    for k, i in enumerate(chosen):
+        close = float(rows["close"].iloc[i])
+        model_widths = _calibrated_widths(residuals, origin_times, k, model.level)
+        naive_widths = _calibrated_widths(actual_returns, origin_times, k, model.level)
+        predicted, lower, upper = price_interval(close, predicted_returns[k], model_widths)
+        naive = naive_model.predict(close, HORIZON_DAYS)[0]
+        _, naive_lower, naive_upper = price_interval(close, np.zeros(HORIZON_DAYS), naive_widths)
+        parts.append(pd.DataFrame({
+            "origin": int(times[i]), "step": steps, "time": int(times[i]) + steps * DAY_MS,
+            "last_known": close, "actual": close * np.exp(actual_returns[k]),
+            "predicted": predicted, "lower": lower, "upper": upper,
+            "naive": naive, "naive_lower": naive_lower, "naive_upper": naive_upper,
+        }))
+    frame = pd.concat(parts, ignore_index=True)
+    return Evaluation(model_name=model.name, level=model.level, metrics=_metrics(frame), frame=frame,
+                      n_predictions=len(frame), evaluated_from=int(frame["time"].min()),
+                      evaluated_to=int(frame["time"].max()), residuals=residuals,
+                      origins=[int(t) for t in origin_times])

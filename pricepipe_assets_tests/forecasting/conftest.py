@@ -1,0 +1,60 @@
+"""Shared fixtures of the forecasting tests: the real candles, read once (Spark is the session-wide `spark`).
+
+Candles are parsed here with plain pandas, independently of the project's own parsers, so the
+feature tests compare Spark's output with a computation that shares no code with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+
+from pricepipe_assets.forecasting.features import daily_features, minute_features, to_pandas
+
+KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades",
+                 "taker_buy_base", "taker_buy_quote", "ignore"]
+CANDLE_COLUMNS = ["symbol", "open_time", "open", "high", "low", "close", "volume", "quote_volume", "trades"]
+MINUTE_DAYS = ("2024-01-01", "2024-01-02", "2024-01-03")
+
+
+def read_minutes(shared_data: Path, symbol: str, days: tuple[str, ...]) -> pd.DataFrame:
+    """Binance spot 1m klines of ``days`` (zipped CSV without header, times in ms before 2025)."""
+    folder = shared_data / "binance" / "data" / "spot" / "daily" / "klines" / symbol / "1m"
+    frames = [pd.read_csv(folder / f"{symbol}-1m-{day}.zip", header=None, names=KLINE_COLUMNS) for day in days]
+    candles = pd.concat(frames, ignore_index=True)
+    candles["symbol"] = symbol
+    return candles[CANDLE_COLUMNS]
+
+
+@pytest.fixture(scope="session")
+def btc_minutes(shared_data: Path) -> pd.DataFrame:
+    """Three real days of BTCUSDT 1m candles, 4,320 rows without gaps."""
+    return read_minutes(shared_data, "BTCUSDT", MINUTE_DAYS)
+
+
+@pytest.fixture(scope="session")
+def minute_frame(spark: Any, btc_minutes: pd.DataFrame) -> pd.DataFrame:
+    return to_pandas(minute_features(spark.createDataFrame(btc_minutes)))
+
+
+@pytest.fixture(scope="session")
+def btc_days(shared_data: Path) -> pd.DataFrame:
+    """BTCUSDT daily candles 2017-08-17 .. 2026-01-05 from the multi-year file.
+
+    ``timestamp`` holds the UTC day as ``YYYY-MM-DD``; the file's last row is a candle that was
+    still open when it was saved, so it is dropped.
+    """
+    raw = pd.read_csv(shared_data / "daily_candles" / "yanniedog_spot_BTCUSDT_1d.csv").iloc[:-1]
+    days = pd.to_datetime(raw["timestamp"], format="%Y-%m-%d", utc=True)
+    candles = raw.drop(columns="timestamp")
+    candles.insert(0, "open_time", days.astype("int64") // 1_000_000)
+    candles.insert(0, "symbol", "BTCUSDT")
+    return candles
+
+
+@pytest.fixture(scope="session")
+def daily_frame(spark: Any, btc_days: pd.DataFrame) -> pd.DataFrame:
+    return to_pandas(daily_features(spark.createDataFrame(btc_days)))
