@@ -1,5 +1,5 @@
-"""Spark rollups of real 1m candles equal an independent pandas computation, in the lake's curated
-zone and in Cassandra, even when the raw zone holds a candle twice."""
+"""Spark rollups of real 1m candles and trades equal an independent pandas computation, in the lake's
+curated zone and in Cassandra, even when the raw zone holds a candle or a trade twice."""
 
 from __future__ import annotations
 
@@ -13,11 +13,16 @@ import pytest
 from dagster_pyspark import LazyPySparkResource
 
 from pricepipe_assets.assets.analytics import (
-    CURATED_CANDLES, CURATED_MOVING_AVERAGES, candles_daily, candles_hourly, moving_averages_daily)
+    CURATED_CANDLES, CURATED_MOVING_AVERAGES, CURATED_TRADE_STATS, candles_daily, candles_hourly,
+    moving_averages_daily, trade_stats_history)
+from pricepipe_assets.assets.lake import RAW_TRADES, trade_row, write_chunks
+from pricepipe_assets.kafka_batches import Batch, Delivered, OffsetRange
 from pricepipe_assets.resources import CassandraResource, LakeResource
+from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
 from pricepipe_assets_tests.assets.lake_fill import real_minutes, write_raw_candles
 
 FIRST_DAY, LAST_DAY = dt.date(2024, 1, 1), dt.date(2024, 2, 4)
+TRADE_DAY = dt.date(2026, 5, 8)
 REPLAYED = 500
 
 
@@ -95,3 +100,33 @@ def test_moving_averages_are_trailing_and_only_where_the_window_is_full(
     stored = list(cassandra.session().execute(
         "SELECT day, sma FROM moving_averages WHERE symbol = 'BTCUSDT' AND window_days = 7 AND bucket = '2024-01-01'"))
     assert len(stored) == 29 and str(stored[0].day) == "2024-01-07"
+
+
+def test_trade_aggregates_count_each_real_trade_once(spark: Any, spark_config: dict[str, str],
+                                                     local_lake: LakeResource, shared_data: Path,
+                                                     tmp_path: Path) -> None:
+    dumps = BinanceDumps(tmp_path, (shared_data / "binance").as_uri())
+    trades = list(dumps.records(Dataset.agg_trades("BTCUSD_PERP", "futures/cm"), TRADE_DAY, TRADE_DAY))
+    delivered = [*trades, *trades[:REPLAYED]]
+    batch = Batch([OffsetRange("trades", 0, 0, len(delivered))],
+                  [Delivered("trades", 0, offset, trade) for offset, trade in enumerate(delivered)])
+    write_chunks(local_lake, batch, RAW_TRADES, ["symbol", "date"], trade_row)
+    result = dg.materialize([trade_stats_history], resources={"spark": LazyPySparkResource(spark_config=spark_config),
+                                                              "lake": local_lake},
+                            instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+
+    source = pd.DataFrame([t.to_dict() for t in trades])
+    source["hour"] = source["ts"] - source["ts"] % 3_600_000
+    expected = source.groupby("hour").agg(trades=("trade_id", "size"), volume=("size", "sum"),
+                                          high=("price", "max"), low=("price", "min"))
+    stored = spark.read.parquet(local_lake.spark_uri(CURATED_TRADE_STATS)).toPandas()
+    hourly = stored[stored["interval"] == "1h"].set_index("open_time").sort_index()
+    assert len(hourly) == 24
+    assert hourly["trades"].tolist() == expected["trades"].tolist()
+    assert hourly["volume"].tolist() == pytest.approx(expected["volume"].tolist(), rel=1e-12)
+    assert hourly["high"].tolist() == expected["high"].tolist()
+    (daily,) = stored[stored["interval"] == "1d"].itertuples()
+    assert daily.trades == len(trades) == 105_280
+    buys = source.loc[source["side"] == "buy", "size"].sum()
+    assert daily.buy_volume == pytest.approx(buys, rel=1e-12)
