@@ -48,6 +48,9 @@ UPDATE latest_prices USING TIMESTAMP ? SET exchange = ?, bid = ?, ask = ?, quote
 UPDATE_LAST_TRADE = """
 UPDATE latest_prices USING TIMESTAMP ? SET exchange = ?, last_price = ?, trade_time = ? WHERE symbol = ?
 """
+UPDATE_SYMBOL = """
+UPDATE symbols USING TIMESTAMP ? SET exchange = ?, latest_event_time = ? WHERE symbol = ?
+"""
 
 
 def _time(ms: int) -> dt.datetime:
@@ -146,6 +149,17 @@ def recompute_hours(cassandra: CassandraResource, touched: dict[str, set[int]]) 
     return cassandra.write_all(UPSERT_HOUR, rows)
 
 
+def record_activity(cassandra: CassandraResource, batch: Batch) -> None:
+    """Advance each batch symbol's newest event time in `symbols` (the clock of the API and retention)."""
+    newest: dict[str, Any] = {}
+    for item in batch.records:
+        record = item.record
+        if record.symbol not in newest or record.event_time > newest[record.symbol].event_time:
+            newest[record.symbol] = record
+    cassandra.write_all(UPDATE_SYMBOL, [(r.event_time * 1000, r.exchange, _time(r.event_time), r.symbol)
+                                        for r in newest.values()])
+
+
 def _trades(batch: Batch) -> list[Trade]:
     return [item.record for item in batch.records if isinstance(item.record, Trade)]
 
@@ -164,6 +178,7 @@ def candles_live(context: AssetExecutionContext, config: OffsetRangesConfig, kaf
     rows = [(c.symbol, c.interval, candle_bucket(c.interval, c.open_time), _time(c.open_time), _time(c.close_time),
              c.exchange, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trades) for c in candles]
     written = cassandra.write_all(UPSERT_CANDLE, rows)
+    record_activity(cassandra, batch)
     commit_batch(context, kafka, batch)
     return dg.MaterializeResult(metadata=batch_metadata(written, batch))
 
@@ -184,6 +199,7 @@ def trade_stats_minute(context: AssetExecutionContext, config: OffsetRangesConfi
     stored = cassandra.write_all(UPSERT_TRADE, [
         (t.symbol, _day(t.ts), _time(t.ts), t.trade_id, t.exchange, t.side, t.size, t.price) for t in trades])
     minutes = recompute_minutes(cassandra, _touched(((t.symbol, t.ts) for t in trades), MINUTE_MS))
+    record_activity(cassandra, batch)
     commit_batch(context, kafka, batch)
     return dg.MaterializeResult(metadata={**batch_metadata(minutes, batch), "trades_stored": stored})
 
@@ -230,6 +246,7 @@ def latest_prices(context: AssetExecutionContext, config: OffsetRangesConfig, ka
         (q.ts * 1000, q.exchange, q.bid, q.ask, _time(q.ts), q.symbol) for q in quotes])
     written += cassandra.write_all(UPDATE_LAST_TRADE, [
         (t.ts * 1000, t.exchange, t.price, _time(t.ts), t.symbol) for t in trades])
+    record_activity(cassandra, quotes_batch)
     commit_batch(context, kafka, quotes_batch)
     commit_batch(context, kafka, trades_batch)
     return dg.MaterializeResult(metadata=batch_metadata(written, quotes_batch, trades_batch))

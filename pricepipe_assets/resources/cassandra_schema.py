@@ -178,4 +178,20 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        5,
+        "symbols seen, each with its newest event time: the platform's clock",
+        (
+            # One row per symbol; writers set USING TIMESTAMP = event time (µs), so the newest event
+            # wins whatever the arrival order. max(latest_event_time) is "now" for the API and
+            # retention: wall time when live, the replayed moment when replaying history.
+            """
+            CREATE TABLE IF NOT EXISTS symbols (
+                symbol text PRIMARY KEY,
+                exchange text,
+                latest_event_time timestamp
+            )
+            """,
+        ),
+    ),
 )

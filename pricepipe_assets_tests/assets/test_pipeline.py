@@ -4,6 +4,7 @@ and a gap in the input shows in the gap check."""
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import signal
@@ -17,6 +18,7 @@ import pyarrow as pa
 import pytest
 
 from pricepipe_assets.assets.lake import RAW_CANDLES
+from pricepipe_assets.clock import platform_now
 from pricepipe_assets.records import Candle
 from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets.resources.cassandra_schema import candle_bucket
@@ -56,6 +58,7 @@ def test_a_day_of_candles_reaches_lake_and_cassandra_once(
     (run,) = drain(definitions(kafka, cassandra, local_lake), CANDLES_1M, kafka, instance)
 
     _assert_candles_equal_source(cassandra, local_lake, shared_data)
+    assert platform_now(cassandra) == dt.datetime(2024, 1, 1, 23, 59, 59, 999000, tzinfo=dt.UTC)
     metadata = run.asset_materializations_for_node("candles_live")[0].metadata
     assert metadata["dagster/row_count"].value == 1440
     assert metadata["dead_letters"].value == 0
