@@ -184,6 +184,14 @@ class Settings:
     binance_rest_url: str = _setting("https://api.binance.com", _parse_url("https", "http"), "Binance REST API base URL")
     binance_ws_url: str = _setting("wss://stream.binance.com:9443", _parse_url("wss", "ws"), "Binance WebSocket base URL")
     bitmex_ws_url: str = _setting("wss://ws.bitmex.com/realtime", _parse_url("wss", "ws"), "BitMEX WebSocket URL")
+    api_key: str = _setting("", str, "when set, every API endpoint requires it in the X-API-Key header (or "
+                            "?api_key= for the chart's live updates)", secret=True)
+    api_cache_s: float = _setting(2.0, _parse_share, "seconds the API may serve a cached answer for its hot endpoints "
+                                  "(latest price, recent statistics); 0 disables the cache")
+    hot_days: int = _setting(7, lambda s: _parse_int(s, minimum=1), "days of 1m candles, trades, minute statistics "
+                             "and minute predictions kept in Cassandra before retention archives them to the lake")
+    hot_days_aggregates: int = _setting(400, lambda s: _parse_int(s, minimum=1), "days of hourly/daily candles, hour "
+                                        "statistics, moving averages and forecasts kept in Cassandra")
     bind_host: str = _setting("127.0.0.1", str.strip, "address `pricepipe run` binds the Dagster UI and the API to")
     dagster_port: int = _setting(3000, lambda s: _parse_int(s, minimum=1), "Dagster UI port of `pricepipe run`")
     api_port: int = _setting(8000, lambda s: _parse_int(s, minimum=1), "API port of `pricepipe run`")
