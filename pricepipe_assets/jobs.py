@@ -1,5 +1,5 @@
 """One job per source topic, selecting the assets that topic feeds; the topic's sensor launches it.
-And the analytics job, which the analytics schedule launches."""
+And the analytics and retention jobs, which their schedules launch."""
 
 from __future__ import annotations
 
@@ -42,5 +42,13 @@ analytics_job = dg.define_asset_job(
     selection=dg.AssetSelection.groups("analytics", "ml") - dg.AssetSelection.assets(*TOPIC_FOLLOWERS[CANDLES_1M]),
     description="Rolls up the lake's history with Spark, rebuilds features, trains the models and publishes the "
     "15-day forecast. In one process, so every step shares one Spark session.",
+    executor_def=dg.in_process_executor,
+)
+
+retention_job = dg.define_asset_job(
+    "retention_job",
+    selection=dg.AssetSelection.groups("retention"),
+    description="Archives one expired day of every hot Cassandra table to the lake, then deletes it; compacts the "
+    "day's raw files.",
     executor_def=dg.in_process_executor,
 )

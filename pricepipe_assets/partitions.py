@@ -16,3 +16,8 @@ def symbol_day_partitions(symbols: Sequence[str]) -> dg.MultiPartitionsDefinitio
         "date": dg.DailyPartitionsDefinition(start_date=BINANCE_HISTORY_START),
         "symbol": dg.StaticPartitionsDefinition(list(symbols)),
     })
+
+
+def day_partitions() -> dg.DailyPartitionsDefinition:
+    """One partition per UTC day since Binance's history starts: the days retention archives."""
+    return dg.DailyPartitionsDefinition(start_date=BINANCE_HISTORY_START)

@@ -2,7 +2,8 @@
 
 Each asset recomputes its dataset from the raw zone (de-duplicated, see ``rollups``) and
 overwrites the curated zone's partitions it produced, so a rerun converges on the same files.
-What the API reads (hourly and daily candles, moving averages) is upserted into Cassandra too.
+What the API reads (hourly and daily candles, moving averages) is upserted into Cassandra too,
+as far back as Cassandra's aggregates window reaches (``PRICEPIPE_HOT_DAYS_AGGREGATES``).
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
@@ -16,6 +17,8 @@ from dagster_pyspark import LazyPySparkResource
 from pricepipe_assets.assets.kafka_fed import utc_iso
 from pricepipe_assets.assets.lake import RAW_CANDLES, RAW_TRADES
 from pricepipe_assets.assets.live import UPSERT_CANDLE
+from pricepipe_assets.assets.retention import hot_window, newest_expired_day
+from pricepipe_assets.clock import platform_now
 from pricepipe_assets.resources.cassandra import CassandraResource
 from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.resources.lake import LakeResource
@@ -53,6 +56,16 @@ def write_curated(frame: Any, lake: LakeResource, dataset: str, partition_cols: 
      .partitionBy(*partition_cols).parquet(lake.spark_uri(dataset)))
 
 
+def hot_only(frame: Any, cassandra: CassandraResource) -> Any:
+    """The rows of a full recompute still inside Cassandra's aggregates window: retention has
+    archived and deleted the older ones, and writing them again would bring them back."""
+    now = platform_now(cassandra)
+    if now is None or frame.empty:
+        return frame
+    cutoff = dt.datetime.combine(newest_expired_day(now, hot_window(aggregate=True)), dt.time(), dt.UTC)
+    return frame[frame["open_time"] >= (cutoff + dt.timedelta(days=1)).timestamp() * 1000]
+
+
 def time_range_metadata(frame: Any, time_column: str = "open_time") -> dict[str, Any]:
     """Rows, symbols and time range of a pandas frame, as a newcomer reads them in the UI."""
     if frame.empty:
@@ -75,7 +88,7 @@ def _candles_asset(interval: str, name: str, description: str) -> dg.AssetsDefin
         frame = candles.drop("date").toPandas().sort_values(["symbol", "open_time"])
         rows = [(r.symbol, interval, candle_bucket(interval, r.open_time), _time(r.open_time), _time(r.close_time),
                  r.exchange, r.open, r.high, r.low, r.close, r.volume, r.quote_volume, int(r.trades))
-                for r in frame.itertuples()]
+                for r in hot_only(frame, cassandra).itertuples()]
         cassandra.write_all(UPSERT_CANDLE, rows)
         incomplete = frame[~frame["is_complete"]]
         context.log.info(f"{len(frame)} {interval} candles, {len(incomplete)} of them incomplete")
@@ -118,7 +131,7 @@ def moving_averages_daily(context: AssetExecutionContext, spark: LazyPySparkReso
     write_curated(averages, lake, CURATED_MOVING_AVERAGES, ["window", "symbol"])
     frame = averages.toPandas()
     rows = [(r.symbol, int(r.window), candle_bucket("1d", r.open_time), _time(r.open_time).date(), r.sma)
-            for r in frame.itertuples()]
+            for r in hot_only(frame, cassandra).itertuples()]
     cassandra.write_all(UPSERT_MOVING_AVERAGE, rows)
     per_window = frame.groupby("window").size()
     return dg.MaterializeResult(metadata={

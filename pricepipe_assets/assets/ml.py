@@ -50,13 +50,9 @@ def _features_frame(lake: LakeResource, dataset: str, symbol: str) -> Any:
 
 
 def _symbols_in(lake: LakeResource, dataset: str) -> list[str]:
-    import pyarrow.fs as pafs
-
     if not lake.exists(dataset):
         raise FileNotFoundError(f"lake dataset {dataset!r} does not exist yet: materialize its asset first")
-    infos = lake.filesystem().get_file_info(pafs.FileSelector(lake.path(dataset)))
-    return sorted(info.base_name.removeprefix("symbol=") for info in infos
-                  if info.type == pafs.FileType.Directory and info.base_name.startswith("symbol="))
+    return [name.removeprefix("symbol=") for name in lake.list_folders(dataset) if name.startswith("symbol=")]
 
 
 def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:

@@ -134,11 +134,16 @@ class LakeResource(dg.ConfigurableResource):
                           partitioning=ds.partitioning(partitioning, flavor="hive")).to_table()
 
     def write_bytes(self, data: bytes, *parts: str) -> str:
-        """Write one file below the root atomically (temporary name, then rename); returns its lake path."""
+        """Write one file below the root atomically; returns its lake path.
+
+        The bytes go to a hidden name first (a leading dot, which pyarrow and Spark readers skip)
+        and are renamed into place, so no reader ever sees half a file.
+        """
         path = self.path(*parts)
         filesystem = self.filesystem()
-        filesystem.create_dir(posixpath.dirname(path), recursive=True)
-        temporary = f"{path}.tmp"
+        folder = posixpath.dirname(path)
+        filesystem.create_dir(folder, recursive=True)
+        temporary = posixpath.join(folder, f".{posixpath.basename(path)}.tmp")
         with filesystem.open_output_stream(temporary) as stream:
             stream.write(data)
         filesystem.move(temporary, path)
@@ -156,6 +161,20 @@ class LakeResource(dg.ConfigurableResource):
             return []
         infos = self.filesystem().get_file_info(pafs.FileSelector(self.path(*parts)))
         return sorted(posixpath.basename(info.path) for info in infos if info.type == pafs.FileType.File)
+
+    def list_folders(self, *parts: str) -> list[str]:
+        """Names of the folders directly in a folder below the root (e.g. ``symbol=BTCUSDT``), sorted."""
+        import pyarrow.fs as pafs
+
+        if not self.exists(*parts):
+            return []
+        infos = self.filesystem().get_file_info(pafs.FileSelector(self.path(*parts)))
+        return sorted(posixpath.basename(info.path) for info in infos if info.type == pafs.FileType.Directory)
+
+    def remove(self, *parts: str) -> None:
+        """Delete one file below the root, if it exists."""
+        if self.exists(*parts):
+            self.filesystem().delete_file(self.path(*parts))
 
     def exists(self, *parts: str) -> bool:
         import pyarrow.fs as pafs

@@ -1,0 +1,163 @@
+"""Retention: Cassandra keeps a hot window, the lake keeps everything.
+
+One daily-partitioned asset per kind of hot rows archives a day to ``archive/<name>/date=<day>/``
+and then deletes it from Cassandra (see ``pricepipe_assets.retention`` for why that order loses
+nothing); two more compact the raw zone's small files of a day. A partition is materialized once
+its day is archived, so the partitions view of each asset shows which days were.
+
+"Expired" is judged by the platform clock (the newest event time, see ``pricepipe_assets.clock``),
+not wall time, so replayed history is kept as if it were live.
+"""
+
+# No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
+import datetime as dt
+from typing import Any, Optional
+
+import dagster as dg
+from dagster import AssetExecutionContext
+from pydantic import Field
+
+from pricepipe_assets import kafka_batches
+from pricepipe_assets.assets.kafka_fed import consumer_group
+from pricepipe_assets.assets.lake import OFFSETS_PER_FILE, RAW_CANDLES, RAW_TRADES
+from pricepipe_assets.clock import platform_now
+from pricepipe_assets.compaction import compact_folder, date_folders
+from pricepipe_assets.partitions import day_partitions
+from pricepipe_assets.resources.cassandra import CassandraResource
+from pricepipe_assets.resources.kafka import KafkaResource
+from pricepipe_assets.resources.lake import LakeResource
+from pricepipe_assets.retention import HOT_PARTS, ArchiveVerificationError, HotPart, archive_day, known_symbols
+from pricepipe_assets.settings import get_settings
+from pricepipe_assets.topics import CANDLES_1M, TRADES
+
+DAYS = day_partitions()
+
+
+class RetentionConfig(dg.Config):
+    hot_days: Optional[int] = Field(default=None, description="Days kept in Cassandra, counting the clock's current "
+                                    "day; empty: PRICEPIPE_HOT_DAYS (or PRICEPIPE_HOT_DAYS_AGGREGATES for aggregates).")
+
+
+def hot_window(aggregate: bool, override: int | None = None) -> int:
+    settings = get_settings()
+    if override is not None:
+        return override
+    return settings.hot_days_aggregates if aggregate else settings.hot_days
+
+
+def newest_expired_day(now: dt.datetime, hot_days: int) -> dt.date:
+    """The newest day outside a window of ``hot_days`` days ending with the clock's current day."""
+    return now.date() - dt.timedelta(days=hot_days)
+
+
+def _expired_or_fail(cassandra: CassandraResource, day: dt.date, hot_days: int) -> dt.datetime:
+    now = platform_now(cassandra)
+    if now is None:
+        raise dg.Failure("no event has been stored yet, so no day has expired: retention has nothing to do")
+    if day > newest_expired_day(now, hot_days):
+        raise dg.Failure(f"{day} is inside the hot window ({hot_days} days up to the clock's {now.date()}); "
+                         f"days up to {newest_expired_day(now, hot_days)} can be archived")
+    return now
+
+
+def archive_asset(part: HotPart) -> dg.AssetsDefinition:
+    window = "PRICEPIPE_HOT_DAYS_AGGREGATES" if part.aggregate else "PRICEPIPE_HOT_DAYS"
+
+    @dg.asset(
+        name=f"{part.name}_archive",
+        group_name="retention",
+        partitions_def=DAYS,
+        kinds={"cassandra", "parquet"},
+        description=f"Expired days of Cassandra's `{part.table}` ({part.name.replace('_', ' ')}) moved to the lake: "
+        f"copied to `archive/{part.name}/date=<day>/`, read back and compared (row count and a checksum of the "
+        f"keys), then deleted from Cassandra. Days older than {window} are expired.",
+    )
+    def _archive(context: AssetExecutionContext, config: RetentionConfig, cassandra: CassandraResource,
+                 lake: LakeResource) -> dg.MaterializeResult:
+        day = dt.date.fromisoformat(context.partition_key)
+        hot_days = hot_window(part.aggregate, config.hot_days)
+        now = _expired_or_fail(cassandra, day, hot_days)
+        try:
+            result = archive_day(cassandra, lake, part, known_symbols(cassandra, get_settings().symbols), day)
+        except ArchiveVerificationError as error:
+            raise dg.Failure(str(error)) from None
+        context.log.info(f"{part.name} {day}: {result.rows_archived} rows archived, {result.rows_deleted} deleted")
+        return dg.MaterializeResult(metadata={
+            "dagster/row_count": result.rows_archived,
+            "rows_archived": result.rows_archived,
+            "rows_deleted": result.rows_deleted,
+            "rows_found_in_cassandra": result.rows_in_cassandra,
+            "bytes_written": result.bytes_written,
+            "key_checksum": result.key_checksum,
+            "archive": result.archive_file,
+            "hot_days": hot_days,
+            "clock": now.isoformat(),
+        })
+
+    return _archive
+
+
+ARCHIVE_ASSETS = [archive_asset(part) for part in HOT_PARTS]
+
+
+def compaction_asset(name: str, dataset: str, topic: str, writer: str) -> dg.AssetsDefinition:
+    @dg.asset(
+        name=name,
+        group_name="retention",
+        partitions_def=DAYS,
+        kinds={"parquet"},
+        deps=[writer],
+        description=f"Compacts a day of `{dataset}` once it is out of the hot window: the files of offset blocks "
+        f"`{writer}` has fully committed are merged into one `compacted-<n>.parquet` per folder. Readers see the same "
+        "rows before and after.",
+    )
+    def _compact(context: AssetExecutionContext, config: RetentionConfig, cassandra: CassandraResource,
+                 lake: LakeResource, kafka: KafkaResource) -> dg.MaterializeResult:
+        day = context.partition_key
+        _expired_or_fail(cassandra, dt.date.fromisoformat(day), hot_window(False, config.hot_days))
+        committed = {partition: offset or 0 for partition, (offset, _, _) in
+                     kafka_batches.committed_and_watermarks(kafka, consumer_group(writer), topic).items()}
+        folders = [f for f in date_folders(lake, dataset) if f.endswith(f"/date={day}")]
+        done = [c for folder in folders if (c := compact_folder(lake, folder, committed, OFFSETS_PER_FILE)) is not None]
+        return dg.MaterializeResult(metadata={
+            "folders_compacted": len(done),
+            "files_merged": sum(c.files_merged for c in done),
+            "dagster/row_count": sum(c.rows for c in done),
+            "files": dg.MetadataValue.json([c.file for c in done]),
+        })
+
+    return _compact
+
+
+COMPACTION_ASSETS = [
+    compaction_asset("raw_candles_compaction", RAW_CANDLES, CANDLES_1M, "candles_lake"),
+    compaction_asset("raw_trades_compaction", RAW_TRADES, TRADES, "trades_lake"),
+]
+
+# Each retention asset and whether its window is the aggregates' one.
+RETENTION_WINDOWS: dict[str, bool] = {
+    **{f"{part.name}_archive": part.aggregate for part in HOT_PARTS},
+    "raw_candles_compaction": False,
+    "raw_trades_compaction": False,
+}
+
+
+def first_day(lake: LakeResource) -> dt.date | None:
+    """The oldest day the raw zone holds: no hot table can have rows from before it."""
+    days = [folder.rsplit("date=", 1)[1] for dataset in (RAW_CANDLES, RAW_TRADES)
+            for folder in date_folders(lake, dataset)]
+    return dt.date.fromisoformat(min(days)) if days else None
+
+
+def due_archives(instance: dg.DagsterInstance, now: dt.datetime, first: dt.date,
+                 limit: int) -> dict[str, list[str]]:
+    """Per expired day not yet done by every retention asset, the assets still to run (oldest days first)."""
+    due: dict[str, list[str]] = {}
+    for asset, aggregate in RETENTION_WINDOWS.items():
+        done: set[Any] = instance.get_materialized_partitions(dg.AssetKey(asset))
+        day, last = first, newest_expired_day(now, hot_window(aggregate))
+        while day <= last:
+            if day.isoformat() not in done:
+                due.setdefault(day.isoformat(), []).append(asset)
+            day += dt.timedelta(days=1)
+    return {day: sorted(due[day]) for day in sorted(due)[:limit]}
