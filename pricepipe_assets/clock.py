@@ -1,8 +1,11 @@
-"""The platform's "now": the newest event time any symbol has reached.
+"""The platform's "now": each symbol's newest event time.
 
-Live, that is wall time to within a few seconds; replaying history, it is the replayed moment,
-so a window such as "the last 6 complete hours" or "older than 7 days" means the same thing in
-both modes, and a replayed past is answered as if live. Before any event there is no clock.
+Live, that is wall time to within a few seconds for every symbol; replaying history, it is the
+replayed moment of that symbol's stream, so a window such as "the last 6 complete hours" or
+"older than 7 days" means the same thing in both modes, and a replayed past is answered as if
+live. Symbols keep their own clocks because replays of different eras can run side by side
+(candles of one year beside the only day of trades a mirror holds): one symbol's present must not
+make another's history look expired. Before a symbol's first event it has no clock.
 """
 
 from __future__ import annotations
@@ -15,8 +18,13 @@ from pricepipe_assets.resources.cassandra import CassandraResource
 SELECT_SYMBOLS = "SELECT symbol, exchange, latest_event_time FROM symbols"
 
 
-def platform_now(cassandra: CassandraResource) -> dt.datetime | None:
-    """The newest event time of any symbol (UTC), or None when no event was stored yet."""
+def symbol_clocks(cassandra: CassandraResource) -> dict[str, dt.datetime]:
+    """Each symbol's newest event time (UTC) among the symbols that have one."""
     rows = cassandra.session().execute(cassandra.prepare(SELECT_SYMBOLS))
-    newest = max((row.latest_event_time for row in rows if row.latest_event_time is not None), default=None)
-    return None if newest is None else newest.replace(tzinfo=dt.UTC)
+    return {row.symbol: row.latest_event_time.replace(tzinfo=dt.UTC) for row in rows
+            if row.latest_event_time is not None}
+
+
+def platform_now(cassandra: CassandraResource) -> dt.datetime | None:
+    """The newest event time of any symbol, or None when no event was stored yet."""
+    return max(symbol_clocks(cassandra).values(), default=None)

@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 
 ARCHIVE = "archive"
 ARCHIVE_BASENAME = "rows"
-SELECT_SYMBOLS = "SELECT symbol FROM symbols"
 
 
 class ArchiveVerificationError(RuntimeError):
@@ -142,10 +141,14 @@ class ArchiveResult:
     archive_file: str
 
 
-def known_symbols(cassandra: CassandraResource, configured: Sequence[str]) -> list[str]:
-    """The configured symbols and every symbol data was ever stored for (the small `symbols` table)."""
-    stored = {row.symbol for row in cassandra.session().execute(cassandra.prepare(SELECT_SYMBOLS))}
-    return sorted(stored | set(configured))
+def newest_expired_day(now: dt.datetime, hot_days: int) -> dt.date:
+    """The newest day outside a window of ``hot_days`` days ending with the clock's current day."""
+    return now.date() - dt.timedelta(days=hot_days)
+
+
+def expired_symbols(clocks: dict[str, dt.datetime], day: dt.date, hot_days: int) -> list[str]:
+    """The symbols for which ``day`` has left the hot window, each by its own clock."""
+    return sorted(symbol for symbol, now in clocks.items() if day <= newest_expired_day(now, hot_days))
 
 
 def _plain(value: Any) -> Any:

@@ -3,7 +3,7 @@
 The analytics schedule recomputes rollups, features, models and the forecast from the lake.
 
 The retention schedule is built by hand rather than from the partitioned job's own cadence:
-which days are expired depends on the platform clock (the newest event time), which is wall
+which days are expired depends on each symbol's clock (its newest event time), which is wall
 time when live but the replayed moment when replaying history. Each tick asks for the expired
 days some retention asset has not done yet, one run per day with just those assets.
 
@@ -17,8 +17,8 @@ from __future__ import annotations
 import dagster as dg
 
 from pricepipe_assets.checks import FRESHNESS_CHECKS
-from pricepipe_assets.assets.retention import due_archives, first_day
-from pricepipe_assets.clock import platform_now
+from pricepipe_assets.assets.retention import data_days, due_archives
+from pricepipe_assets.clock import symbol_clocks
 from pricepipe_assets.jobs import analytics_job, retention_job
 from pricepipe_assets.resources.cassandra import CassandraResource
 from pricepipe_assets.resources.lake import LakeResource
@@ -64,12 +64,10 @@ RETENTION_DAYS_PER_TICK = 14
 )
 def retention_schedule(context: dg.ScheduleEvaluationContext, cassandra: CassandraResource,
                        lake: LakeResource) -> dg.SkipReason | list[dg.RunRequest]:
-    now, first = platform_now(cassandra), first_day(lake)
-    if now is None or first is None:
-        return dg.SkipReason("no data stored yet")
-    due = due_archives(context.instance, now, first, RETENTION_DAYS_PER_TICK)
+    clocks = symbol_clocks(cassandra)
+    due = due_archives(context.instance, clocks, data_days(lake), RETENTION_DAYS_PER_TICK) if clocks else {}
     if not due:
-        return dg.SkipReason(f"every expired day is archived (clock {now.isoformat()})")
+        return dg.SkipReason("every expired day is archived")
     return [dg.RunRequest(run_key=f"retention {day} {' '.join(assets)}", partition_key=day,
                           asset_selection=[dg.AssetKey(asset) for asset in assets]) for day, assets in due.items()]
 

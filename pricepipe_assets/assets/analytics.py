@@ -17,8 +17,9 @@ from dagster_pyspark import LazyPySparkResource
 from pricepipe_assets.assets.kafka_fed import utc_iso
 from pricepipe_assets.assets.lake import RAW_CANDLES, RAW_TRADES
 from pricepipe_assets.assets.live import UPSERT_CANDLE
-from pricepipe_assets.assets.retention import hot_window, newest_expired_day
-from pricepipe_assets.clock import platform_now
+from pricepipe_assets.assets.retention import hot_window
+from pricepipe_assets.clock import symbol_clocks
+from pricepipe_assets.retention import newest_expired_day
 from pricepipe_assets.resources.cassandra import CassandraResource
 from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.resources.lake import LakeResource
@@ -57,13 +58,15 @@ def write_curated(frame: Any, lake: LakeResource, dataset: str, partition_cols: 
 
 
 def hot_only(frame: Any, cassandra: CassandraResource) -> Any:
-    """The rows of a full recompute still inside Cassandra's aggregates window: retention has
-    archived and deleted the older ones, and writing them again would bring them back."""
-    now = platform_now(cassandra)
-    if now is None or frame.empty:
+    """The rows of a full recompute still inside Cassandra's aggregates window by their symbol's
+    clock: retention has archived and deleted the older ones, and writing them again would bring
+    them back. Symbols without a clock keep every row."""
+    clocks, hot_days = symbol_clocks(cassandra), hot_window(aggregate=True)
+    if not clocks or frame.empty:
         return frame
-    cutoff = dt.datetime.combine(newest_expired_day(now, hot_window(aggregate=True)), dt.time(), dt.UTC)
-    return frame[frame["open_time"] >= (cutoff + dt.timedelta(days=1)).timestamp() * 1000]
+    first_hot = {symbol: (dt.datetime.combine(newest_expired_day(now, hot_days), dt.time(), dt.UTC)
+                          + dt.timedelta(days=1)).timestamp() * 1000 for symbol, now in clocks.items()}
+    return frame[frame["open_time"] >= frame["symbol"].map(first_hot).fillna(0)]
 
 
 def time_range_metadata(frame: Any, time_column: str = "open_time") -> dict[str, Any]:

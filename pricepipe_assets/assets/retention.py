@@ -5,7 +5,7 @@ and then deletes it from Cassandra (see ``pricepipe_assets.retention`` for why t
 nothing); two more compact the raw zone's small files of a day. A partition is materialized once
 its day is archived, so the partitions view of each asset shows which days were.
 
-"Expired" is judged by the platform clock (the newest event time, see ``pricepipe_assets.clock``),
+"Expired" is judged by each symbol's clock (its newest event time, see ``pricepipe_assets.clock``),
 not wall time, so replayed history is kept as if it were live.
 """
 
@@ -20,13 +20,14 @@ from pydantic import Field
 from pricepipe_assets import kafka_batches
 from pricepipe_assets.assets.kafka_fed import consumer_group
 from pricepipe_assets.assets.lake import OFFSETS_PER_FILE, RAW_CANDLES, RAW_TRADES
-from pricepipe_assets.clock import platform_now
+from pricepipe_assets.clock import symbol_clocks
 from pricepipe_assets.compaction import compact_folder, date_folders
 from pricepipe_assets.partitions import day_partitions
 from pricepipe_assets.resources.cassandra import CassandraResource
 from pricepipe_assets.resources.kafka import KafkaResource
 from pricepipe_assets.resources.lake import LakeResource
-from pricepipe_assets.retention import HOT_PARTS, ArchiveVerificationError, HotPart, archive_day, known_symbols
+from pricepipe_assets.retention import (
+    HOT_PARTS, ArchiveVerificationError, HotPart, archive_day, expired_symbols, newest_expired_day)
 from pricepipe_assets.settings import get_settings
 from pricepipe_assets.topics import CANDLES_1M, TRADES
 
@@ -45,19 +46,17 @@ def hot_window(aggregate: bool, override: int | None = None) -> int:
     return settings.hot_days_aggregates if aggregate else settings.hot_days
 
 
-def newest_expired_day(now: dt.datetime, hot_days: int) -> dt.date:
-    """The newest day outside a window of ``hot_days`` days ending with the clock's current day."""
-    return now.date() - dt.timedelta(days=hot_days)
-
-
-def _expired_or_fail(cassandra: CassandraResource, day: dt.date, hot_days: int) -> dt.datetime:
-    now = platform_now(cassandra)
-    if now is None:
+def _expired_or_fail(cassandra: CassandraResource, day: dt.date, hot_days: int) -> list[str]:
+    """The symbols whose clock has moved ``day`` out of the hot window; fails when there is none."""
+    clocks = symbol_clocks(cassandra)
+    if not clocks:
         raise dg.Failure("no event has been stored yet, so no day has expired: retention has nothing to do")
-    if day > newest_expired_day(now, hot_days):
-        raise dg.Failure(f"{day} is inside the hot window ({hot_days} days up to the clock's {now.date()}); "
-                         f"days up to {newest_expired_day(now, hot_days)} can be archived")
-    return now
+    symbols = expired_symbols(clocks, day, hot_days)
+    if not symbols:
+        newest = max(clocks.values())
+        raise dg.Failure(f"{day} is inside the hot window ({hot_days} days up to the clock's {newest.date()}) of every "
+                         f"symbol; days up to {newest_expired_day(newest, hot_days)} can be archived")
+    return symbols
 
 
 def archive_asset(part: HotPart) -> dg.AssetsDefinition:
@@ -76,9 +75,9 @@ def archive_asset(part: HotPart) -> dg.AssetsDefinition:
                  lake: LakeResource) -> dg.MaterializeResult:
         day = dt.date.fromisoformat(context.partition_key)
         hot_days = hot_window(part.aggregate, config.hot_days)
-        now = _expired_or_fail(cassandra, day, hot_days)
+        symbols = _expired_or_fail(cassandra, day, hot_days)
         try:
-            result = archive_day(cassandra, lake, part, known_symbols(cassandra, get_settings().symbols), day)
+            result = archive_day(cassandra, lake, part, symbols, day)
         except ArchiveVerificationError as error:
             raise dg.Failure(str(error)) from None
         context.log.info(f"{part.name} {day}: {result.rows_archived} rows archived, {result.rows_deleted} deleted")
@@ -91,7 +90,7 @@ def archive_asset(part: HotPart) -> dg.AssetsDefinition:
             "key_checksum": result.key_checksum,
             "archive": result.archive_file,
             "hot_days": hot_days,
-            "clock": now.isoformat(),
+            "symbols": dg.MetadataValue.json(symbols),
         })
 
     return _archive
@@ -142,22 +141,26 @@ RETENTION_WINDOWS: dict[str, bool] = {
 }
 
 
-def first_day(lake: LakeResource) -> dt.date | None:
-    """The oldest day the raw zone holds: no hot table can have rows from before it."""
-    days = [folder.rsplit("date=", 1)[1] for dataset in (RAW_CANDLES, RAW_TRADES)
-            for folder in date_folders(lake, dataset)]
-    return dt.date.fromisoformat(min(days)) if days else None
+# Forecasts and predictions reach past the newest stored candle by up to this many days.
+FORECAST_REACH_DAYS = 16
 
 
-def due_archives(instance: dg.DagsterInstance, now: dt.datetime, first: dt.date,
+def data_days(lake: LakeResource) -> set[dt.date]:
+    """The days a hot table can hold rows for: every day of the raw zone and the forecast reach after it."""
+    stored = {dt.date.fromisoformat(folder.rsplit("date=", 1)[1])
+              for dataset in (RAW_CANDLES, RAW_TRADES) for folder in date_folders(lake, dataset)}
+    return {day + dt.timedelta(days=n) for day in stored for n in range(FORECAST_REACH_DAYS + 1)}
+
+
+def due_archives(instance: dg.DagsterInstance, clocks: dict[str, dt.datetime], days: set[dt.date],
                  limit: int) -> dict[str, list[str]]:
-    """Per expired day not yet done by every retention asset, the assets still to run (oldest days first)."""
+    """Per day that has expired for some symbol and is not yet done by every retention asset, the
+    assets still to run (oldest days first, at most ``limit`` days)."""
     due: dict[str, list[str]] = {}
     for asset, aggregate in RETENTION_WINDOWS.items():
         done: set[Any] = instance.get_materialized_partitions(dg.AssetKey(asset))
-        day, last = first, newest_expired_day(now, hot_window(aggregate))
-        while day <= last:
-            if day.isoformat() not in done:
+        hot_days = hot_window(aggregate)
+        for day in days:
+            if day.isoformat() not in done and expired_symbols(clocks, day, hot_days):
                 due.setdefault(day.isoformat(), []).append(asset)
-            day += dt.timedelta(days=1)
     return {day: sorted(due[day]) for day in sorted(due)[:limit]}
