@@ -10,7 +10,6 @@ from collections.abc import Sequence
 from pricepipe_assets.settings import Settings, SettingsError
 
 
-
 def _infra(args: argparse.Namespace, settings: Settings) -> int:
     from infra.local import launcher
 
@@ -40,6 +39,11 @@ def _date(text: str) -> dt.date:
 
 def _feed(args: argparse.Namespace, settings: Settings) -> int:
     from pricepipe_assets.sources.feed import ReplayOptions, run_feed
+
+    if args.source == "auto":
+        from pricepipe_assets.sources.demo import run_demo_feed
+
+        return run_demo_feed(settings)
 
     replay = None
     if args.source == "replay":
@@ -82,7 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     feed = commands.add_parser("feed", help="stream a source into Kafka until Ctrl-C, with a status line")
-    feed.add_argument("--source", required=True, choices=("binance", "bitmex", "replay"))
+    feed.add_argument("--source", required=True, choices=("auto", "binance", "bitmex", "replay"),
+                      help="auto: Binance and BitMEX live when Binance answers, else the offline demo replay "
+                      "(PRICEPIPE_REPLAY_*), as `pricepipe run` does")
     feed.add_argument("--from", dest="origin", choices=("dumps", "lake"), default="dumps",
                       help="replay: read history from the Binance dumps (PRICEPIPE_BINANCE_DUMPS_URL) or the lake")
     feed.add_argument("--start", type=_date, help="replay: first day (YYYY-MM-DD)")

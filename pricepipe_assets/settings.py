@@ -8,6 +8,7 @@ instead of deep inside a client library.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -51,6 +52,32 @@ def _parse_cron(text: str) -> str:
     if len(fields) != 5:
         raise ValueError(f"expected a cron expression of 5 fields such as '*/30 * * * *', got {text!r}")
     return " ".join(fields)
+
+
+def _parse_speed(text: str) -> float:
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a number such as 60, got {text!r}") from None
+    if not value > 0:
+        raise ValueError(f"must be positive, got {value}")
+    return value
+
+
+def _parse_date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text.strip())
+    except ValueError:
+        raise ValueError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+def _parse_trades_replay(text: str) -> str:
+    """``<market>/<SYMBOL>@<first day>[..<last day>]``, e.g. ``futures/cm/BTCUSD_PERP@2026-05-08``; empty: none."""
+    text = text.strip()
+    if text and not re.fullmatch(r"(spot|futures/um|futures/cm)/[A-Z0-9_]+@\d{4}-\d{2}-\d{2}(\.\.\d{4}-\d{2}-\d{2})?", text):
+        raise ValueError(f"expected <market>/<SYMBOL>@<YYYY-MM-DD>[..<YYYY-MM-DD>] such as "
+                         f"futures/cm/BTCUSD_PERP@2026-05-08, got {text!r}")
+    return text
 
 
 def _parse_list(text: str) -> tuple[str, ...]:
@@ -192,6 +219,14 @@ class Settings:
                              "and minute predictions kept in Cassandra before retention archives them to the lake")
     hot_days_aggregates: int = _setting(400, lambda s: _parse_int(s, minimum=1), "days of hourly/daily candles, hour "
                                         "statistics, moving averages and forecasts kept in Cassandra")
+    replay_start: dt.date = _setting(dt.date(2024, 1, 1), _parse_date, "offline demo: first day of 1m candles "
+                                     "replayed from PRICEPIPE_BINANCE_DUMPS_URL when no exchange answers")
+    replay_history_days: int = _setting(60, lambda s: _parse_int(s, minimum=0), "offline demo: days from "
+                                        "PRICEPIPE_REPLAY_START published at once, as history, before the paced replay")
+    replay_end: dt.date = _setting(dt.date(2024, 3, 31), _parse_date, "offline demo: last day replayed")
+    replay_speed: float = _setting(60.0, _parse_speed, "offline demo: market time per wall time of the paced replay")
+    replay_trades: str = _setting("futures/cm/BTCUSD_PERP@2026-05-08", _parse_trades_replay, "offline demo: "
+                                  "aggTrades replayed beside the candles, <market>/<SYMBOL>@<day>[..<day>]; empty: none")
     bind_host: str = _setting("127.0.0.1", str.strip, "address `pricepipe run` binds the Dagster UI and the API to")
     dagster_port: int = _setting(3000, lambda s: _parse_int(s, minimum=1), "Dagster UI port of `pricepipe run`")
     api_port: int = _setting(8000, lambda s: _parse_int(s, minimum=1), "API port of `pricepipe run`")

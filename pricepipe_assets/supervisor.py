@@ -31,7 +31,16 @@ class Child:
     name: str
     command: list[str]
     log: Path
+    may_finish: bool = False
     process: subprocess.Popen[bytes] | None = None
+
+    def failed(self) -> bool:
+        """Whether the child is gone in a way that ends the platform: any exit, or for a child that
+        may finish (a replay reaching its last day), an exit with an error."""
+        if self.process is None:
+            return True
+        code = self.process.poll()
+        return code is not None and (code != 0 or not self.may_finish)
 
     def start(self, env: dict[str, str], cwd: Path) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
@@ -79,6 +88,7 @@ def children(settings: Settings, bin_dir: Path) -> list[Child]:
         Child("api",
               [str(bin_dir / "uvicorn"), "api.app:app", "--host", settings.bind_host, "--port", str(settings.api_port)],
               logs / "api.log"),
+        Child("feed", [str(bin_dir / "pricepipe"), "feed", "--source", "auto"], logs / "feed.log", may_finish=True),
     ]
 
 
@@ -123,13 +133,13 @@ def run(settings: Settings, echo: Callable[[str], None] = print) -> int:
             child.start(env, repo_root())
         ui = f"http://{settings.bind_host}:{settings.dagster_port}"
         api = f"http://{settings.bind_host}:{settings.api_port}"
-        everything_alive = lambda: not stopping and all(c.process and c.process.poll() is None for c in procs)  # noqa: E731
+        everything_alive = lambda: not stopping and not any(c.failed() for c in procs)  # noqa: E731
         if _wait_http(f"{ui}/server_info", 180, everything_alive) and _wait_http(f"{api}/health", 60, everything_alive):
             echo(f"[run] Dagster UI  {ui}")
             echo(f"[run] API health {api}/health")
             echo(f"[run] logs in {settings.state_dir / 'logs'}; Ctrl-C stops everything this command started")
         while not stopping:
-            dead = [c for c in procs if c.process is None or c.process.poll() is not None]
+            dead = [c for c in procs if c.failed()]
             if dead:
                 for child in dead:
                     echo(f"[run] {child.name} exited; last lines of {child.log}:\n{launcher.log_tail(child.log)}")

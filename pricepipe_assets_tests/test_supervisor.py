@@ -12,7 +12,7 @@ from pathlib import Path
 
 import requests
 
-from pricepipe_assets.settings import Settings
+from pricepipe_assets.resources import CassandraResource, KafkaResource
 
 
 def free_port() -> int:
@@ -34,11 +34,16 @@ def processes_mentioning(text: str) -> list[int]:
 
 
 def test_run_serves_ui_and_api_and_ctrl_c_stops_everything(
-    kafka_server: None, cassandra_server: None, settings: Settings, tmp_path: Path
+    kafka: KafkaResource, cassandra: CassandraResource, shared_data: Path, tmp_path: Path
 ) -> None:
     ui_port, api_port = free_port(), free_port()
     env = {**os.environ, "PRICEPIPE_DAGSTER_PORT": str(ui_port), "PRICEPIPE_API_PORT": str(api_port),
-           "DAGSTER_HOME": str(tmp_path / "dagster")}
+           "DAGSTER_HOME": str(tmp_path / "dagster"), "PRICEPIPE_STATE_DIR": str(tmp_path / "state"),
+           "PRICEPIPE_TOPIC_PREFIX": kafka.topic_prefix, "PRICEPIPE_KEYSPACE": cassandra.keyspace,
+           # offline: no exchange answers on a closed port, so the feed replays one day of the local mirror
+           "PRICEPIPE_BINANCE_REST_URL": f"http://127.0.0.1:{free_port()}",
+           "PRICEPIPE_BINANCE_DUMPS_URL": (shared_data / "binance").as_uri(), "PRICEPIPE_REPLAY_HISTORY_DAYS": "0",
+           "PRICEPIPE_REPLAY_END": "2024-01-01", "PRICEPIPE_REPLAY_TRADES": ""}
     run = subprocess.Popen([str(Path(sys.executable).parent / "pricepipe"), "run"], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines = []
@@ -60,3 +65,4 @@ def test_run_serves_ui_and_api_and_ctrl_c_stops_everything(
     assert output.rstrip().endswith("[run] stopped")
     assert "stopped kafka" not in output  # it was already serving, so it is not this command's to stop
     assert processes_mentioning(str(ui_port)) == [] and processes_mentioning(str(api_port)) == []
+    assert "exchanges unreachable" in (tmp_path / "state" / "logs" / "feed.log").read_text()

@@ -69,7 +69,7 @@ Runner = tuple[Callable[[threading.Event], None], Callable[[], str]]
 """A source's thread target and its own status text."""
 
 
-def _replay_runner(settings: Settings, publisher: Publisher, options: ReplayOptions, stop: threading.Event) -> Runner:
+def replay_runner(settings: Settings, publisher: Publisher, options: ReplayOptions, stop: threading.Event) -> Runner:
     from pricepipe_assets.sources.replay import Replayer
 
     if options.origin == "lake":
@@ -87,14 +87,14 @@ def _replay_runner(settings: Settings, publisher: Publisher, options: ReplayOpti
     return (lambda _: replayer.run(*streams)), (lambda: replayer.status().clock())
 
 
-def _bitmex_runner(settings: Settings, publisher: Publisher) -> Runner:
+def bitmex_runner(settings: Settings, publisher: Publisher) -> Runner:
     from pricepipe_assets.sources.bitmex_ws import BitmexClient
 
     client = BitmexClient(publisher, url=settings.bitmex_ws_url, symbols=settings.bitmex_symbols)
     return client.run, client.status_line
 
 
-def _binance_runner(settings: Settings, publisher: Publisher) -> Runner:
+def binance_runner(settings: Settings, publisher: Publisher) -> Runner:
     from pricepipe_assets.sources.binance_rest import BinanceRestClient
     from pricepipe_assets.sources.binance_ws import BinanceKlineStream
 
@@ -112,31 +112,48 @@ def run_feed(source: str, settings: Settings, replay: ReplayOptions | None = Non
     publisher = kafka_resource(settings).publisher()
     stop = threading.Event()
     if source == "replay":
-        runner, detail = _replay_runner(settings, publisher, replay, stop)
+        runner = replay_runner(settings, publisher, replay, stop)
     elif source == "bitmex":
-        runner, detail = _bitmex_runner(settings, publisher)
+        runner = bitmex_runner(settings, publisher)
     else:
-        runner, detail = _binance_runner(settings, publisher)
-    failure: list[BaseException] = []
+        runner = binance_runner(settings, publisher)
+    return run_runners(publisher, {source: runner}, stop)
 
-    def work() -> None:
+
+def run_runners(publisher: Publisher, runners: dict[str, Runner], stop: threading.Event) -> int:
+    """Run sources side by side, each in its thread, until all have ended or Ctrl-C, with one
+    status line; everything sent is confirmed by Kafka before returning. A failing source stops all."""
+    failure: list[BaseException] = []
+    running = threading.Semaphore(0)
+
+    def work(runner: Callable[[threading.Event], None]) -> None:
         try:
             runner(stop)
         except BaseException as error:  # noqa: BLE001 - reported in the main thread
             failure.append(error)
-        finally:
             stop.set()
+        finally:
+            running.release()
+
+    def all_ended() -> None:
+        for _ in runners:
+            running.acquire()
+        stop.set()
 
     previous = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    worker = threading.Thread(target=work, name=f"feed-{source}", daemon=True)
-    worker.start()
+    workers = [threading.Thread(target=work, args=(runner,), name=f"feed-{name}", daemon=True)
+               for name, (runner, _) in runners.items()]
+    for worker in workers:
+        worker.start()
+    threading.Thread(target=all_ended, name="feed-ended", daemon=True).start()
     try:
-        StatusLine(publisher, detail).run(stop)
-        worker.join()
+        StatusLine(publisher, lambda: " | ".join(detail() for _, detail in runners.values())).run(stop)
+        for worker in workers:
+            worker.join()
     finally:
         signal.signal(signal.SIGINT, previous)
     publisher.flush()
     if failure:
         raise failure[0]
-    print(f"[feed] {source} stopped; sent {dict(publisher.sent)}", file=sys.stderr)
+    print(f"[feed] {', '.join(runners)} stopped; sent {dict(publisher.sent)}", file=sys.stderr)
     return 0
