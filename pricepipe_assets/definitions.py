@@ -13,14 +13,14 @@ from pricepipe_assets.checks import ASSET_CHECKS
 from pricepipe_assets.jobs import TOPIC_JOBS, analytics_job, retention_job
 from pricepipe_assets.resources import build_resources
 from pricepipe_assets.schedules import SCHEDULES, live_freshness_job
-from pricepipe_assets.sensors import KAFKA_SENSORS
+from pricepipe_assets.sensors import SENSORS
 from pricepipe_assets.settings import get_settings
 
 defs = dg.Definitions(
     assets=dg.load_assets_from_modules([setup, ingestion, lake, live, predictions, analytics, ml, retention]),
     asset_checks=ASSET_CHECKS,
     jobs=[*TOPIC_JOBS.values(), live_freshness_job, analytics_job, retention_job],
-    sensors=KAFKA_SENSORS,
+    sensors=SENSORS,
     schedules=SCHEDULES,
     resources=build_resources(get_settings()),
 )

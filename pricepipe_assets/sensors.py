@@ -1,4 +1,4 @@
-"""Sensors that turn Kafka lag into runs: one per source topic.
+"""Sensors that turn Kafka lag into runs: one per source topic; and one that follows the lake's history.
 
 A tick only reads watermarks and committed offsets (metadata requests with short timeouts, never
 a poll), so it never blocks the daemon. The run key is the offset range itself, which Dagster
@@ -14,8 +14,11 @@ import dagster as dg
 
 from pricepipe_assets import kafka_batches
 from pricepipe_assets.assets.kafka_fed import consumer_group
-from pricepipe_assets.jobs import TOPIC_ASSETS, TOPIC_JOBS
+from pricepipe_assets.assets.lake import RAW_CANDLES
+from pricepipe_assets.compaction import date_folders
+from pricepipe_assets.jobs import TOPIC_ASSETS, TOPIC_JOBS, analytics_job
 from pricepipe_assets.resources.kafka import KafkaResource
+from pricepipe_assets.resources.lake import LakeResource
 from pricepipe_assets.settings import get_settings
 
 TOPIC_TAG = "pricepipe/topic"
@@ -70,3 +73,27 @@ def kafka_sensor(topic: str, minimum_interval_seconds: int) -> dg.SensorDefiniti
 
 
 KAFKA_SENSORS: list[dg.SensorDefinition] = [kafka_sensor(topic, get_settings().sensor_interval_s) for topic in TOPIC_ASSETS]
+
+
+@dg.sensor(
+    name="analytics_sensor",
+    job=analytics_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests an `analytics_job` run as soon as the lake's raw candles hold a day they did not hold at "
+    "the last request (a backfill, or a new day of the feed), so rollups, models and the forecast follow the "
+    "history without waiting for `analytics_schedule`.",
+)
+def analytics_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult | dg.SkipReason:
+    days = {folder.rsplit("date=", 1)[1] for folder in date_folders(lake, RAW_CANDLES)}
+    if not days:
+        return dg.SkipReason("no candles in the lake yet")
+    signature = f"{len(days)} days up to {max(days)}"
+    if signature == context.cursor:
+        return dg.SkipReason(f"no new day of candles ({signature})")
+    if context.instance.get_run_ids(dg.RunsFilter(job_name=analytics_job.name, statuses=ACTIVE_STATUSES), limit=1):
+        return dg.SkipReason("an analytics run is queued or running")
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"analytics {signature}")], cursor=signature)
+
+
+SENSORS: list[dg.SensorDefinition] = [*KAFKA_SENSORS, analytics_sensor]

@@ -13,6 +13,7 @@ import datetime as dt
 from typing import Any
 
 import dagster as dg
+import numpy as np
 from dagster import AssetExecutionContext
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
@@ -247,35 +248,53 @@ def _publish(kafka: KafkaResource, predictions: list[Any]) -> None:
     publisher.flush()
 
 
+def _closed_daily_candles(lake: LakeResource) -> Any:
+    """Every symbol's closed daily candles from the curated zone (the still-open current day left out)."""
+    import pyarrow as pa
+
+    frame = lake.read_dataset(CURATED_CANDLES, partitioning=pa.schema([("interval", pa.string()), ("symbol", pa.string())]),
+                              columns=["symbol", "interval", "open_time", "close", "is_complete"]).to_pandas()
+    frame = frame[frame["interval"] == "1d"].sort_values(["symbol", "open_time"])
+    newest = frame.groupby("symbol")["open_time"].transform("max")
+    return frame[frame["is_complete"] | (frame["open_time"] < newest)].reset_index(drop=True)
+
+
 @dg.asset(
     group_name="ml",
     kinds={"kafka"},
-    deps=["daily_model", "daily_features"],
-    description="The 15-day forecast per symbol with its prediction interval, from the newest daily model (or the "
-    "naive baseline where the model lost to it), published to the `predictions` topic (horizon `1d`); "
-    "`predictions_live` stores it for `/forecast`.",
+    deps=["daily_model", "daily_features", "candles_daily"],
+    description="The 15-day forecast per symbol with its 90 % prediction interval, published to the `predictions` "
+    "topic (horizon `1d`) for `predictions_live` to store for `/forecast`. Made by the newest daily model, or by "
+    "the naive baseline where the model lost to it or where the history is still too short to train one (its "
+    "interval then comes from the history's own 1–15-day moves); `served_by` says which and why.",
 )
 def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: KafkaResource) -> dg.MaterializeResult:
-    from pricepipe_assets.forecasting.serving import naive_forecast, to_predictions
+    from pricepipe_assets.forecasting.feature_names import HORIZON_DAYS
+    from pricepipe_assets.forecasting.serving import FORECAST_LEVEL, naive_forecast, naive_half_widths_from_closes, \
+        to_predictions
 
     published = []
     metadata: dict[str, Any] = {}
-    for symbol in _symbols_in(lake, DAILY_FEATURES_DATASET):
+    for symbol, candles in _closed_daily_candles(lake).groupby("symbol"):
         stored = model_store.load_latest(lake, DAILY_MODEL, symbol)
-        if stored is None:
-            metadata[f"{symbol}/skipped"] = "no daily model trained yet"
-            continue
-        features = _features_frame(lake, DAILY_FEATURES_DATASET, symbol)
-        last = features.iloc[-1]
-        if stored.serve_baseline:
-            name, forecast = NAIVE, naive_forecast(last, "1d", stored.extra["naive_half_widths"])
+        last = candles.iloc[-1]
+        if stored is not None and not stored.serve_baseline:
+            name, version, why = stored.model.name, stored.version, "the daily model"
+            forecast = stored.model.forecast(_features_frame(lake, DAILY_FEATURES_DATASET, symbol))
         else:
-            name, forecast = stored.model.name, stored.model.forecast(features)
+            widths = (stored.extra["naive_half_widths"] if stored is not None
+                      else naive_half_widths_from_closes(candles["close"].to_numpy(), FORECAST_LEVEL, HORIZON_DAYS))
+            if not np.all(np.isfinite(widths)):
+                metadata[f"{symbol}/skipped"] = f"{len(candles)} closed days: too few to calibrate an interval"
+                continue
+            name, version = NAIVE, stored.version if stored is not None else "history"
+            why = "naive: the daily model lost to it" if stored is not None else "naive: no daily model yet"
+            forecast = naive_forecast(last, "1d", widths)
         made_at = int(last["open_time"]) + INTERVAL_MS["1d"]
-        published += to_predictions(forecast, symbol, name, stored.version, "1d", made_at)
+        published += to_predictions(forecast, str(symbol), name, version, "1d", made_at)
         table = forecast.assign(day=[utc_iso(t)[:10] for t in forecast["target_time"]])[["day", "predicted", "lower", "upper"]]
         metadata[f"{symbol}/forecast"] = dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".2f"))
-        metadata[f"{symbol}/served_by"] = f"{name} (model version {stored.version})"
+        metadata[f"{symbol}/served_by"] = f"{why} (version {version})"
     _publish(kafka, published)
     return dg.MaterializeResult(metadata={**metadata, "dagster/row_count": len(published),
                                           "topic": kafka.topic("predictions")})

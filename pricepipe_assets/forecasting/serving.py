@@ -16,6 +16,9 @@ from pricepipe_assets.forecasting.models import FORECAST_COLUMNS, NaiveLastValue
 from pricepipe_assets.forecasting.walk_forward import Evaluation
 from pricepipe_assets.records import INTERVAL_MS, Prediction
 
+# The level of every published interval: the models' own default.
+FORECAST_LEVEL = 0.9
+
 
 def naive_daily_half_widths(evaluation: Evaluation) -> np.ndarray:
     """The naive forecast's half-width per horizon from the walk-forward cases' actual log returns."""
@@ -24,6 +27,17 @@ def naive_daily_half_widths(evaluation: Evaluation) -> np.ndarray:
     matrix = pd.DataFrame({"origin": frame["origin"], "step": frame["step"], "move": moves}).pivot(
         index="origin", columns="step", values="move")
     return half_widths(matrix.to_numpy(), evaluation.level)
+
+
+def naive_half_widths_from_closes(closes: np.ndarray, level: float, steps: int) -> np.ndarray:
+    """The naive forecast's half-width per step from a history alone: every h-day move the
+    closes made, for h = 1..``steps``. Before a model has been trained (a short history), this is
+    how wrong "no change" has been, which is what its interval must cover."""
+    logs = np.log(np.asarray(closes, dtype=float))
+    moves = np.full((max(len(logs) - 1, 0), steps), np.nan)
+    for h in range(1, min(steps, len(logs) - 1) + 1):
+        moves[: len(logs) - h, h - 1] = logs[h:] - logs[:-h]
+    return half_widths(moves, level)
 
 
 def naive_minute_half_width(evaluation: Evaluation, window: int) -> float:

@@ -124,3 +124,16 @@ def test_the_minute_model_learns_only_new_minutes_and_its_predictions_follow_the
         "WHERE symbol = 'BTCUSDT' AND horizon = '1m' AND bucket = '2024-01-04'")
     assert row.lower <= row.predicted <= row.upper
     assert row.predicted == pytest.approx(candles[-1].close, rel=0.01)
+
+
+def test_a_history_too_short_for_the_daily_model_still_gets_a_naive_forecast_that_says_so(
+        spark: Any, spark_config: dict[str, str], kafka: KafkaResource, local_lake: LakeResource,
+        shared_data: Path) -> None:
+    history = _daily_history(shared_data).slice(0, 60)
+    local_lake.write_dataset(history, CURATED_CANDLES, ["interval", "symbol"], "history")
+    result = dg.materialize([daily_features, daily_model, daily_forecast],
+                            resources=_resources(spark_config, local_lake, kafka), instance=dg.DagsterInstance.ephemeral())
+    assert "too short" in result.asset_materializations_for_node("daily_model")[0].metadata["BTCUSDT/skipped"].value
+    forecast = result.asset_materializations_for_node("daily_forecast")[0].metadata
+    assert forecast["dagster/row_count"].value == 15
+    assert forecast["BTCUSDT/served_by"].value == "naive: no daily model yet (version history)"

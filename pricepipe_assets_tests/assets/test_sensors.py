@@ -1,7 +1,9 @@
-"""Kafka sensors: a tick reads lag only, requests one run per range, retries a failed range, waits for a running one."""
+"""Kafka sensors: a tick reads lag only, requests one run per range, retries a failed range, waits for a running one.
+The analytics sensor follows new days of the lake's candles."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -10,9 +12,10 @@ import dagster as dg
 from pricepipe_assets.jobs import TOPIC_JOBS
 from pricepipe_assets.kafka_batches import parse_ranges
 from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
-from pricepipe_assets.sensors import RANGE_TAG, TOPIC_TAG
+from pricepipe_assets.sensors import RANGE_TAG, TOPIC_TAG, analytics_sensor
 from pricepipe_assets.topics import CANDLES_1M
 from pricepipe_assets_tests.assets.kafka_runs import definitions, publish_candles, run_requested, tick
+from pricepipe_assets_tests.assets.lake_fill import real_minutes, write_raw_candles
 
 
 def test_lag_requests_one_run_keyed_by_its_offset_range_and_none_once_committed(
@@ -61,3 +64,20 @@ def test_no_second_run_while_one_is_queued_or_running(kafka: KafkaResource, shar
     instance.create_run_for_job(job, run_config=request.run_config, tags=request.tags)
 
     assert isinstance(tick(CANDLES_1M, kafka, instance), dg.SkipReason)
+
+
+def test_the_analytics_sensor_runs_once_per_new_day_of_candles_in_the_lake(
+        local_lake: LakeResource, shared_data: Path, tmp_path: Path) -> None:
+    candles = real_minutes(shared_data, tmp_path, "BTCUSDT", dt.date(2024, 1, 1), dt.date(2024, 1, 2))
+    write_raw_candles(local_lake, candles[:1440])
+    with dg.instance_for_test() as instance:
+        def tick(cursor: str | None) -> dg.SensorResult | dg.SkipReason:
+            with dg.build_sensor_context(instance=instance, cursor=cursor, resources={"lake": local_lake}) as context:
+                return analytics_sensor(context)
+
+        first = tick(None)
+        assert isinstance(first, dg.SensorResult) and len(first.run_requests) == 1
+        assert isinstance(tick(first.cursor), dg.SkipReason)
+        write_raw_candles(local_lake, candles)
+        second = tick(first.cursor)
+        assert isinstance(second, dg.SensorResult) and second.cursor == "2 days up to 2024-01-02"
