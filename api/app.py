@@ -1,17 +1,60 @@
-"""The ASGI application: ``uvicorn api.app:app``."""
+"""The ASGI application: ``uvicorn api.app:app``.
+
+Cassandra is connected (and every statement prepared) at start-up when it answers; when it does
+not, the API starts anyway, answers 503 for data and ``/health`` says why, and connects on a
+later request once Cassandra is back.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route
 
+from api import chart, queries
+from api.auth import ApiKeyMiddleware
+from api.context import ApiContext
+from api.errors import EXCEPTION_HANDLERS, StoreUnavailable
 from api.health import health
+from api.openapi import docs_routes, openapi_document
+from api.routes import ENDPOINTS, prices
+from api.store import AsyncStore
+from pricepipe_assets.resources import cassandra_resource
 from pricepipe_assets.settings import Settings
+
+log = logging.getLogger("pricepipe.api")
+
+# Requests must fail fast when Cassandra is down: a 503 within seconds, not a driver default of 10-20 s.
+CONNECT_TIMEOUT_S = 3.0
+REQUEST_TIMEOUT_S = 5.0
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
-    app = Starlette(routes=[Route("/health", health)])
-    app.state.settings = settings or Settings.from_env()
+    settings = settings or Settings.from_env()
+    cassandra = cassandra_resource(settings).model_copy(
+        update={"connect_timeout_s": CONNECT_TIMEOUT_S, "request_timeout_s": REQUEST_TIMEOUT_S})
+    context = ApiContext(settings, AsyncStore(cassandra))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            await context.store.connect(queries.ALL)
+        except StoreUnavailable as error:
+            log.warning("starting without Cassandra: %s", error.message)
+        yield
+        context.store.close()
+
+    document = openapi_document(ENDPOINTS, {prices.STREAM_PATH: prices.STREAM_OPENAPI})
+    routes = [Route("/health", health, methods=["GET"]), *docs_routes(document), *chart.routes,
+              *prices.ROUTES, *(endpoint.route() for endpoint in ENDPOINTS)]
+    middleware = [Middleware(ApiKeyMiddleware, key=settings.api_key)] if settings.api_key else []
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.context = context
     return app
 
 

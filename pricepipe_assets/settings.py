@@ -215,6 +215,7 @@ class Settings:
                             "?api_key= for the chart's live updates)", secret=True)
     api_cache_s: float = _setting(2.0, _parse_share, "seconds the API may serve a cached answer for its hot endpoints "
                                   "(latest price, recent statistics); 0 disables the cache")
+    api_stream_s: float = _setting(2.0, _parse_speed, "seconds between two updates of the chart page's live stream")
     hot_days: int = _setting(7, lambda s: _parse_int(s, minimum=1), "days of 1m candles, trades, minute statistics "
                              "and minute predictions kept in Cassandra before retention archives them to the lake")
     hot_days_aggregates: int = _setting(400, lambda s: _parse_int(s, minimum=1), "days of hourly/daily candles, hour "

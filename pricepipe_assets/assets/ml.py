@@ -112,9 +112,19 @@ def minute_features(context: AssetExecutionContext, spark: LazyPySparkResource,
     from pricepipe_assets.forecasting.features import minute_features as build
 
     features = build(raw_minutes(spark.spark_session, lake))
-    write_curated(features, lake, MINUTE_FEATURES_DATASET, ["symbol"])
-    frame = spark.spark_session.read.parquet(lake.spark_uri(MINUTE_FEATURES_DATASET)).select("symbol", "open_time").toPandas()
-    return dg.MaterializeResult(metadata={**time_range_metadata(frame), "dataset": lake.path(MINUTE_FEATURES_DATASET)})
+    return dg.MaterializeResult(metadata=_write_features(spark, lake, features, MINUTE_FEATURES_DATASET))
+
+
+def _write_features(spark: LazyPySparkResource, lake: LakeResource, features: Any, dataset: str) -> dict[str, Any]:
+    """Write the features and describe the whole dataset. A history shorter than the features'
+    warm-up gives no row at all, which is no failure: the models then wait, and the forecast
+    falls back to the naive one."""
+    write_curated(features, lake, dataset, ["symbol"])
+    if features.isEmpty():
+        return {"dagster/row_count": 0, "dataset": lake.path(dataset),
+                "note": "no feature row yet: the history is shorter than the features' warm-up"}
+    frame = spark.spark_session.read.parquet(lake.spark_uri(dataset)).select("symbol", "open_time").toPandas()
+    return {**time_range_metadata(frame), "dataset": lake.path(dataset)}
 
 
 @dg.asset(
@@ -137,9 +147,7 @@ def daily_features(context: AssetExecutionContext, spark: LazyPySparkResource,
     closed = (daily.withColumn("_newest", newest)
               .where(F.col("is_complete") | (F.col("open_time") < F.col("_newest"))).drop("_newest"))
     features = build(closed)
-    write_curated(features, lake, DAILY_FEATURES_DATASET, ["symbol"])
-    frame = spark.spark_session.read.parquet(lake.spark_uri(DAILY_FEATURES_DATASET)).select("symbol", "open_time").toPandas()
-    return dg.MaterializeResult(metadata={**time_range_metadata(frame), "dataset": lake.path(DAILY_FEATURES_DATASET)})
+    return dg.MaterializeResult(metadata=_write_features(spark, lake, features, DAILY_FEATURES_DATASET))
 
 
 class MinuteModelConfig(dg.Config):
@@ -270,7 +278,8 @@ def _closed_daily_candles(lake: LakeResource) -> Any:
 )
 def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: KafkaResource) -> dg.MaterializeResult:
     from pricepipe_assets.forecasting.feature_names import HORIZON_DAYS
-    from pricepipe_assets.forecasting.serving import FORECAST_LEVEL, naive_forecast, naive_half_widths_from_closes, \
+    from pricepipe_assets.forecasting import FORECAST_LEVEL
+    from pricepipe_assets.forecasting.serving import naive_forecast, naive_half_widths_from_closes, \
         to_predictions
 
     published = []

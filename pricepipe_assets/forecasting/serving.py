@@ -16,9 +16,6 @@ from pricepipe_assets.forecasting.models import FORECAST_COLUMNS, NaiveLastValue
 from pricepipe_assets.forecasting.walk_forward import Evaluation
 from pricepipe_assets.records import INTERVAL_MS, Prediction
 
-# The level of every published interval: the models' own default.
-FORECAST_LEVEL = 0.9
-
 
 def naive_daily_half_widths(evaluation: Evaluation) -> np.ndarray:
     """The naive forecast's half-width per horizon from the walk-forward cases' actual log returns."""

@@ -39,13 +39,14 @@ class CassandraResource(dg.ConfigurableResource):
     username: str = ""
     password: str = ""
     request_timeout_s: float = 20.0
+    connect_timeout_s: float = 10.0
 
     _cluster: Any = PrivateAttr(default=None)
     _session: Any = PrivateAttr(default=None)
     _prepared: dict[str, Any] = PrivateAttr(default_factory=dict)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
-    def _connect(self, timeout_s: float = 10.0) -> Cluster:
+    def _connect(self, timeout_s: float) -> Cluster:
         from cassandra.auth import PlainTextAuthProvider
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
         from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
@@ -78,7 +79,7 @@ class CassandraResource(dg.ConfigurableResource):
             if self._session is None:
                 from cassandra.cluster import NoHostAvailable
 
-                cluster = self._connect()
+                cluster = self._connect(self.connect_timeout_s)
                 try:
                     session = cluster.connect()
                 except NoHostAvailable as error:

@@ -1,0 +1,36 @@
+"""Every CQL statement the API runs, prepared once per process.
+
+Each reads one partition by its full key (symbol and time bucket, see
+``pricepipe_assets.resources.cassandra_schema``) with a clustering range or a LIMIT, except
+``SYMBOLS`` and ``LATEST_PRICES``' single-row reads; none needs ``ALLOW FILTERING``.
+"""
+
+from __future__ import annotations
+
+SYMBOLS = "SELECT symbol, exchange, latest_event_time FROM symbols"
+
+_CANDLE_COLUMNS = "open_time, close_time, open, high, low, close, volume, quote_volume, trades"
+CANDLES = (f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE symbol = ? AND interval = ? AND bucket = ? "
+           "AND open_time >= ? AND open_time < ?")
+NEWEST_CANDLE = (f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE symbol = ? AND interval = ? AND bucket = ? "
+                 "ORDER BY open_time DESC LIMIT 1")
+
+MOVING_AVERAGES = ("SELECT day, sma FROM moving_averages WHERE symbol = ? AND window_days = ? AND bucket = ? "
+                   "AND day >= ? AND day <= ?")
+
+# `forecasts` clusters by made_at DESC: LIMIT 1 is the newest forecast of the partition.
+NEWEST_FORECAST = "SELECT made_at FROM forecasts WHERE symbol = ? AND bucket = ? LIMIT 1"
+FORECAST = ("SELECT target_time, model, model_version, predicted, lower, upper FROM forecasts "
+            "WHERE symbol = ? AND bucket = ? AND made_at = ?")
+
+PREDICTIONS = ("SELECT target_time, made_at, model, model_version, predicted, lower, upper, actual FROM predictions "
+               "WHERE symbol = ? AND horizon = ? AND bucket = ? ORDER BY target_time DESC LIMIT ?")
+
+TRADE_HOURS = ("SELECT hour, trades, volume, quote_volume FROM trade_stats_hour "
+               "WHERE symbol = ? AND bucket = ? AND hour >= ? AND hour < ?")
+TRADES = "SELECT ts, trade_id, side, size, price FROM trades WHERE symbol = ? AND bucket = ? AND ts >= ? AND ts < ?"
+
+LATEST_PRICE = "SELECT exchange, bid, ask, quote_time, last_price, trade_time FROM latest_prices WHERE symbol = ?"
+
+ALL = (SYMBOLS, CANDLES, NEWEST_CANDLE, MOVING_AVERAGES, NEWEST_FORECAST, FORECAST, PREDICTIONS, TRADE_HOURS, TRADES,
+       LATEST_PRICE)

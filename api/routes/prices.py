@@ -1,0 +1,99 @@
+"""``GET /{symbol}/price`` and the chart page's live stream of the newest candle and price."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from api import queries
+from api import schemas as s
+from api.context import ApiContext
+from api.endpoint import Endpoint
+from api.errors import StoreUnavailable
+from api.params import finite, parse_all
+from api.routes.candles import CANDLE, newest_candle
+from api.routes.symbols import SYMBOL
+from api.windows import iso
+
+PRICE = s.obj(
+    symbol=s.string(), exchange=s.string(nullable=True),
+    buy=s.number("best ask: what a buyer pays now; null when no quote arrived", nullable=True),
+    sell=s.number("best bid: what a seller gets now; null when no quote arrived", nullable=True),
+    quote_time=s.time("event time of the quote", nullable=True),
+    last=s.number("last trade price, or the newest 1m close when no trade arrived", nullable=True),
+    last_time=s.time(nullable=True), last_source=s.string("trade or candle", nullable=True),
+)
+
+
+async def price(context: ApiContext, symbol: str) -> dict[str, Any]:
+    info = await context.symbol(symbol)
+    rows = await context.store.rows(queries.LATEST_PRICE, (symbol,))
+    row = rows[0] if rows else None
+    last, last_time, source = None, None, None
+    if row is not None and row.last_price is not None:
+        last, last_time, source = finite(row.last_price), iso(row.trade_time), "trade"
+    else:
+        candle = await newest_candle(context, symbol, info.latest_event_time)
+        if candle is not None:
+            last, last_time, source = candle["close"], candle["close_time"], "candle"
+    return {"symbol": symbol, "exchange": (row.exchange if row else None) or info.exchange,
+            "buy": finite(row.ask) if row else None, "sell": finite(row.bid) if row else None,
+            "quote_time": iso(row.quote_time) if row else None, "last": last, "last_time": last_time,
+            "last_source": source}
+
+
+def _event(name: str, payload: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
+
+
+async def stream(request: Request) -> Response:
+    """Server-sent ``update`` events ({"candle", "price"}) every ``PRICEPIPE_API_STREAM_S`` seconds.
+
+    A store outage is an ``error`` event, not the end of the stream: the page shows it and the
+    next update arrives once Cassandra answers again.
+    """
+    context: ApiContext = request.app.state.context
+    symbol = parse_all((SYMBOL,), request.path_params, request.query_params)["symbol"]
+    await context.symbol(symbol)
+
+    async def events() -> AsyncIterator[str]:
+        while True:
+            try:
+                info = await context.symbol(symbol)
+                yield _event("update", {"candle": await newest_candle(context, symbol, info.latest_event_time),
+                                        "price": await price(context, symbol)})
+            except StoreUnavailable as error:
+                yield _event("error", {"error": error.message, "status": error.status})
+            await asyncio.sleep(context.settings.api_stream_s)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+ENDPOINTS = (
+    Endpoint(
+        "/{symbol}/price", price, "market data", "Current buy (ask) and sell (bid) price, and the last price",
+        PRICE, params=(SYMBOL,), cached=True,
+        description="Bid and ask come from the `quotes` topic (BitMEX); `last` from the newest trade, or from the "
+        "newest 1m candle's close for symbols whose feed has candles only.",
+    ),
+)
+STREAM_PATH = "/stream/{symbol}"
+ROUTES = (Route(STREAM_PATH, stream, methods=["GET"], name="stream"),)
+STREAM_OPENAPI = {
+    "get": {
+        "tags": ["market data"], "summary": "Live updates for the chart page (server-sent events)",
+        "description": "An `update` event every PRICEPIPE_API_STREAM_S seconds with `{\"candle\", \"price\"}` "
+        "(the newest 1m candle and the answer of /{symbol}/price); an `error` event while the store is "
+        "unavailable. With PRICEPIPE_API_KEY set, pass the key as `?api_key=` (EventSource sends no headers).",
+        "parameters": [SYMBOL.schema()],
+        "responses": {"200": {"description": "an endless text/event-stream",
+                              "content": {"text/event-stream": {"schema": s.obj(candle=CANDLE, price=PRICE)}}}},
+    },
+}

@@ -1,0 +1,129 @@
+"""One keyspace filled once, for every API test, by the project's own write path with real data.
+
+- the lake's raw zone gets 30 real days of BTCUSDT 1m candles (2024-01-01 .. 01-30), from which
+  the Spark rollups write hourly and daily candles and moving averages to Cassandra, the minute
+  model is trained and the (naive, the history being short) 15-day forecast is published;
+- 2024-01-31's candles go through Kafka and the sensor-driven runs in ``CANDLE_CHUNKS`` parts, each
+  run predicting the next minute, so predictions and their actual closes reach Cassandra;
+- the real day of BTCUSD_PERP aggTrades (2026-05-08) goes through Kafka into trades, minute and
+  hour statistics and latest prices.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import pandas as pd
+import pytest
+import uvicorn
+from dagster_pyspark import LazyPySparkResource
+from starlette.testclient import TestClient
+
+from api.app import create_app
+from pricepipe_assets.assets.analytics import candles_daily, candles_hourly, moving_averages_daily
+from pricepipe_assets.assets.ml import daily_features, daily_forecast, daily_model, minute_features, minute_model
+from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
+from pricepipe_assets.settings import Settings
+from pricepipe_assets.topics import CANDLES_1M, PREDICTIONS, TRADES
+from pricepipe_assets_tests.assets.kafka_runs import definitions, drain, publish_trades, source_trades
+from pricepipe_assets_tests.assets.lake_fill import real_minutes, write_raw_candles
+
+SYMBOL = "BTCUSDT"
+TRADES_SYMBOL = "BTCUSD_PERP"
+LAKE_DAYS = (dt.date(2024, 1, 1), dt.date(2024, 1, 30))
+LIVE_DAY = dt.date(2024, 1, 31)
+CANDLE_CHUNKS = 4
+
+
+@dataclass(frozen=True)
+class Filled:
+    settings: Settings
+    cassandra: CassandraResource
+    live_candles: pd.DataFrame  # the candles of LIVE_DAY, as published
+    lake_candles: pd.DataFrame  # the candles of LAKE_DAYS
+    trades: pd.DataFrame  # the aggTrades file, as in the dump
+
+
+def _frame(candles: list[Any]) -> pd.DataFrame:
+    return pd.DataFrame([c.to_dict() for c in candles])
+
+
+@pytest.fixture(scope="session")
+def filled(local_servers: None, spark_config: dict[str, str], shared_data: Path,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Filled]:
+    unique = uuid.uuid4().hex[:10]
+    root = tmp_path_factory.mktemp("api-fill")
+    settings = Settings.from_env({"PRICEPIPE_KEYSPACE": f"test_api_{unique}", "PRICEPIPE_TOPIC_PREFIX": f"test.api.{unique}.",
+                                  "PRICEPIPE_LAKE_URI": str(root / "lake"), "PRICEPIPE_STATE_DIR": str(root / "state"),
+                                  "PRICEPIPE_API_STREAM_S": "1"})
+    kafka = KafkaResource(topic_prefix=settings.topic_prefix, topic_partitions=2, retention_hours=1)
+    cassandra = CassandraResource(keyspace=settings.keyspace)
+    lake = LakeResource(uri=str(root / "lake"))
+    instance = dg.DagsterInstance.ephemeral()
+
+    history = real_minutes(shared_data, root / "cache", SYMBOL, *LAKE_DAYS)
+    write_raw_candles(lake, history)
+    resources = {"spark": LazyPySparkResource(spark_config=spark_config), "lake": lake, "cassandra": cassandra,
+                 "kafka": kafka}
+    assert dg.materialize([candles_hourly, candles_daily, moving_averages_daily, minute_features, minute_model,
+                           daily_features, daily_model, daily_forecast], resources=resources, instance=instance).success
+
+    defs = definitions(kafka, cassandra, lake)
+    live = real_minutes(shared_data, root / "cache", SYMBOL, LIVE_DAY, LIVE_DAY)
+    publisher = kafka.publisher()
+    size = len(live) // CANDLE_CHUNKS
+    for chunk in range(CANDLE_CHUNKS):
+        for candle in live[chunk * size:(chunk + 1) * size if chunk < CANDLE_CHUNKS - 1 else None]:
+            publisher.publish(candle)
+        publisher.flush()
+        drain(defs, CANDLES_1M, kafka, instance)
+        drain(defs, PREDICTIONS, kafka, instance)
+    publish_trades(kafka, shared_data, root / "cache")
+    drain(defs, TRADES, kafka, instance)
+
+    yield Filled(settings, cassandra, _frame(live), _frame(history), source_trades(shared_data))
+    cassandra.session().execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
+    cassandra.close()
+    admin = kafka.admin()
+    mine = [name for name in admin.list_topics(timeout=10).topics if name.startswith(kafka.topic_prefix)]
+    if mine:
+        admin.delete_topics(mine, operation_timeout=10)
+
+
+@pytest.fixture(scope="session")
+def api_client(filled: Filled) -> Iterator[TestClient]:
+    """The API over the filled keyspace, in process."""
+    with TestClient(create_app(filled.settings)) as client:
+        yield client
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def api_base_url(filled: Filled) -> Iterator[str]:
+    """The API over the filled keyspace, served by a real uvicorn on a free loopback port."""
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(filled.settings), host="127.0.0.1", port=port,
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "the API server did not start"
+        time.sleep(0.1)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=10)
