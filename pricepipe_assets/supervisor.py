@@ -106,6 +106,18 @@ def _wait_http(url: str, timeout_s: float, alive: Callable[[], bool]) -> bool:
     return False
 
 
+def _health_summary(api: str, settings: Settings) -> str:
+    """One line: what answers, as the API's /health sees it."""
+    import requests
+
+    headers = {"X-API-Key": settings.api_key} if settings.api_key else {}
+    try:
+        health = requests.get(f"{api}/health", headers=headers, timeout=10).json()
+    except (requests.RequestException, ValueError) as error:
+        return f"API did not answer /health ({type(error).__name__})"
+    return ", ".join(f"{name} {'ok' if health.get(name) else 'NOT ANSWERING'}" for name in ("kafka", "cassandra"))
+
+
 def run(settings: Settings, echo: Callable[[str], None] = print) -> int:
     """Run the platform until interrupted; returns the exit code."""
     from infra.local import launcher
@@ -136,7 +148,9 @@ def run(settings: Settings, echo: Callable[[str], None] = print) -> int:
         everything_alive = lambda: not stopping and not any(c.failed() for c in procs)  # noqa: E731
         if _wait_http(f"{ui}/server_info", 180, everything_alive) and _wait_http(f"{api}/health", 60, everything_alive):
             echo(f"[run] Dagster UI  {ui}")
-            echo(f"[run] API health {api}/health")
+            echo(f"[run] chart page  {api}/")
+            echo(f"[run] API docs    {api}/docs")
+            echo(f"[run] health      {_health_summary(api, settings)}")
             echo(f"[run] logs in {settings.state_dir / 'logs'}; Ctrl-C stops everything this command started")
         while not stopping:
             dead = [c for c in procs if c.failed()]
