@@ -29,6 +29,12 @@ ACTIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, 
                    dg.DagsterRunStatus.STARTED]
 
 
+# A bounded batch takes seconds to a few minutes; a run still going after this is stuck (its process
+# gone, or a store hanging), and would block its topic, since no second run is launched while one is
+# active. Run monitoring then fails it and the next tick asks for the same range again.
+MAX_RUNTIME_S = 900
+
+
 def run_config(topic: str, offset_ranges: str) -> dict[str, object]:
     """The run config giving every asset of the topic's job the same ranges."""
     return {"ops": {name: {"config": {"offset_ranges": offset_ranges}} for name in TOPIC_ASSETS[topic]}}
@@ -65,7 +71,8 @@ def kafka_sensor(topic: str, minimum_interval_seconds: int) -> dg.SensorDefiniti
         attempt = _earlier_attempts(context.instance, offset_ranges) + 1
         run_key = offset_ranges if attempt == 1 else f"{offset_ranges}#attempt{attempt}"
         request = dg.RunRequest(run_key=run_key, run_config=run_config(topic, offset_ranges),
-                                tags={TOPIC_TAG: topic, RANGE_TAG: offset_ranges})
+                                tags={TOPIC_TAG: topic, RANGE_TAG: offset_ranges,
+                                      "dagster/max_runtime": str(MAX_RUNTIME_S)})
         return dg.SensorResult(run_requests=[request],
                                cursor=json.dumps({"run_key": run_key, "offset_ranges": offset_ranges}))
 

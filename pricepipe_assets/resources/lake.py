@@ -78,24 +78,42 @@ class LakeResource(dg.ConfigurableResource):
         """Write ``table`` under ``dataset`` as Hive partitions (``col=value/``), one file per partition.
 
         Files are named ``<basename>.parquet`` inside each partition folder; writing the same
-        basename again overwrites, which is what makes replays idempotent. Returns the files
-        written, as lake paths.
+        basename again overwrites, which is what makes replays idempotent. Each file is written
+        under a hidden name first (readers skip names with a leading dot) and renamed into place,
+        so a writer killed half-way leaves no truncated file behind. Returns the files written,
+        as lake paths.
         """
         import pyarrow.dataset as ds
 
-        written: list[str] = []
+        staged: list[str] = []
         ds.write_dataset(
             table,
             self.path(dataset),
             format="parquet",
             partitioning=ds.partitioning(table.select(partition_cols).schema, flavor="hive"),
-            basename_template=f"{basename}-{{i}}.parquet",
+            basename_template=f".{basename}-{{i}}.parquet.tmp",
             existing_data_behavior="overwrite_or_ignore",
             filesystem=self.filesystem(),
-            file_visitor=lambda written_file: written.append(written_file.path),
+            file_visitor=lambda written_file: staged.append(written_file.path),
             create_dir=True,
         )
-        return written
+        return [self._publish(path) for path in staged]
+
+    def _publish(self, staged: str) -> str:
+        """Rename a hidden staged file to its final name, replacing an older file of that name.
+
+        HDFS refuses to rename onto an existing file, so the older one is removed first: a
+        reader may then miss that one file for a moment, but never sees half of one.
+        """
+        import pyarrow.fs as pafs
+
+        filesystem = self.filesystem()
+        folder, name = posixpath.split(staged)
+        final = posixpath.join(folder, name[1:].removesuffix(".tmp"))
+        if filesystem.get_file_info(final).type != pafs.FileType.NotFound:
+            filesystem.delete_file(final)
+        filesystem.move(staged, final)
+        return final
 
     def dataset(self, dataset: str, partitioning: pa.Schema | None = None) -> ds.Dataset:
         """A pyarrow dataset over ``dataset``; ``partitioning`` types the Hive partition columns."""
@@ -146,8 +164,7 @@ class LakeResource(dg.ConfigurableResource):
         temporary = posixpath.join(folder, f".{posixpath.basename(path)}.tmp")
         with filesystem.open_output_stream(temporary) as stream:
             stream.write(data)
-        filesystem.move(temporary, path)
-        return path
+        return self._publish(temporary)
 
     def read_bytes(self, *parts: str) -> bytes:
         with self.filesystem().open_input_stream(self.path(*parts)) as stream:

@@ -145,14 +145,21 @@ def hang_before_commit(*args, **kwargs):
     hang()
 
 write_all = CassandraResource.write_all
+publish = LakeResource._publish
 
 def hang_half_way_through_a_write(cassandra, cql, rows):
     write_all(cassandra, cql, rows[: len(rows) // 2])
     hang()
 
+def hang_after_the_first_lake_file(lake, staged):
+    publish(lake, staged)
+    hang()
+
 prefix, keyspace, lake_uri, topic, moment = sys.argv[1:]
 if moment == "before-commit":
     kafka_batches.commit = hang_before_commit
+elif moment == "mid-lake-write":
+    LakeResource._publish = hang_after_the_first_lake_file
 else:
     CassandraResource.write_all = hang_half_way_through_a_write
 drain(definitions(KafkaResource(topic_prefix=prefix), CassandraResource(keyspace=keyspace), LakeResource(uri=lake_uri)),
@@ -162,7 +169,7 @@ drain(definitions(KafkaResource(topic_prefix=prefix), CassandraResource(keyspace
 
 def _kill_run(kafka: KafkaResource, cassandra: CassandraResource, lake: LakeResource, topic: str, moment: str) -> None:
     """Run the topic's job in a subprocess and SIGKILL it at ``moment``: once its writes are done
-    but before any commit, or half-way through a Cassandra write."""
+    but before any commit, half-way through the lake's files, or half-way through a Cassandra write."""
     repo = Path(__file__).resolve().parents[2]
     process = subprocess.Popen(
         [sys.executable, "-c", KILLED_RUN, kafka.topic_prefix, cassandra.keyspace, lake.uri, topic, moment],
@@ -178,7 +185,7 @@ def _kill_run(kafka: KafkaResource, cassandra: CassandraResource, lake: LakeReso
     assert process.returncode == -signal.SIGKILL
 
 
-@pytest.mark.parametrize("moment", ["before-commit", "mid-write"])
+@pytest.mark.parametrize("moment", ["before-commit", "mid-lake-write", "mid-write"])
 def test_a_run_killed_at_any_moment_leaves_every_candle_once(
         kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource, shared_data: Path,
         tmp_path: Path, moment: str) -> None:

@@ -33,7 +33,7 @@ def test_lag_requests_one_run_keyed_by_its_offset_range_and_none_once_committed(
     assert all(r.topic == CANDLES_1M and r.start == 0 for r in ranges)
     assert sum(r.end - r.start for r in ranges) == 1440  # every candle of the day is keyed by BTCUSDT
     assert json.loads(result.cursor)["run_key"] == request.run_key
-    assert request.tags == {TOPIC_TAG: CANDLES_1M, RANGE_TAG: request.run_key}
+    assert request.tags == {TOPIC_TAG: CANDLES_1M, RANGE_TAG: request.run_key, "dagster/max_runtime": "900"}
 
     assert run_requested(definitions(kafka, cassandra, local_lake), CANDLES_1M, request, instance).success
     assert isinstance(tick(CANDLES_1M, kafka, instance, cursor=result.cursor), dg.SkipReason)

@@ -39,6 +39,19 @@ def test_rewriting_the_same_basename_replaces_instead_of_duplicating(lake: LakeR
     assert btc.num_rows == 4
 
 
+def test_a_rewrite_replaces_the_file_and_a_half_written_file_is_never_read(lake: LakeResource) -> None:
+    lake.write_dataset(candles_table(), "raw/candles", ["symbol", "date"], basename="offsets-0-2")
+    changed = candles_table().set_column(3, "close", pa.array([1.0, 2.0, 3.0]))
+    files = lake.write_dataset(changed, "raw/candles", ["symbol", "date"], basename="offsets-0-2")
+    assert all(f.rsplit("/", 1)[1] == "offsets-0-2-0.parquet" for f in files)
+    # what a writer killed half-way leaves: a truncated file under its hidden staging name
+    with lake.filesystem().open_output_stream(
+            lake.path("raw/candles", "symbol=BTCUSDT", "date=2024-01-01", ".offsets-3-5-0.parquet.tmp")) as stream:
+        stream.write(b"PAR1 truncated")
+    back = lake.read_dataset("raw/candles", partitioning=PARTITIONS)
+    assert sorted(back.column("close").to_pylist()) == [1.0, 2.0, 3.0]
+
+
 def test_reading_a_missing_dataset_names_it(lake: LakeResource) -> None:
     with pytest.raises(FileNotFoundError, match="lake dataset 'raw/nothing' does not exist"):
         lake.read_dataset("raw/nothing")
