@@ -22,12 +22,14 @@ from pricepipe_assets.clock import platform_now
 from pricepipe_assets.records import Candle
 from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets.resources.cassandra_schema import candle_bucket
+from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
 from pricepipe_assets.topics import CANDLES_1M, TRADES
 from pricepipe_assets_tests.conftest import consume
 from pricepipe_assets_tests.assets.kafka_runs import (
     CANDLE_DAY, TRADE_DAY, definitions, drain, publish_candles, publish_trades, source_candles, source_trades)
 
 DAY_MS = 1704067200000
+LATE_SAMPLE = 6000
 HIVE = pa.schema([("interval", pa.string()), ("symbol", pa.string()), ("date", pa.string())])
 
 
@@ -197,8 +199,8 @@ def test_a_run_killed_at_any_moment_leaves_every_candle_once(
     _assert_candles_equal_source(cassandra, local_lake, shared_data)
 
 
-def _expected_minute_stats(shared_data: Path) -> pd.DataFrame:
-    trades = source_trades(shared_data).sort_values(["transact_time", "agg_trade_id"])
+def _expected_minute_stats(source: pd.DataFrame) -> pd.DataFrame:
+    trades = source.sort_values(["transact_time", "agg_trade_id"])
     trades["minute"] = trades["transact_time"] - trades["transact_time"] % 60_000
     trades["quote"] = trades["quantity"] * trades["price"]
     trades["buy"] = trades["quantity"].where(~trades["is_buyer_maker"], 0.0)
@@ -208,6 +210,9 @@ def _expected_minute_stats(shared_data: Path) -> pd.DataFrame:
                                          sell_volume=("sell", "sum"), last_price=("price", "last"))
     stats["vwap"] = stats["quote_volume"] / stats["volume"]
     return stats.reset_index()
+
+
+STATS = ["minute", "trades", "volume", "quote_volume", "buy_volume", "sell_volume", "vwap", "last_price"]
 
 
 def _stored_minute_stats(cassandra: CassandraResource) -> pd.DataFrame:
@@ -226,10 +231,9 @@ def test_trade_statistics_equal_a_group_by_of_the_source_even_after_a_killed_run
     (run,) = drain(definitions(kafka, cassandra, local_lake), TRADES, kafka, dg.DagsterInstance.ephemeral())
     assert run.success
 
-    expected = _expected_minute_stats(shared_data)
+    expected = _expected_minute_stats(source_trades(shared_data))
     stored = _stored_minute_stats(cassandra)
-    columns = ["minute", "trades", "volume", "quote_volume", "buy_volume", "sell_volume", "vwap", "last_price"]
-    pd.testing.assert_frame_equal(stored[columns], expected[columns], check_dtype=False, rtol=1e-9)
+    pd.testing.assert_frame_equal(stored[STATS], expected[STATS], check_dtype=False, rtol=1e-9)
 
     hours = pd.DataFrame(list(cassandra.session().execute(
         "SELECT hour, trades, volume FROM trade_stats_hour WHERE symbol = 'BTCUSD_PERP' AND bucket = %s",
@@ -240,3 +244,31 @@ def test_trade_statistics_equal_a_group_by_of_the_source_even_after_a_killed_run
     assert latest.last_price == expected["last_price"].iloc[-1]
     raw = local_lake.read_dataset("raw/trades", columns=["trade_id"]).to_pandas()
     assert len(raw) == 105_280 and raw["trade_id"].is_unique
+
+
+def test_late_and_repeated_trades_never_double_count(
+        kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource, shared_data: Path,
+        tmp_path: Path) -> None:
+    """A later batch brings trades of minutes already computed (late) and trades already stored
+    (repeated, as a replay does): the statistics still equal a group-by of the distinct trades,
+    and the trades table holds each source trade once, field for field."""
+    dumps = BinanceDumps(tmp_path, (shared_data / "binance").as_uri())
+    trades = list(dumps.records(Dataset.agg_trades("BTCUSD_PERP", "futures/cm"), TRADE_DAY, TRADE_DAY))[:LATE_SAMPLE]
+    late = trades[::7]
+    defs, instance, publisher = definitions(kafka, cassandra, local_lake), dg.DagsterInstance.ephemeral(), kafka.publisher()
+    for batch in ([t for t in trades if t not in late], [*late, *trades[:LATE_SAMPLE // 2]]):
+        for trade in batch:
+            publisher.publish(trade)
+        publisher.flush()
+        assert all(run.success for run in drain(defs, TRADES, kafka, instance))
+
+    source = source_trades(shared_data).iloc[:LATE_SAMPLE]
+    stored = _stored_minute_stats(cassandra)
+    pd.testing.assert_frame_equal(stored[STATS], _expected_minute_stats(source)[STATS], check_dtype=False, rtol=1e-9)
+    rows = pd.DataFrame(list(cassandra.session().execute(
+        "SELECT trade_id, price, size, side FROM trades WHERE symbol = 'BTCUSD_PERP' AND bucket = %s", (TRADE_DAY,))))
+    assert sorted(rows["trade_id"].astype(int)) == sorted(source["agg_trade_id"])
+    by_id = rows.assign(trade_id=rows["trade_id"].astype(int)).set_index("trade_id").loc[source["agg_trade_id"]]
+    assert by_id["price"].tolist() == source["price"].tolist()
+    assert by_id["size"].tolist() == source["quantity"].tolist()
+    assert by_id["side"].tolist() == ["sell" if maker else "buy" for maker in source["is_buyer_maker"]]
