@@ -97,6 +97,7 @@ def archive_asset(part: HotPart) -> dg.AssetsDefinition:
 
 
 ARCHIVE_ASSETS = [archive_asset(part) for part in HOT_PARTS]
+ARCHIVE_KEYS = {asset.key.to_user_string() for asset in ARCHIVE_ASSETS}
 
 
 def compaction_asset(name: str, dataset: str, topic: str, writer: str) -> dg.AssetsDefinition:
@@ -152,15 +153,36 @@ def data_days(lake: LakeResource) -> set[dt.date]:
     return {day + dt.timedelta(days=n) for day in stored for n in range(FORECAST_REACH_DAYS + 1)}
 
 
+def _archived_symbols(instance: dg.DagsterInstance, asset: str, day: str) -> set[str]:
+    """The symbols the newest materialization of an archive asset's day covered."""
+    result = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey(asset), asset_partitions=[day]), limit=1)
+    if not result.records:
+        return set()
+    materialization = result.records[0].asset_materialization
+    symbols = materialization.metadata.get("symbols") if materialization else None
+    return set(symbols.value) if symbols is not None else set()
+
+
 def due_archives(instance: dg.DagsterInstance, clocks: dict[str, dt.datetime], days: set[dt.date],
                  limit: int) -> dict[str, list[str]]:
     """Per day that has expired for some symbol and is not yet done by every retention asset, the
-    assets still to run (oldest days first, at most ``limit`` days)."""
+    assets still to run (oldest days first, at most ``limit`` days).
+
+    An archive asset's day is done only for the symbols it covered: a symbol whose clock moves the
+    day out of its window later (replays of different eras side by side) makes that day due again,
+    so no symbol's rows are left behind in Cassandra under a partition that looks archived.
+    """
     due: dict[str, list[str]] = {}
     for asset, aggregate in RETENTION_WINDOWS.items():
         done: set[Any] = instance.get_materialized_partitions(dg.AssetKey(asset))
         hot_days = hot_window(aggregate)
         for day in days:
-            if day.isoformat() not in done and expired_symbols(clocks, day, hot_days):
-                due.setdefault(day.isoformat(), []).append(asset)
+            expired = expired_symbols(clocks, day, hot_days)
+            if not expired:
+                continue
+            key = day.isoformat()
+            if key in done and (asset not in ARCHIVE_KEYS or set(expired) <= _archived_symbols(instance, asset, key)):
+                continue
+            due.setdefault(key, []).append(asset)
     return {day: sorted(due[day]) for day in sorted(due)[:limit]}

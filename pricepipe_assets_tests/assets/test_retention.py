@@ -15,7 +15,7 @@ import pytest
 
 from pricepipe_assets import retention
 from pricepipe_assets.assets.lake import RAW_CANDLES, candle_row, write_chunks
-from pricepipe_assets.assets.retention import ARCHIVE_ASSETS
+from pricepipe_assets.assets.retention import ARCHIVE_ASSETS, due_archives
 from pricepipe_assets.compaction import compact_folder
 from pricepipe_assets.kafka_batches import Batch, Delivered, OffsetRange
 from pricepipe_assets.records import Prediction
@@ -139,6 +139,33 @@ def test_the_schedule_requests_every_expired_day_with_the_assets_still_to_run(
     assert {key.to_user_string() for key in requests[0].asset_selection} == {
         "candles_1m_archive", "trades_archive", "trade_stats_minute_archive", "predictions_1m_archive",
         "raw_candles_compaction", "raw_trades_compaction"}
+
+
+def test_a_day_archived_for_one_symbol_is_due_again_once_another_symbols_clock_expires_it(
+        ten_days: None, kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource,
+        shared_data: Path, tmp_path: Path) -> None:
+    """Replays of different eras side by side: ETHUSDT's clock (2024-02-01) expires 2024-01-08 while
+    BTCUSDT's (2024-01-10) keeps it hot, so the first archive of that day covers ETHUSDT only; once
+    BTCUSDT's clock moves on, the day must be archived again instead of looking done."""
+    publisher = kafka.publisher()
+    publisher.publish(real_minutes(shared_data, tmp_path, "ETHUSDT", dt.date(2024, 2, 1), dt.date(2024, 2, 1))[0])
+    publisher.flush()
+    drain(definitions(kafka, cassandra, local_lake), CANDLES_1M, kafka, dg.DagsterInstance.ephemeral())
+    day = dt.date(2024, 1, 8)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize([CANDLES], partition_key=day.isoformat(), instance=instance,
+                                run_config={"ops": {CANDLES.op.name: {"config": {"hot_days": HOT_DAYS}}}},
+                                resources={"cassandra": cassandra, "lake": local_lake})
+        assert result.asset_materializations_for_node(CANDLES.op.name)[0].metadata["symbols"].value == ["ETHUSDT"]
+        assert _hot_candles(cassandra, day) == 1440
+
+        eth_clock = dt.datetime(2024, 2, 1, tzinfo=dt.UTC)
+        kept_hot = due_archives(instance, {"BTCUSDT": dt.datetime(2024, 1, 10, tzinfo=dt.UTC), "ETHUSDT": eth_clock},
+                                {day}, limit=10)
+        expired = due_archives(instance, {"BTCUSDT": dt.datetime(2024, 1, 20, tzinfo=dt.UTC), "ETHUSDT": eth_clock},
+                               {day}, limit=10)
+    assert "candles_1m_archive" not in kept_hot.get(day.isoformat(), [])
+    assert "candles_1m_archive" in expired[day.isoformat()]
 
 
 def test_compaction_merges_sealed_blocks_into_one_file_and_readers_see_the_same_rows(
