@@ -72,6 +72,10 @@ function utcClock(date) {
   return date.toISOString().slice(11, 19) + " UTC";
 }
 
+function utcDateTime(iso) {
+  return new Date(iso).toISOString().slice(0, 19).replace("T", " ") + " UTC";
+}
+
 function formatPrice(value) {
   if (value == null) return "—";
   const number = Number(value);
@@ -163,25 +167,36 @@ function chartLayout(candleAnswer, historyPoints, forecastAnswer) {
   };
 }
 
+// Say which answers failed or came back empty, so a blank panel is never left unexplained.
+function reportAnswers(candles, average, forecast) {
+  clearMessages("chart");
+  if (candles.error) showMessage(`candles: ${candles.error.message}`, "chart", "error");
+  else if (candles.value.candles.length === 0) showMessage("no candles in this range yet", "chart");
+  if (average.error) showMessage(`moving average: ${average.error.message}`, "chart", "error");
+  // A daily average is drawn on a view of minutes when it has points, but its absence there is no news.
+  else if (average.value && average.value.points.length === 0 && view.interval !== "1m") {
+    showMessage(`no ${view.window}-day moving average in this range yet`, "chart");
+  }
+  if (forecast.error) showMessage(`forecast: ${forecast.error.message}`, "chart", "error");
+  else if (forecast.value.forecast.length === 0) showMessage("no forecast yet", "chart");
+}
+
+// The average over the range the candles answer covers, so both panels agree on it.
+function fetchAverage(candleAnswer) {
+  const range = { start: isoSeconds(candleAnswer.start), end: isoSeconds(candleAnswer.end) };
+  return attempt(apiGet(symbolPath("moving-average"), { window: view.window, ...range }));
+}
+
 // Fetch everything the current view shows and redraw; answers of a superseded draw are dropped.
 async function drawChart() {
   const draw = ++drawCount;
   const forecastRequest = attempt(apiGet(symbolPath("forecast"), { days: FORECAST_DAYS }));
   const candles = await attempt(apiGet(symbolPath("candles"), rangeQuery()));
-  const average = candles.value
-    ? await attempt(apiGet(symbolPath("moving-average"), { window: view.window, start: isoSeconds(candles.value.start), end: isoSeconds(candles.value.end) }))
-    : { value: null };
+  const average = candles.value ? await fetchAverage(candles.value) : { value: null };
   const forecast = await forecastRequest;
   if (draw !== drawCount) return;
 
-  clearMessages("chart");
-  if (candles.error) showMessage(`candles: ${candles.error.message}`, "chart", "error");
-  else if (candles.value.candles.length === 0) showMessage("no candles in this range yet", "chart");
-  if (average.error) showMessage(`moving average: ${average.error.message}`, "chart", "error");
-  else if (average.value && average.value.points.length === 0) showMessage(`no ${view.window}-day moving average in this range yet`, "chart");
-  if (forecast.error) showMessage(`forecast: ${forecast.error.message}`, "chart", "error");
-  else if (forecast.value.forecast.length === 0) showMessage("no forecast yet", "chart");
-
+  reportAnswers(candles, average, forecast);
   const rows = candles.value ? candles.value.candles : [];
   const points = average.value ? average.value.points : [];
   const traces = [candleTrace(rows), averageTrace(points)];
@@ -192,7 +207,7 @@ async function drawChart() {
 
 function showPrice(price) {
   const parts = [`${price.symbol} ${formatPrice(price.last)}`];
-  if (price.last_time) parts.push(`last ${price.last_source || "price"} at ${price.last_time.replace("T", " ").replace("Z", " UTC")}`);
+  if (price.last_time) parts.push(`last ${price.last_source || "price"} at ${utcDateTime(price.last_time)}`);
   parts.push(`buy ${formatPrice(price.buy)}`, `sell ${formatPrice(price.sell)}`);
   document.getElementById("price").textContent = parts.join(" · ");
 }

@@ -1,0 +1,129 @@
+"""The chart page in a real browser (Debian's Chromium driven by Playwright) against the running API.
+
+Only a browser shows that the page's JavaScript, the plotly.min.js served from the pip package and
+the JSON/SSE endpoints fit together: the candles drawn are the candles the API answered, the
+forecast band is there, and the stream turns the status line to "live". The screenshot is kept
+for a human to look at.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "build" / "test-artifacts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+SYMBOL = "BTCUSDT"
+LIVE_WITHIN_MS = 15_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, headless; Playwright's own browser downloads are not available here."""
+    assert CHROMIUM.is_file(), (
+        f"the chart page test needs Chromium at {CHROMIUM}: install the Debian package 'chromium' "
+        "(infra/local/system-deps.sh does, as root)"
+    )
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(browser: Browser) -> Iterator[Page]:
+    page = browser.new_page(viewport={"width": 1400, "height": 860})
+    yield page
+    page.close()
+
+
+def chart_traces(page: Page) -> list[dict[str, Any]]:
+    """Plotly keeps the drawn traces on the chart element; read their names and point counts."""
+    return page.evaluate(
+        """() => document.getElementById("chart").data.map(
+            (trace) => ({ type: trace.type, name: trace.name, points: trace.x.length, xaxis: trace.xaxis || "x" }))"""
+    )
+
+
+def save_screenshot(page: Page, tmp_path: Path, name: str) -> None:
+    """Into the test's tmp_path, and into build/test-artifacts/ where it outlives the run."""
+    shot = tmp_path / name
+    page.screenshot(path=str(shot), full_page=True)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(shot, ARTIFACTS / name)
+
+
+def wait_for_draw(page: Page, interval: str, candles: int) -> None:
+    """Until the chart shows as many of this interval's candles as the API answered (a draw replaces all traces at once)."""
+    page.wait_for_function(
+        """([interval, candles]) => {
+            const chart = document.getElementById("chart");
+            return chart.data && chart.data[0].name === `${interval} candles` && chart.data[0].x.length === candles;
+        }""",
+        arg=[interval, candles],
+    )
+
+
+def test_chart_page_draws_the_api_candles_and_forecast_and_goes_live(api_base_url: str, page: Page, tmp_path: Path) -> None:
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    with page.expect_response(lambda r: f"/candles/{SYMBOL}" in r.url) as candles_info:
+        with page.expect_response(lambda r: f"/forecast/{SYMBOL}" in r.url) as forecast_info:
+            page.goto(f"{api_base_url}/?symbol={SYMBOL}")
+    assert candles_info.value.ok and forecast_info.value.ok
+    candles = candles_info.value.json()["candles"]
+    forecast = forecast_info.value.json()["forecast"]
+    assert candles, "the API fixture should serve a day of candles for the default (day, 1m) view"
+    assert forecast, "the API fixture should serve a forecast"
+
+    wait_for_draw(page, "1m", len(candles))
+    traces = chart_traces(page)
+    assert traces[0]["type"] == "candlestick" and traces[0]["points"] == len(candles)
+    assert page.locator("#chart g.trace.boxes path").count() > 0, "no candlestick drawn"
+    forecast_traces = [trace for trace in traces if trace["xaxis"] == "x2"]
+    assert [trace["points"] for trace in forecast_traces] == [len(forecast)] * 3, "band edges and predicted line"
+    assert page.locator("#chart .scatterlayer path.js-fill").count() > 0, "no forecast band drawn"
+    assert page.locator("#messages li.error").all_inner_texts() == []
+    assert page.locator("#symbol").input_value() == SYMBOL
+
+    expect(page.locator("#stream-state")).to_have_text("live", timeout=LIVE_WITHIN_MS)
+    expect(page.locator("#last-update")).to_contain_text("last update", timeout=LIVE_WITHIN_MS)
+    expect(page.locator("#price")).to_contain_text(SYMBOL)
+    save_screenshot(page, tmp_path, "chart-page.png")
+    assert errors == []
+
+
+def test_a_month_of_daily_candles_carries_the_moving_average(api_base_url: str, page: Page, tmp_path: Path) -> None:
+    averages: list[Response] = []
+    page.on("response", lambda r: "/moving-average/" in r.url and averages.append(r))
+    page.goto(f"{api_base_url}/?symbol={SYMBOL}")
+    page.wait_for_function('() => document.getElementById("chart").data !== undefined')
+    page.select_option("#interval", "1d")
+    with page.expect_response(lambda r: "/candles/" in r.url and "period=month" in r.url) as candles_info:
+        page.click("[data-period=month]")
+    candles = candles_info.value.json()["candles"]
+    assert candles, "the API fixture should serve a month of daily candles"
+
+    wait_for_draw(page, "1d", len(candles))
+    average_trace = chart_traces(page)[1]
+    average = averages[-1].json()
+    assert average["window"] == 7
+    assert average_trace["points"] == len(average["points"]) > 0
+    assert page.locator("#chart .scatterlayer .trace .lines path").count() > 0, "no moving average drawn"
+    assert page.locator("#messages li.error").all_inner_texts() == []
+    save_screenshot(page, tmp_path, "chart-page-month.png")
