@@ -137,3 +137,13 @@ def test_a_history_too_short_for_the_daily_model_still_gets_a_naive_forecast_tha
     forecast = result.asset_materializations_for_node("daily_forecast")[0].metadata
     assert forecast["dagster/row_count"].value == 15
     assert forecast["BTCUSDT/served_by"].value == "naive: no daily model yet (version history)"
+
+
+def test_the_baseline_check_fails_past_the_margin_and_names_the_symbols_that_fall_back() -> None:
+    from pricepipe_assets.assets.ml import _baseline_check
+
+    within = _baseline_check("daily_model", {"BTCUSDT": 1.04, "ETHUSDT": 0.97}, margin=0.05)
+    past = _baseline_check("daily_model", {"BTCUSDT": 1.06, "ETHUSDT": 0.97}, margin=0.05)
+    assert within.passed and within.metadata["falls_back_to_naive"].value == []
+    assert not past.passed and past.metadata["falls_back_to_naive"].value == ["BTCUSDT"]
+    assert past.metadata["mae_ratio_to_naive"].value == {"BTCUSDT": 1.06, "ETHUSDT": 0.97}
