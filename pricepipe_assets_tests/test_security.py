@@ -1,0 +1,52 @@
+"""Security basics that hold for the whole code base: CQL with values is always prepared, and
+credentials reach Dagster as the names of their variables, never as their values."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from pricepipe_assets.resources import build_resources
+from pricepipe_assets.settings import Settings
+
+REPO = Path(__file__).resolve().parents[1]
+SECRET = "pw-7c1e0b9d-never-shown"
+
+
+def _unprepared_calls_with_values(path: Path) -> list[str]:
+    """``execute(<CQL text>, <values>)`` calls: values bound into unprepared text."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in {"execute", "execute_async"} and len(node.args) >= 2
+                and isinstance(node.args[0], (ast.Constant, ast.JoinedStr, ast.BinOp))):
+            found.append(f"{path}:{node.lineno}")
+    return found
+
+
+def test_every_cql_statement_with_values_is_a_prepared_statement() -> None:
+    sources = [*(REPO / "pricepipe_assets").rglob("*.py"), *(REPO / "api").rglob("*.py")]
+    assert len(sources) > 40
+    assert [hit for path in sources for hit in _unprepared_calls_with_values(path)] == []
+
+
+def test_the_check_finds_an_unprepared_statement_with_values(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("session.execute(\"SELECT * FROM candles WHERE symbol = %s\", (symbol,))\n"
+                   "session.execute(prepared, (symbol,))\n")
+    assert _unprepared_calls_with_values(bad) == [f"{bad}:1"]
+
+
+def test_credentials_reach_dagster_resources_as_variable_names_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    env = {"PRICEPIPE_CASSANDRA_USERNAME": "pricepipe", "PRICEPIPE_CASSANDRA_PASSWORD": SECRET,
+           "PRICEPIPE_KAFKA_USERNAME": "pricepipe", "PRICEPIPE_KAFKA_PASSWORD": SECRET,
+           "PRICEPIPE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "PRICEPIPE_KAFKA_SASL_MECHANISM": "PLAIN"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    resources = build_resources(Settings.from_env(env))
+    for name in ("kafka", "cassandra"):
+        assert isinstance(resources[name].password, dg.EnvVar)
+        assert SECRET not in repr(resources[name])
