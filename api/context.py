@@ -44,9 +44,14 @@ class ApiContext:
         return configured
 
     async def symbols(self) -> dict[str, SymbolInfo]:
-        """Configured symbols and every symbol data arrived for, by name."""
+        """Configured symbols and every symbol data arrived for, by name.
+
+        Requests that wait while another reads the table take that read's answer (it finished
+        after they asked), so concurrent requests cost one read, even with the cache off.
+        """
+        asked = time.monotonic()
         async with self._symbols_lock:
-            if time.monotonic() - self._symbols_read_at >= self.settings.api_cache_s:
+            if self._symbols_read_at < asked - self.settings.api_cache_s:
                 rows = await self.store.rows(queries.SYMBOLS, ())
                 configured = self._configured()
                 found = {symbol: SymbolInfo(symbol, exchange, None, True) for symbol, exchange in configured.items()}

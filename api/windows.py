@@ -65,4 +65,6 @@ def iso(value: dt.datetime | None) -> str | None:
     """ISO-8601 UTC with milliseconds and a ``Z``, the API's one time format."""
     if value is None:
         return None
-    return utc(value).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    if value.tzinfo is None:  # the driver's naive UTC: the fast path, taken for every row read
+        return value.isoformat(timespec="milliseconds") + "Z"
+    return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
