@@ -18,8 +18,11 @@ install: $(INSTALLED)
 
 ## Main job: local servers (Kafka, Cassandra, HDFS when the lake is on it), Dagster webserver and
 ## daemon, and the API, in the foreground; Ctrl-C stops everything it started.
+## Offline, the feed replays history from the Binance dumps; a local mirror of them beside the
+## checkout (as on the project's own machines) is used unless PRICEPIPE_BINANCE_DUMPS_URL says otherwise.
+DUMPS_MIRROR := $(abspath ../shared/data/binance)
 run: install
-	$(BIN)/pricepipe run
+	$(if $(wildcard $(DUMPS_MIRROR)),PRICEPIPE_BINANCE_DUMPS_URL="$${PRICEPIPE_BINANCE_DUMPS_URL:-file://$(DUMPS_MIRROR)}") $(BIN)/pricepipe run
 
 ## Tests against real servers: pytest starts those not running yet and stops them again at the end.
 test: install

@@ -21,6 +21,11 @@ TOPIC_FOLLOWERS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Spark and retention runs take minutes; `dagster.yaml` lets at most one of them run at a time, so
+# the live topics' runs always keep the other slots and a rollup never holds up ingest.
+BATCH_LANE = {"pricepipe/lane": "batch"}
+
+
 def job_name(topic: str) -> str:
     return f"{topic.replace('.', '_')}_job"
 
@@ -43,6 +48,7 @@ analytics_job = dg.define_asset_job(
     description="Rolls up the lake's history with Spark, rebuilds features, trains the models and publishes the "
     "15-day forecast. In one process, so every step shares one Spark session.",
     executor_def=dg.in_process_executor,
+    tags=BATCH_LANE,
 )
 
 retention_job = dg.define_asset_job(
@@ -51,4 +57,5 @@ retention_job = dg.define_asset_job(
     description="Archives one expired day of every hot Cassandra table to the lake, then deletes it; compacts the "
     "day's raw files.",
     executor_def=dg.in_process_executor,
+    tags=BATCH_LANE,
 )
