@@ -64,9 +64,19 @@ def local_servers(request: pytest.FixtureRequest, settings: Settings) -> Iterato
 
     layout = launcher.Layout(settings.state_dir, settings.cache_dir)
     names = ["kafka", "cassandra", "hdfs"]
-    started = [name for name in names if not launcher.is_ready(launcher.SERVERS[name])]
+    not_ready = [name for name in names if not launcher.is_ready(launcher.SERVERS[name])]
+    # A server with live pid files is being started (or restarted) by someone else: wait for it, and
+    # leave it running at the end; only those with no process at all are this session's.
+    starting = [name for name in not_ready
+                if all(launcher.read_pid(layout, p) for p in launcher.SERVERS[name].processes)]
+    started = [name for name in not_ready if name not in starting]
     if started:
         launcher.up(started, layout, echo)
+    deadline = time.monotonic() + 300
+    while starting and time.monotonic() < deadline:
+        starting = [name for name in starting if not launcher.is_ready(launcher.SERVERS[name])]
+        time.sleep(1)
+    assert not starting, f"{', '.join(starting)} did not become ready while another process started them"
     yield
     if started:
         launcher.down(started, layout, echo)
