@@ -11,7 +11,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from api.routes import ENDPOINTS
-from pricepipe_assets_tests.api.conftest import SYMBOL, TRADES_SYMBOL, Filled
+from pricepipe_assets_tests.api.conftest import CANDLE_CHUNKS, SYMBOL, TRADES_SYMBOL, Filled
 
 HOUR_MS, MINUTE_MS, DAY_MS = 3_600_000, 60_000, 86_400_000
 
@@ -106,8 +106,6 @@ def test_forecast_has_15_daily_rows_with_ordered_bounds_after_the_last_day(api_c
 
 def test_predictions_come_newest_first_with_the_actual_close_once_known(api_client: TestClient,
                                                                         filled: Filled) -> None:
-    from pricepipe_assets_tests.api.conftest import CANDLE_CHUNKS
-
     body = _get(api_client, f"/predictions/{SYMBOL}")
     predictions = body["predictions"]
     assert len(predictions) == CANDLE_CHUNKS
