@@ -77,8 +77,9 @@ def write_chunks(lake: LakeResource, batch: Batch, dataset: str, partition_cols:
     group_name="lake",
     kinds={"kafka", "parquet"},
     description="Every 1m candle from `candles.1m`, as delivered, in the lake's raw zone: "
-    "`raw/candles/interval=1m/symbol=BTCUSDT/date=2024-01-01/p<partition>-o<first offset>-0.parquet`. "
-    "Replays rewrite the same files, so each Kafka message is stored once; bad messages go to `deadletter`.",
+    "`raw/candles/interval=1m/symbol=BTCUSDT/date=2024-01-01/p<partition>-o<block start>-0.parquet`, one file "
+    f"per block of {OFFSETS_PER_FILE:,} offsets. Replays rewrite the same files, so each Kafka message is stored "
+    "once; bad messages go to `deadletter`.",
 )
 def candles_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                  lake: LakeResource) -> dg.MaterializeResult:
@@ -92,8 +93,8 @@ def candles_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kaf
     group_name="lake",
     kinds={"kafka", "parquet"},
     description="Every trade from `trades`, as delivered, in the lake's raw zone: "
-    "`raw/trades/symbol=.../date=.../p<partition>-o<first offset>-0.parquet`. Replays rewrite the same files; "
-    "bad messages go to `deadletter`.",
+    "`raw/trades/symbol=.../date=.../p<partition>-o<block start>-0.parquet`, one file per block of "
+    f"{OFFSETS_PER_FILE:,} offsets. Replays rewrite the same files; bad messages go to `deadletter`.",
 )
 def trades_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                 lake: LakeResource) -> dg.MaterializeResult:
