@@ -89,9 +89,11 @@ class AsyncStore:
                 return result
             response.start_fetching_next_page()
 
-    async def many(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
-        """Several queries at once (e.g. one per partition of a range), results in the same order."""
-        return list(await asyncio.gather(*(self.rows(cql, params) for cql, params in queries)))
+    async def many(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
+        """The rows of several queries sent at once (e.g. one per partition of a range), as one
+        list in the order of the queries."""
+        pages = await asyncio.gather(*(self.rows(cql, params) for cql, params in queries))
+        return [row for page in pages for row in page]
 
     def close(self) -> None:
         self._cassandra.close()

@@ -58,9 +58,9 @@ def resolve_range(interval: str, period: str | None, start: dt.datetime | None, 
 
 async def read_candles(context: ApiContext, symbol: str, interval: str, start: dt.datetime,
                        end: dt.datetime) -> list[dict[str, Any]]:
-    pages = await context.store.many([(queries.CANDLES, (symbol, interval, bucket, start, end))
-                                      for bucket in buckets(interval, start, end)])
-    return [candle_json(row) for page in pages for row in page]
+    rows = await context.store.many([(queries.CANDLES, (symbol, interval, bucket, start, end))
+                                     for bucket in buckets(interval, start, end)])
+    return [candle_json(row) for row in rows]
 
 
 async def newest_candle(context: ApiContext, symbol: str, now: dt.datetime | None) -> dict[str, Any] | None:

@@ -12,7 +12,7 @@ from api.endpoint import Endpoint
 from api.errors import InvalidParameter
 from api.params import Param, finite
 from api.routes.symbols import SYMBOL
-from api.windows import STEP, iso
+from api.windows import STEP, iso, to_ms
 from pricepipe_assets.forecasting import FORECAST_LEVEL
 from pricepipe_assets.forecasting.feature_names import HORIZON_DAYS
 from pricepipe_assets.resources.cassandra_schema import candle_bucket
@@ -38,10 +38,10 @@ async def moving_average(context: ApiContext, symbol: str, window: int, start: d
     if (last - first).days >= MAX_MA_DAYS:
         raise InvalidParameter("start", f"the range spans {(last - first).days + 1} days; at most {MAX_MA_DAYS}")
     years = range(first.year, last.year + 1)
-    pages = await context.store.many([(queries.MOVING_AVERAGES, (symbol, window, dt.date(year, 1, 1), first, last))
-                                      for year in years])
+    rows = await context.store.many([(queries.MOVING_AVERAGES, (symbol, window, dt.date(year, 1, 1), first, last))
+                                     for year in years])
     return {"symbol": symbol, "window": window, "start": first.isoformat(), "end": last.isoformat(),
-            "points": [{"day": _day(row.day).isoformat(), "sma": finite(row.sma)} for page in pages for row in page]}
+            "points": [{"day": _day(row.day).isoformat(), "sma": finite(row.sma)} for row in rows]}
 
 
 async def forecast(context: ApiContext, symbol: str, days: int) -> dict[str, Any]:
@@ -67,7 +67,7 @@ async def predictions(context: ApiContext, symbol: str, horizon: str, limit: int
     info = await context.symbol(symbol)
     now = info.latest_event_time or dt.datetime.now(dt.UTC)
     newest_target = now + (STEP[horizon] if horizon == "1m" else dt.timedelta(days=HORIZON_DAYS))
-    bucket = candle_bucket(horizon, round(newest_target.timestamp() * 1000))
+    bucket = candle_bucket(horizon, to_ms(newest_target))
     previous = bucket - dt.timedelta(days=1) if horizon == "1m" else bucket.replace(year=bucket.year - 1)
     found: list[Any] = []
     for partition in (bucket, previous):

@@ -25,9 +25,8 @@ HOURS_12 = 12
 
 
 async def _hours(context: ApiContext, symbol: str, start: dt.datetime, end: dt.datetime) -> list[Any]:
-    pages = await context.store.many([(queries.TRADE_HOURS, (symbol, bucket, start, end))
-                                      for bucket in buckets("1h", start, end)])
-    return [row for page in pages for row in page]
+    return await context.store.many([(queries.TRADE_HOURS, (symbol, bucket, start, end))
+                                     for bucket in buckets("1h", start, end)])
 
 
 async def _hours_by_symbol(context: ApiContext, count: int, common_clock: bool
@@ -100,10 +99,10 @@ async def symbol_trades(context: ApiContext, symbol: str, n: int) -> dict[str, A
     if now is None:
         return {"symbol": symbol, "start": None, "end": None, "count": 0, "trades": []}
     start, end = complete(now, "1m", n)
-    pages = await context.store.many([(queries.TRADES, (symbol, bucket, start, end))
-                                      for bucket in buckets("1m", start, end)])
+    rows = await context.store.many([(queries.TRADES, (symbol, bucket, start, end))
+                                     for bucket in buckets("1m", start, end)])
     trades = [{"ts": iso(r.ts), "trade_id": r.trade_id, "side": r.side, "size": finite(r.size),
-               "price": finite(r.price)} for page in pages for r in page]
+               "price": finite(r.price)} for r in rows]
     return {"symbol": symbol, "start": iso(start), "end": iso(end), "count": len(trades), "trades": trades}
 
 

@@ -118,9 +118,10 @@ def minute_features(context: AssetExecutionContext, spark: LazyPySparkResource,
 def _write_features(spark: LazyPySparkResource, lake: LakeResource, features: Any, dataset: str) -> dict[str, Any]:
     """Write the features and describe the whole dataset. A history shorter than the features'
     warm-up gives no row at all, which is no failure: the models then wait, and the forecast
-    falls back to the naive one."""
+    falls back to the naive one. Emptiness is read off the lake (no symbol folder), so the
+    features are not computed a second time to find out."""
     write_curated(features, lake, dataset, ["symbol"])
-    if features.isEmpty():
+    if not _symbols_in(lake, dataset):
         return {"dagster/row_count": 0, "dataset": lake.path(dataset),
                 "note": "no feature row yet: the history is shorter than the features' warm-up"}
     frame = spark.spark_session.read.parquet(lake.spark_uri(dataset)).select("symbol", "open_time").toPandas()
