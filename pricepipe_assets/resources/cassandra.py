@@ -87,8 +87,21 @@ class CassandraResource(dg.ConfigurableResource):
                     hosts = ", ".join(f"{h}:{self.port}" for h in self.hosts)
                     raise CassandraUnavailable(f"no Cassandra node answered at {hosts}: {error}") from None
                 self._cluster, self._session = cluster, session
-                self._migrate(session)
+                if not self._schema_is_current(session):
+                    self._migrate(session)
             return self._session
+
+    def _schema_is_current(self, session: Session) -> bool:
+        """Whether every migration is recorded already: one read instead of the DDL statements, so a
+        run process (one per Dagster run) pays a single round trip for its schema on connecting."""
+        from cassandra import InvalidRequest
+
+        try:
+            session.set_keyspace(self.keyspace)
+            done = {row.version for row in session.execute("SELECT version FROM schema_migrations")}
+        except InvalidRequest:
+            return False
+        return all(migration.version in done for migration in MIGRATIONS)
 
     def migrate(self) -> list[Migration]:
         """Apply pending migrations; returns those applied now (none when the schema is current)."""
