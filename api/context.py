@@ -14,10 +14,12 @@ import time
 from dataclasses import dataclass
 
 from api import queries
-from api.cache import TtlCache
+from api.cache import ByteLru, TtlCache
 from api.errors import UnknownSymbol
 from api.store import AsyncStore
 from api.windows import utc
+
+FINAL_MAX_AGE_S = 365 * 24 * 3600
 from pricepipe_assets.settings import Settings
 
 
@@ -34,6 +36,10 @@ class ApiContext:
         self.settings = settings
         self.store = store
         self.cache = TtlCache(settings.api_cache_s)
+        self.final = ByteLru(settings.api_closed_cache_mb * 1_000_000)
+        # Shared caches may keep a final answer too, unless an API key guards it.
+        self.final_cache_control = (f"{'private' if settings.api_key else 'public'}, max-age={FINAL_MAX_AGE_S}, "
+                                    "immutable").encode()
         self._symbols: dict[str, SymbolInfo] = {}
         self._symbols_read_at = -float("inf")
         self._symbols_lock = asyncio.Lock()

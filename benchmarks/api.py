@@ -1,31 +1,37 @@
-"""API benchmark: requests per second and p50/p99 latency of pricepipe's API, beside a plain Starlette app.
+"""API benchmark: requests per second and p50/p99 latency of pricepipe's API, beside plain Starlette.
 
 The load generator is `wrk` (Debian: `apt-get install -y wrk`), over loopback only. Each measured
-server is `uvicorn` in a subprocess with the same flags (one worker, no access log): the API as
-`uvicorn api.app:app` over a keyspace of the benchmark's own, and a plain Starlette endpoint
-answering a constant JSON, whose rate is the ceiling of the framework and server on this machine.
-The ratio to it is the figure: what pricepipe's parameter parsing, Cassandra reads and JSON
-encoding cost. The API runs twice, with its answer cache on (`PRICEPIPE_API_CACHE_S=2`, the
-default) and off (`0`), so the cost of a real Cassandra read per request shows.
+server is `uvicorn` in a subprocess with the same flags (one worker, no access log, the same event
+loop and HTTP parser): the API as `uvicorn api.app:app` over a keyspace of the benchmark's own,
+and a plain Starlette app whose routes answer a constant body, whose rate is the ceiling of the
+framework and server on this machine. Each endpoint's ratio is to the plain route of its kind:
+small answers to a constant JSON, a day of candles to a constant body of exactly the same size in
+bytes, so the ratio measures pricepipe's work (parameters, Cassandra, encoding, caches), not the
+cost of moving the body. The API runs twice, with its answer cache on (`PRICEPIPE_API_CACHE_S=2`,
+the default) and off (`0`), so the cost of a real Cassandra read per request shows.
 
 The keyspace is filled through the project's write path first: the real BTCUSDT 1m candles of
-2024-01-31 and the real BTCUSD_PERP aggTrades of 2026-05-08 (from `../shared/data/binance`) are
-published to Kafka topics with a prefix of the benchmark's own, and the sensor-driven runs are
-drained in process. Topics, keyspace, subprocesses and the local servers it started are removed
-at the end.
+2024-01-30 and 2024-01-31 and the real BTCUSD_PERP aggTrades of 2026-05-08 (from
+`../shared/data/binance`) are published to Kafka topics with a prefix of the benchmark's own, and
+the sensor-driven runs are drained in process. BTCUSDT's clock is then the last minute of
+2024-01-31: 2024-01-30 is a closed day (encoded once, served with an ETag), 2024-01-31 the day
+still open (read from Cassandra on every request). Topics, keyspace, subprocesses and the local
+servers it started are removed at the end.
 
-    .venv/bin/python benchmarks/api.py [--duration 10] [--threads 2] [--connections 32] [--timeout 10]
+    .venv/bin/python -m benchmarks.api [--duration 5] [--pairs 3] [--threads 2] [--connections 32] [--timeout 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import importlib.util
 import json
 import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,61 +41,95 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from benchmarks.ingest import Isolated
+from infra.local import launcher
+from pricepipe_assets.resources import LakeResource
+from pricepipe_assets.settings import Settings
+from pricepipe_assets.topics import CANDLES_1M, TRADES
+from pricepipe_assets_tests.assets.kafka_runs import (
+    definitions,
+    drain,
+    publish_candles,
+    publish_trades,
+)
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import dagster as dg  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
-from starlette.requests import Request  # noqa: E402
-from starlette.responses import JSONResponse  # noqa: E402
-from starlette.routing import Route  # noqa: E402
-
-from benchmarks.ingest import Isolated  # noqa: E402
-from infra.local import launcher  # noqa: E402
-from pricepipe_assets.resources import LakeResource  # noqa: E402
-from pricepipe_assets.settings import Settings  # noqa: E402
-from pricepipe_assets.topics import CANDLES_1M, TRADES  # noqa: E402
-from pricepipe_assets_tests.assets.kafka_runs import definitions, drain, publish_candles, publish_trades  # noqa: E402
-
-CANDLE_DAY = dt.date(2024, 1, 31)
+CLOSED_DAY = dt.date(2024, 1, 30)
+CURRENT_DAY = dt.date(2024, 1, 31)
 MINUTES_IN_A_DAY = 1440
 CACHE_SETTINGS = ("2", "0")
 PLAIN_BODY = {"status": "ok", "symbol": "BTCUSDT"}
-UVICORN_FLAGS = ["--host", "127.0.0.1", "--workers", "1", "--no-access-log", "--log-level", "warning"]
+# uvloop and httptools when installed (uvicorn's "auto" would pick them too): named, so both sides surely match.
+LOOP = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+HTTP = "httptools" if importlib.util.find_spec("httptools") else "h11"
+UVICORN_FLAGS = ["--host", "127.0.0.1", "--workers", "1", "--no-access-log", "--log-level", "warning", "--loop", LOOP,
+                 "--http", HTTP]
 WRK_INSTALL = "wrk is not installed: `apt-get install -y wrk` (Debian/Ubuntu) puts it on PATH"
 SERVER_WAIT_S = 240
 UNITS_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
 
 
+@cache
+def _constant_body(size: int) -> bytes:
+    """A JSON document of exactly ``size`` bytes (at least 10)."""
+    return b'{"pad":"' + b"x" * (size - 10) + b'"}'
+
+
 def plain_app() -> Starlette:
-    """The baseline: a Starlette route answering a constant JSON, no parsing, no store."""
+    """The baseline: Starlette routes answering a constant body, no parsing, no store.
+
+    ``/plain`` is a small constant JSON; ``/plain/{size}`` a constant JSON body of ``size`` bytes,
+    the same size as the API answer it stands beside.
+    """
 
     async def constant(request: Request) -> JSONResponse:
         return JSONResponse(PLAIN_BODY)
 
-    return Starlette(routes=[Route("/plain", constant, methods=["GET"])])
+    async def sized(request: Request) -> Response:
+        return Response(_constant_body(request.path_params["size"]), media_type="application/json")
+
+    return Starlette(routes=[Route("/plain", constant, methods=["GET"]),
+                             Route("/plain/{size:int}", sized, methods=["GET"])])
 
 
 @dataclass(frozen=True)
 class Target:
-    """One URL under load, with a check that its answer is the real one (not an error served fast)."""
+    """One URL under load, with a check that its answer is the real one (not an error served fast).
+
+    ``sized``: its baseline is the plain body of its own size, not the small constant JSON.
+    ``final``: its answer must carry a strong ETag and a long Cache-Control, and answer 304 to it.
+    ``hot``: a cached hot endpoint, part of ``api_hot_cached``.
+    """
 
     label: str
     path: str
     check: Callable[[dict[str, Any]], bool]
+    sized: bool = False
+    final: bool = False
+    hot: bool = False
 
 
-TARGETS = (
-    Target("`/BTCUSD_PERP/price`", "/BTCUSD_PERP/price", lambda body: body.get("last_source") == "trade"),
-    Target("`/candles/BTCUSDT?start=2024-01-31&end=2024-01-31` (1,440 1m candles)",
-           "/candles/BTCUSDT?start=2024-01-31&end=2024-01-31",
-           lambda body: len(body.get("candles", [])) == MINUTES_IN_A_DAY),
-    Target("`/transactions/6-hours`", "/transactions/6-hours",
-           lambda body: any(s["symbol"] == "BTCUSD_PERP" and len(s["hours"]) == 6 for s in body.get("symbols", []))),
-)
+PRICE = Target("`/BTCUSD_PERP/price`", "/BTCUSD_PERP/price", lambda body: body.get("last_source") == "trade", hot=True)
+SIX_HOURS = Target("`/transactions/6-hours`", "/transactions/6-hours",
+                   lambda body: any(s["symbol"] == "BTCUSD_PERP" and len(s["hours"]) == 6
+                                    for s in body.get("symbols", [])), hot=True)
+TWELVE_HOURS = Target("`/total/12-hours`", "/total/12-hours", lambda body: len(body.get("hours", [])) == 12, hot=True)
+CLOSED_PATH, CURRENT_PATH = (f"/candles/BTCUSDT?start={day}&end={day}" for day in (CLOSED_DAY, CURRENT_DAY))
+CLOSED = Target(f"`{CLOSED_PATH}` (closed day, 1,440 1m candles)", CLOSED_PATH,
+                lambda body: len(body.get("candles", [])) == MINUTES_IN_A_DAY, sized=True, final=True)
+CURRENT = Target(f"`{CURRENT_PATH}` (the open day, 1,440 1m candles)", CURRENT_PATH,
+                 lambda body: len(body.get("candles", [])) == MINUTES_IN_A_DAY, sized=True)
+TARGETS = {"2": (PRICE, SIX_HOURS, TWELVE_HOURS, CLOSED), "0": (PRICE, SIX_HOURS, CURRENT, CLOSED)}
 PLAIN = Target("baseline: plain Starlette, constant JSON", "/plain", lambda body: body == PLAIN_BODY)
 
 
@@ -130,10 +170,14 @@ def local_servers(settings: Settings) -> Iterator[None]:
 
 
 def fill(env: Isolated, data: Path, cache: Path, lake: Path) -> None:
-    """The candles day and the trades day through Kafka and the sensor-requested runs, as in production."""
+    """Two days of candles and the trades day through Kafka and the sensor-requested runs, as in production.
+
+    The symbol's clock ends up at the last minute of ``CURRENT_DAY``, so ``CLOSED_DAY`` has ended
+    before it (its answer is final) and ``CURRENT_DAY`` is still open (read on every request).
+    """
     instance = dg.DagsterInstance.ephemeral()
     defs = definitions(env.kafka, env.cassandra, LakeResource(uri=str(lake)))
-    candles = publish_candles(env.kafka, data, cache, CANDLE_DAY)
+    candles = sum(publish_candles(env.kafka, data, cache, day) for day in (CLOSED_DAY, CURRENT_DAY))
     drain(defs, CANDLES_1M, env.kafka, instance)
     trades = publish_trades(env.kafka, data, cache)
     drain(defs, TRADES, env.kafka, instance)
@@ -147,12 +191,12 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def get(url: str) -> tuple[int, bytes]:
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
-            return response.status, response.read()
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=10) as response:
+            return response.status, {k.lower(): v for k, v in response.headers.items()}, response.read()
     except urllib.error.HTTPError as error:
-        return error.code, error.read()
+        return error.code, {k.lower(): v for k, v in error.headers.items()}, error.read()
 
 
 @contextmanager
@@ -216,11 +260,24 @@ def parse_wrk(output: str) -> tuple[float, float, float, int, int]:
     return rps, p50, p99, requests, bad
 
 
+def verify_final(base: str, path: str) -> None:
+    """A closed day's answer is final: a strong ETag, a year of Cache-Control, 304 when the client has it."""
+    status, headers, _ = get(base + path)
+    etag, control = headers.get("etag", ""), headers.get("cache-control", "")
+    if status != 200 or not etag.startswith('"') or "immutable" not in control:
+        raise RuntimeError(f"GET {path} answered {status} with ETag {etag!r}, Cache-Control {control!r}: not final")
+    again = get(base + path, {"If-None-Match": etag})
+    if again[0] != 304 or again[2]:
+        raise RuntimeError(f"GET {path} with If-None-Match: {etag} answered {again[0]} and {len(again[2])} bytes")
+
+
 def measure(base: str, target: Target, args: argparse.Namespace) -> Load:
-    """Check the answer once (which also warms the cache and the prepared statements), then load it."""
-    status, body = get(base + target.path)
+    """Check the answer once (which also warms the caches and the prepared statements), then load it."""
+    status, _, body = get(base + target.path)
     if status != 200 or not target.check(json.loads(body)):
         raise RuntimeError(f"GET {target.path} answered {status} {body[:300]!r}: not the filled data")
+    if target.final:
+        verify_final(base, target.path)
     wrk = subprocess.run(["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{args.duration}s",
                           f"--timeout={args.timeout}s", "--latency",
                           base + target.path], capture_output=True, text=True, check=True)
@@ -229,23 +286,64 @@ def measure(base: str, target: Target, args: argparse.Namespace) -> Load:
     return Load(rps, p50, p99, requests, bad, len(body))
 
 
-def table(plain: Load, rows: list[tuple[Target, str, Load]]) -> str:
+@dataclass(frozen=True)
+class Row:
+    """One endpoint under one cache setting, measured in pairs with its baseline right before it."""
+
+    target: Target
+    cache_s: str
+    loads: list[Load]
+    baselines: list[Load]
+
+    @property
+    def ratio(self) -> float:
+        """The median of the pairs' ratios: each pair ran back to back, so a busy moment of the shared
+        machine weighs on both sides of a pair rather than on one side of the figure."""
+        return statistics.median(load.rps / base.rps for load, base in zip(self.loads, self.baselines, strict=True))
+
+    @property
+    def load(self) -> Load:  # the medians of its pairs
+        return _median(self.loads)
+
+
+def _median(loads: list[Load]) -> Load:
+    return Load(*(statistics.median(getattr(load, name) for load in loads) for name in Load.__dataclass_fields__))
+
+
+def _line(label: str, cache: str, load: Load, ratio: float) -> str:
+    return (f"| {label} | {cache} | {load.body_bytes:,} B | {load.rps:,.0f} | {load.p50_ms:.2f} ms "
+            f"| {load.p99_ms:.2f} ms | {ratio:.3f} |")
+
+
+def table(rows: list[Row]) -> str:
     lines = ["| endpoint | answer cache | body | req/s | p50 | p99 | ratio to plain |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
-             (f"| {PLAIN.label} | - | {plain.body_bytes:,} B | {plain.rps:,.0f} | {plain.p50_ms:.2f} ms "
-              f"| {plain.p99_ms:.2f} ms | 1.00 |")]
-    for target, cache_s, load in rows:
-        cache = f"on ({cache_s} s)" if cache_s != "0" else "off"
-        lines.append(f"| {target.label} | {cache} | {load.body_bytes:,} B | {load.rps:,.0f} | {load.p50_ms:.2f} ms "
-                     f"| {load.p99_ms:.2f} ms | {load.rps / plain.rps:.3f} |")
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for row in rows:
+        base = _median(row.baselines)
+        label = f"constant {base.body_bytes:,} B body" if row.target.sized else "constant JSON"
+        lines.append(_line(f"baseline: plain Starlette, {label}", "-", base, 1.0))
+        lines.append(_line(row.target.label, f"on ({row.cache_s} s)" if row.cache_s != "0" else "off", row.load,
+                           row.ratio))
     return "\n".join(lines)
+
+
+def figures(rows: list[Row]) -> dict[str, float]:
+    hot = [row for row in rows if row.target.hot and row.cache_s != "0"]
+    return {
+        "api_closed_day_candles": min(row.ratio for row in rows if row.target is CLOSED),
+        "api_current_day_candles": min(row.ratio for row in rows if row.target is CURRENT),
+        "api_price_uncached": min(row.ratio for row in rows if row.target is PRICE and row.cache_s == "0"),
+        "api_hot_cached": min(row.ratio for row in hot),
+        "api_hot_cached_p99_ms": max(row.load.p99_ms for row in hot),
+    }
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data",
                         help="folder holding binance/ (a mirror of Binance's dumps)")
-    parser.add_argument("--duration", type=int, default=10, help="seconds of load per endpoint and setting")
+    parser.add_argument("--duration", type=int, default=5, help="seconds of each load")
+    parser.add_argument("--pairs", type=int, default=3, help="baseline-then-endpoint pairs per endpoint and setting")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=32, help="wrk open connections")
     parser.add_argument("--timeout", type=int, default=10,
@@ -258,11 +356,12 @@ def main() -> int:
 
     settings = Settings.from_env()
     print(f"pricepipe API benchmark, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
-    print(f"command: .venv/bin/python benchmarks/api.py --duration {args.duration} --threads {args.threads} "
+    print(f"command: .venv/bin/python -m benchmarks.api --duration {args.duration} --pairs {args.pairs} "
+          f"--threads {args.threads} "
           f"--connections {args.connections} --timeout {args.timeout}")
     print(f"load: wrk -t{args.threads} -c{args.connections} -d{args.duration}s --timeout={args.timeout}s --latency; "
           f"servers: uvicorn {' '.join(UVICORN_FLAGS)}")
-    rows: list[tuple[Target, str, Load]] = []
+    rows: list[Row] = []
     with ExitStack() as stack:
         stack.enter_context(local_servers(settings))
         env = stack.enter_context(Isolated())
@@ -271,20 +370,29 @@ def main() -> int:
 
         plain_base = stack.enter_context(uvicorn_server(["--factory", "benchmarks.api:plain_app"], dict(os.environ),
                                                         folder / "plain.log", "/plain"))
-        print("plain Starlette:")
-        plain = measure(plain_base, PLAIN, args)
         for cache_s in CACHE_SETTINGS:
             with uvicorn_server(["api.app:app"], api_env(env, cache_s), folder / f"api-cache-{cache_s}.log",
                                 "/symbols") as base:
-                print(f"API, PRICEPIPE_API_CACHE_S={cache_s}:")
-                rows += [(target, cache_s, measure(base, target, args)) for target in TARGETS]
+                print(f"API, PRICEPIPE_API_CACHE_S={cache_s}, each beside its plain baseline:")
+                for target in TARGETS[cache_s]:
+                    size = len(get(base + target.path)[2])
+                    baseline = (Target(f"{size:,} B", f"/plain/{size}", lambda body, n=size: len(body["pad"]) == n - 10)
+                                if target.sized else PLAIN)
+                    loads, baselines = [], []
+                    for _ in range(args.pairs):
+                        baselines.append(measure(plain_base, baseline, args))
+                        loads.append(measure(base, target, args))
+                    rows.append(Row(target, cache_s, loads, baselines))
 
     print()
-    print(table(plain, rows))
-    bad = plain.bad + sum(load.bad for _, _, load in rows)
+    print(table(rows))
+    bad = sum(load.bad for row in rows for load in (*row.loads, *row.baselines))
     if bad:
         print(f"\n{bad} answers were errors or socket failures: the figures above are not valid")
         return 1
+    print()
+    for name, value in figures(rows).items():
+        print(f"figure: {name} = {value:.{2 if name.endswith('_ms') else 3}f}")
     return 0
 
 

@@ -216,6 +216,11 @@ class Settings:
     api_cache_s: float = _setting(2.0, _parse_share, "seconds the API may serve a cached answer for its hot endpoints "
                                   "(latest price, recent statistics); 0 disables the cache")
     api_stream_s: float = _setting(2.0, _parse_speed, "seconds between two updates of the chart page's live stream")
+    api_closed_cache_mb: int = _setting(64, lambda s: _parse_int(s, minimum=0), "megabytes of encoded closed-day answers (1m "
+                                          "candles of days that ended before the symbol's clock, which never change) "
+                                          "each API worker keeps, least recently used dropped first; 0 keeps none")
+    api_workers: int = _setting(None, lambda s: _parse_int(s, minimum=1), "uvicorn worker processes of the API "
+                                "under `pricepipe run` (default: the number of cores)")
     hot_days: int = _setting(7, lambda s: _parse_int(s, minimum=1), "days of 1m candles, trades, minute statistics "
                              "and minute predictions kept in Cassandra before retention archives them to the lake")
     hot_days_aggregates: int = _setting(400, lambda s: _parse_int(s, minimum=1), "days of hourly/daily candles, hour "
@@ -239,6 +244,8 @@ class Settings:
             object.__setattr__(self, "state_dir", _default_state_dir())
         if self.cache_dir is None:
             object.__setattr__(self, "cache_dir", _default_cache_dir())
+        if self.api_workers is None:
+            object.__setattr__(self, "api_workers", os.cpu_count() or 1)
         if not self.lake_uri:
             object.__setattr__(self, "lake_uri", str(self.state_dir / "lake"))
 

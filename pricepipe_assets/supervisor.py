@@ -86,7 +86,8 @@ def children(settings: Settings, bin_dir: Path) -> list[Child]:
         Child("dagster-daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", "workspace.yaml"],
               logs / "dagster-daemon.log"),
         Child("api",
-              [str(bin_dir / "uvicorn"), "api.app:app", "--host", settings.bind_host, "--port", str(settings.api_port)],
+              [str(bin_dir / "uvicorn"), "api.app:app", "--host", settings.bind_host, "--port", str(settings.api_port),
+               "--workers", str(settings.api_workers)],
               logs / "api.log"),
         Child("feed", [str(bin_dir / "pricepipe"), "feed", "--source", "auto"], logs / "feed.log", may_finish=True),
     ]

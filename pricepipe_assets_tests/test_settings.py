@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -83,3 +84,15 @@ def test_documentation_covers_every_setting() -> None:
     documented = {row[0] for row in Settings.documentation()}
     assert documented == set(Settings.from_env({}).redacted())
     assert all(doc for _, _, doc in Settings.documentation())
+
+
+def test_api_workers_default_to_the_number_of_cores() -> None:
+    assert Settings.from_env({}).api_workers == (os.cpu_count() or 1)
+    assert Settings.from_env({"PRICEPIPE_API_WORKERS": "3"}).api_workers == 3
+    with pytest.raises(SettingsError, match="PRICEPIPE_API_WORKERS: must be at least 1"):
+        Settings.from_env({"PRICEPIPE_API_WORKERS": "0"})
+
+
+def test_the_closed_day_cache_is_sized_in_megabytes_and_may_be_off() -> None:
+    assert Settings.from_env({}).api_closed_cache_mb == 64
+    assert Settings.from_env({"PRICEPIPE_API_CLOSED_CACHE_MB": "0"}).api_closed_cache_mb == 0

@@ -16,6 +16,8 @@ import pandas as pd
 import requests
 
 from pricepipe_assets.resources import CassandraResource, KafkaResource
+from pricepipe_assets.settings import Settings
+from pricepipe_assets.supervisor import children
 
 
 def free_port() -> int:
@@ -114,3 +116,12 @@ def test_run_brings_the_platform_up_and_data_flows_from_feed_to_api_then_ctrl_c_
     assert processes_mentioning(str(ui_port)) == [] and processes_mentioning(str(api_port)) == []
     assert "exchanges unreachable" in (tmp_path / "state" / "logs" / "feed.log").read_text()
     assert all(r.status != dg.DagsterRunStatus.FAILURE for r in _sensor_runs(dagster_home))
+
+
+def test_run_starts_the_api_with_the_configured_number_of_uvicorn_workers() -> None:
+    def api_command(environ: dict[str, str]) -> list[str]:
+        (api,) = [child for child in children(Settings.from_env(environ), Path("/venv/bin")) if child.name == "api"]
+        return api.command
+
+    assert api_command({"PRICEPIPE_API_WORKERS": "3"})[-2:] == ["--workers", "3"]
+    assert api_command({})[-2:] == ["--workers", str(os.cpu_count() or 1)]

@@ -1,21 +1,33 @@
-"""``GET /candles/{symbol}``: candles of a range, read partition by partition."""
+"""``GET /candles/{symbol}``: candles of a range, read partition by partition.
+
+A 1m candle that closed before the symbol's clock no longer changes: it is a closed candle of the
+exchange, upserted by its open time. So the leading run of a 1m range's candles that is complete
+(no minute missing) and closed is kept encoded in memory, and each request reads from Cassandra
+only the candles after it, which for the day still open is the newest minute or two. A missing
+minute ends the run, since a backfill or a gap fill after a reconnect may still add it. When the
+run covers the whole range, the range ended before the clock and the answer is
+:class:`~api.endpoint.Final`: served from memory as it is, with an ETag.
+"""
 
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from typing import Any
 
 from api import queries
 from api import schemas as s
+from api.answers import encode
 from api.context import ApiContext
-from api.endpoint import Endpoint
+from api.endpoint import Endpoint, Final
 from api.errors import InvalidParameter
 from api.params import Param, finite
 from api.routes.symbols import SYMBOL
-from api.windows import STEP, buckets, floor, iso
+from api.windows import STEP, buckets, floor, iso, to_ms, utc
 
 PERIODS = {"day": dt.timedelta(days=1), "week": dt.timedelta(days=7), "month": dt.timedelta(days=30),
            "year": dt.timedelta(days=365)}
+MINUTE_MS = 60_000
 DEFAULT_PERIOD = {"1m": "day", "1h": "week", "1d": "year"}
 # The longest range one request may ask for: 31 day partitions of 1m, 14 month partitions of 1h.
 MAX_SPAN = {"1m": dt.timedelta(days=31), "1h": dt.timedelta(days=400), "1d": dt.timedelta(days=3660)}
@@ -57,10 +69,47 @@ def resolve_range(interval: str, period: str | None, start: dt.datetime | None, 
 
 
 async def read_candles(context: ApiContext, symbol: str, interval: str, start: dt.datetime,
-                       end: dt.datetime) -> list[dict[str, Any]]:
-    rows = await context.store.many([(queries.CANDLES, (symbol, interval, bucket, start, end))
+                       end: dt.datetime) -> list[Any]:
+    return await context.store.many([(queries.CANDLES, (symbol, interval, bucket, start, end))
                                      for bucket in buckets(interval, start, end)])
-    return [candle_json(row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedRun:
+    """The encoded 1m candles of [start, through): every minute there, each closed before the clock."""
+
+    through: dt.datetime
+    body: bytes  # the candles' JSON objects, comma-separated
+    count: int
+
+
+def _items(candles: list[dict[str, Any]]) -> bytes:
+    return encode(candles)[1:-1]
+
+
+def _joined(*parts: bytes) -> bytes:
+    return b",".join(part for part in parts if part)
+
+
+async def read_minutes(context: ApiContext, symbol: str, start: dt.datetime, end: dt.datetime,
+                       clock: dt.datetime | None) -> tuple[bytes, int]:
+    """The 1m candles of [start, end) as comma-separated JSON objects, and how many there are."""
+    key = ("closed run", symbol, start)
+    held = context.final.get(key)
+    if held is None or held.through > end:
+        held = ClosedRun(start, b"", 0)
+    fresh = await read_candles(context, symbol, "1m", held.through, end)
+    closed, expected = 0, held.through
+    for row in fresh:
+        if clock is None or utc(row.open_time) != expected or expected + STEP["1m"] > clock:
+            break
+        closed, expected = closed + 1, expected + STEP["1m"]
+    candles = [candle_json(row) for row in fresh]
+    if closed:
+        run = ClosedRun(expected, _joined(held.body, _items(candles[:closed])), held.count + closed)
+        context.final.put(key, run, len(run.body))
+        held = run
+    return _joined(held.body, _items(candles[closed:])), held.count + len(fresh) - closed
 
 
 async def newest_candle(context: ApiContext, symbol: str, now: dt.datetime | None) -> dict[str, Any] | None:
@@ -74,12 +123,28 @@ async def newest_candle(context: ApiContext, symbol: str, now: dt.datetime | Non
     return None
 
 
+def minutes_in(start: dt.datetime, end: dt.datetime) -> int:
+    """How many 1m candles open in [start, end)."""
+    first = -(-to_ms(start) // MINUTE_MS) * MINUTE_MS
+    return max(0, -(-(to_ms(end) - first) // MINUTE_MS))
+
+
+def is_closed(interval: str, start: dt.datetime, end: dt.datetime, clock: dt.datetime | None, count: int) -> bool:
+    """Whether an answer of ``count`` candles over [start, end) can never change (see the module's docstring)."""
+    return interval == "1m" and clock is not None and end <= clock and count == minutes_in(start, end)
+
+
 async def candles(context: ApiContext, symbol: str, interval: str, period: str | None, start: dt.datetime | None,
-                  end: dt.datetime | None) -> dict[str, Any]:
-    info = await context.symbol(symbol)
-    start, end = resolve_range(interval, period, start, end, info.latest_event_time)
-    return {"symbol": symbol, "interval": interval, "start": iso(start), "end": iso(end),
-            "candles": await read_candles(context, symbol, interval, start, end)}
+                  end: dt.datetime | None) -> dict[str, Any] | bytes | Final:
+    clock = (await context.symbol(symbol)).latest_event_time
+    start, end = resolve_range(interval, period, start, end, clock)
+    head = {"symbol": symbol, "interval": interval, "start": iso(start), "end": iso(end)}
+    if interval != "1m":
+        return {**head, "candles": [candle_json(row) for row in await read_candles(context, symbol, interval, start, end)]}
+    items, count = await read_minutes(context, symbol, start, end, clock)
+    # The bytes encode({**head, "candles": [...]}) would give: orjson keeps the order and adds no spaces.
+    body = encode(head)[:-1] + b',"candles":[' + items + b"]}"
+    return Final(body) if is_closed(interval, start, end, clock, count) else body
 
 
 ENDPOINTS = (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,6 +12,7 @@ from starlette.routing import Route
 
 from api import queries
 from api import schemas as s
+from api.answers import encode
 from api.context import ApiContext
 from api.endpoint import Endpoint
 from api.errors import StoreUnavailable
@@ -32,16 +32,18 @@ PRICE = s.obj(
 
 
 async def price(context: ApiContext, symbol: str) -> dict[str, Any]:
-    info = await context.symbol(symbol)
+    """The symbol's row of `latest_prices` alone answers a traded symbol, so the common request is one
+    single-partition read; the symbols table (for the 404, the exchange and the clock of the candle
+    fallback) is read only when that row lacks a trade or an exchange."""
     rows = await context.store.rows(queries.LATEST_PRICE, (symbol,))
     row = rows[0] if rows else None
+    traded = row is not None and row.last_price is not None
+    info = None if traded and row.exchange else await context.symbol(symbol)
     last, last_time, source = None, None, None
-    if row is not None and row.last_price is not None:
+    if traded:
         last, last_time, source = finite(row.last_price), iso(row.trade_time), "trade"
-    else:
-        candle = await newest_candle(context, symbol, info.latest_event_time)
-        if candle is not None:
-            last, last_time, source = candle["close"], candle["close_time"], "candle"
+    elif (candle := await newest_candle(context, symbol, info.latest_event_time)) is not None:
+        last, last_time, source = candle["close"], candle["close_time"], "candle"
     return {"symbol": symbol, "exchange": (row.exchange if row else None) or info.exchange,
             "buy": finite(row.ask) if row else None, "sell": finite(row.bid) if row else None,
             "quote_time": iso(row.quote_time) if row else None, "last": last, "last_time": last_time,
@@ -49,7 +51,7 @@ async def price(context: ApiContext, symbol: str) -> dict[str, Any]:
 
 
 def _event(name: str, payload: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {json.dumps(payload, separators=(',', ':'))}\n\n"
+    return f"event: {name}\ndata: {encode(payload).decode()}\n\n"
 
 
 async def stream(request: Request) -> Response:

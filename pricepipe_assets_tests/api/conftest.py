@@ -4,7 +4,8 @@
   the Spark rollups write hourly and daily candles and moving averages to Cassandra, the minute
   model is trained and the (naive, the history being short) 15-day forecast is published;
 - 2024-01-31's candles go through Kafka and the sensor-driven runs in ``CANDLE_CHUNKS`` parts, each
-  run predicting the next minute, so predictions and their actual closes reach Cassandra;
+  run predicting the next minute, so predictions and their actual closes reach Cassandra; the
+  first part is preceded by 2024-01-30's candles, a day that ended before the symbol's clock;
 - the real day of BTCUSD_PERP aggTrades (2026-05-08) goes through Kafka into trades, minute and
   hour statistics and latest prices.
 """
@@ -29,18 +30,34 @@ from dagster_pyspark import LazyPySparkResource
 from starlette.testclient import TestClient
 
 from api.app import create_app
-from pricepipe_assets.assets.analytics import candles_daily, candles_hourly, moving_averages_daily
-from pricepipe_assets.assets.ml import daily_features, daily_forecast, daily_model, minute_features, minute_model
+from pricepipe_assets.assets.analytics import (
+    candles_daily,
+    candles_hourly,
+    moving_averages_daily,
+)
+from pricepipe_assets.assets.ml import (
+    daily_features,
+    daily_forecast,
+    daily_model,
+    minute_features,
+    minute_model,
+)
 from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.topics import CANDLES_1M, PREDICTIONS, TRADES
-from pricepipe_assets_tests.assets.kafka_runs import definitions, drain, publish_trades, source_trades
+from pricepipe_assets_tests.assets.kafka_runs import (
+    definitions,
+    drain,
+    publish_trades,
+    source_trades,
+)
 from pricepipe_assets_tests.assets.lake_fill import real_minutes, write_raw_candles
 
 SYMBOL = "BTCUSDT"
 TRADES_SYMBOL = "BTCUSD_PERP"
 LAKE_DAYS = (dt.date(2024, 1, 1), dt.date(2024, 1, 30))
 LIVE_DAY = dt.date(2024, 1, 31)
+CLOSED_DAY = dt.date(2024, 1, 30)
 CANDLE_CHUNKS = 4
 
 
@@ -49,6 +66,7 @@ class Filled:
     settings: Settings
     cassandra: CassandraResource
     live_candles: pd.DataFrame  # the candles of LIVE_DAY, as published
+    closed_candles: pd.DataFrame  # the candles of CLOSED_DAY, as published
     lake_candles: pd.DataFrame  # the candles of LAKE_DAYS
     trades: pd.DataFrame  # the aggTrades file, as in the dump
 
@@ -79,7 +97,10 @@ def filled(local_servers: None, spark_config: dict[str, str], shared_data: Path,
 
     defs = definitions(kafka, cassandra, lake)
     live = real_minutes(shared_data, root / "cache", SYMBOL, LIVE_DAY, LIVE_DAY)
+    closed = real_minutes(shared_data, root / "cache", SYMBOL, CLOSED_DAY, CLOSED_DAY)
     publisher = kafka.publisher()
+    for candle in closed:
+        publisher.publish(candle)
     size = len(live) // CANDLE_CHUNKS
     for chunk in range(CANDLE_CHUNKS):
         for candle in live[chunk * size:(chunk + 1) * size if chunk < CANDLE_CHUNKS - 1 else None]:
@@ -90,7 +111,7 @@ def filled(local_servers: None, spark_config: dict[str, str], shared_data: Path,
     publish_trades(kafka, shared_data, root / "cache")
     drain(defs, TRADES, kafka, instance)
 
-    yield Filled(settings, cassandra, _frame(live), _frame(history), source_trades(shared_data))
+    yield Filled(settings, cassandra, _frame(live), _frame(closed), _frame(history), source_trades(shared_data))
     cassandra.session().execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
     cassandra.close()
     admin = kafka.admin()
