@@ -9,14 +9,14 @@ messages, which is what makes the writes behind it idempotent.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pricepipe_assets.records import Record, RecordError, decode
 
 if TYPE_CHECKING:
-    from confluent_kafka import Consumer
+    from confluent_kafka import Consumer, Message
 
     from pricepipe_assets.resources.kafka import KafkaResource
     from pricepipe_assets.sources.publisher import Publisher
@@ -159,9 +159,12 @@ def group_ranges(kafka: KafkaResource, group_id: str, topic: str, ends: dict[int
     return ranges
 
 
-def read(kafka: KafkaResource, group_id: str, ranges: Sequence[OffsetRange], *, dead_letter: bool) -> Batch:
+def read(kafka: KafkaResource, group_id: str, ranges: Sequence[OffsetRange], *, dead_letter: bool,
+         on_records: Callable[[Sequence[Delivered]], None] | None = None) -> Batch:
     """Every message in ``ranges``, decoded; messages that fail ``records.decode`` are counted and,
     when ``dead_letter`` is set (one asset per topic owns that), sent to ``deadletter`` with their origin.
+    ``on_records`` gets each poll's new records as they arrive, so a writer can start on them while
+    the rest of the range is read.
 
     A bad message never stops the read. Raises :class:`KafkaReadError` if the broker stops
     delivering before the end of a range, so a run never commits offsets it did not read.
@@ -176,20 +179,21 @@ def read(kafka: KafkaResource, group_id: str, ranges: Sequence[OffsetRange], *, 
     consumer = kafka.consumer(group_id)
     publisher = kafka.publisher() if dead_letter else None
     consumer.assign([TopicPartition(kafka.topic(r.topic), r.partition, r.start) for r in ranges])
+    consume = consumer.consume
+    # Asking for no more than is left lets the last poll return the moment the range is complete,
+    # instead of waiting out its timeout for messages that will never come (a second per run).
+    left = sum(r.end - r.start for r in ranges)
     try:
         last_progress = time.monotonic()
         while remaining:
-            messages = consumer.consume(num_messages=POLL_BATCH, timeout=1.0)
-            for message in messages:
-                if message.error() is not None:
-                    continue
-                key = (message.topic(), message.partition())
-                end = remaining.get(key)
-                if end is None or message.offset() >= end:
-                    continue
-                _collect(batch, publisher, by_topic[message.topic()], message.partition(), message.offset(),
-                         message.value())
+            messages = consume(num_messages=max(1, min(POLL_BATCH, left)), timeout=1.0)
+            before = len(batch.records)
+            taken = _collect_all(batch, publisher, by_topic, remaining, messages)
+            if taken:
+                left -= taken
                 last_progress = time.monotonic()
+            if on_records is not None and len(batch.records) > before:
+                on_records(batch.records[before:])
             _drop_finished(consumer, remaining)
             if remaining and time.monotonic() - last_progress > IDLE_TIMEOUT_S:
                 raise KafkaReadError(f"no message for {IDLE_TIMEOUT_S:.0f} s before the end of {sorted(remaining.items())}")
@@ -200,13 +204,28 @@ def read(kafka: KafkaResource, group_id: str, ranges: Sequence[OffsetRange], *, 
     return batch
 
 
-def _collect(batch: Batch, publisher: Publisher | None, topic: str, partition: int, offset: int, raw: bytes | None) -> None:
-    try:
-        batch.records.append(Delivered(topic, partition, offset, decode(topic, raw)))
-    except RecordError as error:
-        batch.dead_letters += 1
-        if publisher is not None:
-            publisher.dead_letter(publisher.topic_prefix + topic, raw or b"", str(error), partition, offset)
+def _collect_all(batch: Batch, publisher: Publisher | None, by_topic: dict[str, str],
+                 remaining: dict[tuple[str, int], int], messages: list[Message]) -> int:
+    """Decode the messages of one poll that fall in their range; returns how many did. One tight
+    loop per poll, since every step of it runs once per message of a batch."""
+    append, taken = batch.records.append, 0
+    for message in messages:
+        if message.error() is not None:
+            continue
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        end = remaining.get((topic, partition))
+        if end is None or offset >= end:
+            continue
+        taken += 1
+        contract_topic, raw = by_topic[topic], message.value()
+        try:
+            append(Delivered(contract_topic, partition, offset, decode(contract_topic, raw)))
+        except RecordError as error:
+            batch.dead_letters += 1
+            if publisher is not None:
+                publisher.dead_letter(publisher.topic_prefix + contract_topic, raw or b"", str(error), partition,
+                                      offset)
+    return taken
 
 
 def _drop_finished(consumer: Consumer, remaining: dict[tuple[str, int], int]) -> None:

@@ -9,7 +9,15 @@ import math
 import pytest
 
 from pricepipe_assets import records
-from pricepipe_assets.records import Candle, DeadLetter, Prediction, Quote, RecordError, Trade
+from pricepipe_assets.records import (
+    Candle,
+    DeadLetter,
+    Prediction,
+    Quote,
+    RecordError,
+    Trade,
+)
+from pricepipe_assets.sources import venue_formats
 
 SPOT_2024_ROW = "1704067200000,42283.58000000,42298.62000000,42261.02000000,42298.61000000,35.92724000,1704067259999,1519031.69451920,1327,23.18766000,980394.71034560,0"
 SPOT_2026_1H_ROW = "1778198400000000,80006.00000000,80142.84000000,79729.72000000,79831.99000000,958.06006000,1778201999999999,76636658.96208970,67626,559.85461000,44801546.15802500,0"
@@ -17,14 +25,14 @@ AGG_TRADE_ROW = "480537903,79972.8,542.0,1123474160,1123474164,1778198400020,tru
 
 
 def test_spot_kline_row_in_milliseconds() -> None:
-    candle = records.candle_from_binance_row(SPOT_2024_ROW.split(","), "BTCUSDT", "1m")
+    candle = venue_formats.candle_from_binance_row(SPOT_2024_ROW.split(","), "BTCUSDT", "1m")
     assert candle == Candle("binance", "BTCUSDT", "1m", 1704067200000, 1704067259999, 42283.58, 42298.62, 42261.02,
                             42298.61, 35.92724, 1519031.6945192, 1327, True)
     assert candle.topic == "candles.1m"
 
 
 def test_microsecond_kline_row_is_normalised_to_milliseconds() -> None:
-    candle = records.candle_from_binance_row(SPOT_2026_1H_ROW.split(","), "BTCUSDT", "1h")
+    candle = venue_formats.candle_from_binance_row(SPOT_2026_1H_ROW.split(","), "BTCUSDT", "1h")
     assert (candle.open_time, candle.close_time) == (1778198400000, 1778201999999)
     assert candle.topic == "candles.1h"
 
@@ -32,29 +40,29 @@ def test_microsecond_kline_row_is_normalised_to_milliseconds() -> None:
 def test_rest_kline_array_with_numbers_and_strings() -> None:
     row = [1704067200000, "42283.58", "42298.62", "42261.02", "42298.61", "35.92724", 1704067259999, "1519031.69", 1327,
            "23.18", "980394.71", "0"]
-    assert records.candle_from_binance_row(row, "BTCUSDT", "1m").trades == 1327
+    assert venue_formats.candle_from_binance_row(row, "BTCUSDT", "1m").trades == 1327
 
 
 def test_websocket_kline_event_keeps_open_flag() -> None:
     event = {"e": "kline", "E": 1704067230000, "s": "BTCUSDT", "k": {
         "t": 1704067200000, "T": 1704067259999, "s": "BTCUSDT", "i": "1m", "o": "42283.58", "c": "42290.00",
         "h": "42298.62", "l": "42261.02", "v": "10.5", "n": 300, "x": False, "q": "444000.1"}}
-    candle = records.candle_from_binance_event(event)
+    candle = venue_formats.candle_from_binance_event(event)
     assert candle.is_closed is False and candle.close == 42290.0
 
 
 def test_agg_trade_taker_side_follows_is_buyer_maker() -> None:
-    sell = records.trade_from_binance_agg_row(AGG_TRADE_ROW.split(","), "BTCUSD_PERP", exchange="binance-cm")
-    buy = records.trade_from_binance_agg_row(AGG_TRADE_ROW.replace("true", "false").split(","), "BTCUSD_PERP")
+    sell = venue_formats.trade_from_binance_agg_row(AGG_TRADE_ROW.split(","), "BTCUSD_PERP", exchange="binance-cm")
+    buy = venue_formats.trade_from_binance_agg_row(AGG_TRADE_ROW.replace("true", "false").split(","), "BTCUSD_PERP")
     assert (sell.side, buy.side) == ("sell", "buy")
     assert sell == Trade("binance-cm", "BTCUSD_PERP", "480537903", 1778198400020, "sell", 542.0, 79972.8)
 
 
 def test_bitmex_trade_and_quote() -> None:
-    trade = records.trade_from_bitmex({"timestamp": "2024-01-01T00:00:00.123Z", "symbol": "XBTUSD", "side": "Sell",
+    trade = venue_formats.trade_from_bitmex({"timestamp": "2024-01-01T00:00:00.123Z", "symbol": "XBTUSD", "side": "Sell",
                                        "size": 100, "price": 42000.5, "trdMatchID": "00000000-aaaa"})
     assert (trade.ts, trade.side, trade.size) == (1704067200123, "sell", 100.0)
-    quote = records.quote_from_bitmex({"timestamp": "2024-01-01T00:00:01.000Z", "symbol": "XBTUSD", "bidSize": 5,
+    quote = venue_formats.quote_from_bitmex({"timestamp": "2024-01-01T00:00:01.000Z", "symbol": "XBTUSD", "bidSize": 5,
                                        "bidPrice": 42000.0, "askPrice": 42000.5, "askSize": 7})
     assert quote == Quote("bitmex", "XBTUSD", 1704067201000, 42000.0, 42000.5, 5.0, 7.0)
 
@@ -62,7 +70,7 @@ def test_bitmex_trade_and_quote() -> None:
 def test_open_outside_low_high_is_kept_and_reported_as_a_quirk() -> None:
     row = SPOT_2024_ROW.split(",")
     row[1] = "42300.00"  # open = previous close, above this minute's high: real venues do this
-    candle = records.candle_from_binance_row(row, "BTCUSDT", "1m")
+    candle = venue_formats.candle_from_binance_row(row, "BTCUSDT", "1m")
     assert candle.open == 42300.0
     assert candle.quirks() == ["open 42300.0 outside [low 42261.02, high 42298.62]"]
 
@@ -87,14 +95,14 @@ def test_invalid_kline_rows_are_refused_with_a_reason(column: int, value: str, r
     row = SPOT_2024_ROW.split(",")
     row[column] = value
     with pytest.raises(RecordError, match=reason.replace("[", r"\[").replace("+", r"\+")):
-        records.candle_from_binance_row(row, "BTCUSDT", "1m")
+        venue_formats.candle_from_binance_row(row, "BTCUSDT", "1m")
 
 
 def test_far_future_timestamp_is_refused() -> None:
     row = SPOT_2024_ROW.split(",")
     row[0], row[6] = "4102444800000", "4102444859999"  # 2100-01-01
     with pytest.raises(RecordError, match="not a plausible time"):
-        records.candle_from_binance_row(row, "BTCUSDT", "1m")
+        venue_formats.candle_from_binance_row(row, "BTCUSDT", "1m")
 
 
 @pytest.mark.parametrize(
@@ -115,16 +123,16 @@ def test_far_future_timestamp_is_refused() -> None:
 )
 def test_invalid_bitmex_trades_are_refused(item: dict, reason: str) -> None:
     with pytest.raises(RecordError, match=reason):
-        records.trade_from_bitmex(item)
+        venue_formats.trade_from_bitmex(item)
 
 
 def test_quote_with_empty_book_side_or_crossed_is_refused() -> None:
     base = {"timestamp": "2024-01-01T00:00:01Z", "symbol": "XBTUSD", "bidSize": 5, "bidPrice": 42000.0,
             "askPrice": 42000.5, "askSize": 7}
     with pytest.raises(RecordError, match="bidPrice must be a number, got NoneType"):
-        records.quote_from_bitmex({**base, "bidPrice": None})
+        venue_formats.quote_from_bitmex({**base, "bidPrice": None})
     with pytest.raises(RecordError, match="crossed quote"):
-        records.quote_from_bitmex({**base, "bidPrice": 42001.0})
+        venue_formats.quote_from_bitmex({**base, "bidPrice": 42001.0})
 
 
 @pytest.mark.parametrize("record", [

@@ -11,9 +11,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pricepipe_assets import topics
-from pricepipe_assets.records import (
-    Candle, Record, RecordError, candle_from_binance_event, candle_from_binance_row, decode, quote_from_bitmex,
-    trade_from_binance_agg_row, trade_from_bitmex)
+from pricepipe_assets.records import RECORD_TYPES, Candle, Record, RecordError, decode
+from pricepipe_assets.sources.venue_formats import (
+    candle_from_binance_event,
+    candle_from_binance_row,
+    quote_from_bitmex,
+    trade_from_binance_agg_row,
+    trade_from_bitmex,
+)
 
 # JSON-ish values of every shape, including the ones a venue should never send.
 scalars = st.one_of(
@@ -80,3 +85,29 @@ def test_non_positive_or_non_finite_sizes_and_prices_never_pass(size: float, pri
     trade = {"exchange": "bitmex", "symbol": "XBTUSD", "trade_id": "t1", "ts": 1704067200000, "side": "buy"}
     for bad in ({"size": size, "price": 100.0}, {"size": 1.0, "price": price}):
         assert refused_or_valid(lambda: decode(topics.TRADES, json.dumps({**trade, **bad}).encode())) is None
+
+
+def _outcome(call: Any) -> tuple[str, Any]:
+    try:
+        return "value", call()
+    except Exception as error:  # noqa: BLE001 - the kind and message of any failure are what is compared
+        return type(error).__name__, str(error)
+
+
+@PROPERTIES
+@given(topic=st.sampled_from([topics.CANDLES_1M, topics.TRADES, topics.QUOTES, topics.PREDICTIONS]),
+       raw=st.one_of(st.binary(max_size=200), values.map(lambda v: json.dumps(v).encode()),
+                     st.builds(lambda field, value: json.dumps({**CANDLE, field: value}).encode(),
+                               st.sampled_from(sorted(CANDLE)), values)))
+def test_decoding_gives_the_record_or_reason_the_standard_json_parser_gives(topic: str, raw: bytes) -> None:
+    """The fast JSON parser behind `decode` never changes a record or a dead-letter reason."""
+    record_type = RECORD_TYPES[topic]
+
+    def with_json() -> Record:
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise RecordError(f"not valid JSON: {error}") from None
+        return record_type.from_dict(data)
+
+    assert _outcome(lambda: decode(topic, raw)) == _outcome(with_json)

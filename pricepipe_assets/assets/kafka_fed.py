@@ -2,13 +2,14 @@
 consumer group, reading its share of the range and describing the batch in metadata."""
 
 import datetime as dt
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
 from pricepipe_assets import kafka_batches
-from pricepipe_assets.kafka_batches import Batch, OffsetRange
+from pricepipe_assets.kafka_batches import Batch, Delivered, OffsetRange
 from pricepipe_assets.resources.kafka import KafkaResource
 
 
@@ -28,14 +29,16 @@ def consumer_group(asset_name: str) -> str:
 
 
 def read_batch(context: dg.AssetExecutionContext, kafka: KafkaResource, config: OffsetRangesConfig, topic: str, *,
-               dead_letter: bool = False, align_to: int = 1) -> Batch:
-    """This asset's unread part of the run's range of ``topic``, decoded."""
+               dead_letter: bool = False, align_to: int = 1,
+               on_records: Callable[[Sequence[Delivered]], None] | None = None) -> Batch:
+    """This asset's unread part of the run's range of ``topic``, decoded (``on_records``: see
+    :func:`kafka_batches.read`)."""
     ends = None
     if config.offset_ranges:
         ends = {r.partition: r.end for r in kafka_batches.parse_ranges(config.offset_ranges) if r.topic == topic}
     group = consumer_group(context.asset_key.to_user_string())
     ranges = kafka_batches.group_ranges(kafka, group, topic, ends, align_to=align_to)
-    batch = kafka_batches.read(kafka, group, ranges, dead_letter=dead_letter)
+    batch = kafka_batches.read(kafka, group, ranges, dead_letter=dead_letter, on_records=on_records)
     context.log.info(f"{topic}: read {len(batch.records)} records, {batch.dead_letters} bad, from "
                      f"{kafka_batches.format_ranges(ranges) or 'nothing new'}")
     return batch

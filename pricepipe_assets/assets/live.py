@@ -2,30 +2,40 @@
 
 Candles are upserted on their natural key. Trades are stored keyed by (symbol, day) / (time, id),
 so a trade delivered twice or late is one row, and the statistics of every minute a batch touched
-are recomputed from the stored trades (then the touched hours from the minute rows): the numbers
-always equal a plain group-by of the distinct trades, however often a batch is replayed.
+are rewritten from all of that minute's distinct trades (then the touched hours from the minute
+rows): the numbers always equal a plain group-by of the distinct trades, however often a batch is
+replayed. Only minutes an earlier batch already wrote are read back from the stored trades; the
+others are complete in the batch itself (see :func:`recompute_minutes` for why).
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
 import datetime as dt
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from pricepipe_assets.assets.kafka_fed import OffsetRangesConfig, batch_metadata, commit_batch, read_batch
-from pricepipe_assets.kafka_batches import Batch
+from pricepipe_assets.assets.kafka_fed import (
+    OffsetRangesConfig,
+    batch_metadata,
+    commit_batch,
+    read_batch,
+)
+from pricepipe_assets.kafka_batches import Batch, Delivered
 from pricepipe_assets.records import INTERVAL_MS, Candle, Quote, Trade
-from pricepipe_assets.resources.cassandra import CassandraResource
+from pricepipe_assets.resources.cassandra import CassandraResource, cql_date
 from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.resources.kafka import KafkaResource
 from pricepipe_assets.topics import CANDLES_1M, QUOTES, TRADES
 
 MINUTE_MS = INTERVAL_MS["1m"]
 HOUR_MS = INTERVAL_MS["1h"]
+DAY_MS = INTERVAL_MS["1d"]
 
 UPSERT_CANDLE = """
 INSERT INTO candles (symbol, interval, bucket, open_time, close_time, exchange, open, high, low, close, volume,
@@ -41,6 +51,7 @@ SELECT ts, trade_id, side, size, price FROM trades WHERE symbol = ? AND bucket =
 STATS_COLUMNS = "trades, volume, quote_volume, buy_volume, sell_volume, vwap, last_price"
 UPSERT_MINUTE = f"INSERT INTO trade_stats_minute (symbol, bucket, minute, {STATS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 SELECT_MINUTES = f"SELECT minute, {STATS_COLUMNS} FROM trade_stats_minute WHERE symbol = ? AND bucket = ? AND minute >= ? AND minute < ?"
+SELECT_MINUTE_STARTS = "SELECT minute FROM trade_stats_minute WHERE symbol = ? AND bucket = ? AND minute >= ? AND minute < ?"
 UPSERT_HOUR = f"INSERT INTO trade_stats_hour (symbol, bucket, hour, {STATS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 UPDATE_QUOTE = """
 UPDATE latest_prices USING TIMESTAMP ? SET exchange = ?, bid = ?, ask = ?, quote_time = ? WHERE symbol = ?
@@ -118,22 +129,86 @@ def _day(ms: int) -> dt.date:
     return candle_bucket("1m", ms)
 
 
+@functools.lru_cache(maxsize=1024)
+def _bucket(interval: str, start_ms: int) -> Any:
+    """The `bucket` column of a row, once per bucket: the rows of a batch share a few."""
+    return cql_date(candle_bucket(interval, start_ms))
+
+
+def _trade_row(t: Trade) -> tuple[Any, ...]:
+    """A `trades` row; times as epoch milliseconds, which the driver takes for a timestamp as is."""
+    return (t.symbol, _bucket("1m", t.ts - t.ts % DAY_MS), t.ts, t.trade_id, t.exchange, t.side, t.size, t.price)
+
+
+def _candle_row(c: Candle) -> tuple[Any, ...]:
+    start = c.open_time - c.open_time % DAY_MS
+    return (c.symbol, c.interval, _bucket(c.interval, start), c.open_time, c.close_time, c.exchange, c.open, c.high,
+            c.low, c.close, c.volume, c.quote_volume, c.trades)
+
+
 def _month(ms: int) -> dt.date:
     return candle_bucket("1h", ms)
 
 
-def recompute_minutes(cassandra: CassandraResource, touched: dict[str, set[int]]) -> int:
-    """Rewrite the statistics of every touched minute from the stored trades; returns the minutes written."""
-    session, select = cassandra.session(), cassandra.prepare(SELECT_TRADES)
+TradeKey = tuple[str, int, str]
+
+
+def distinct_trades(trades: Iterable[Trade]) -> dict[TradeKey, Trade]:
+    """The batch's trades by primary key (symbol, time, id), in the table's clustering order; a trade
+    delivered more than once keeps its last delivery, as the upserts of the same rows would."""
+    unique = {(t.symbol, t.ts, t.trade_id): t for t in trades}
+    return {key: unique[key] for key in sorted(unique)}
+
+
+def _by_minute(trades: Iterable[Trade]) -> dict[str, dict[int, list[Trade]]]:
+    minutes: dict[str, dict[int, list[Trade]]] = defaultdict(lambda: defaultdict(list))
+    for trade in trades:
+        minutes[trade.symbol][trade.ts - trade.ts % MINUTE_MS].append(trade)
+    return minutes
+
+
+def _written_minutes(cassandra: CassandraResource, symbol: str, day: dt.date, first: int, last: int) -> set[int]:
+    select = cassandra.prepare(SELECT_MINUTE_STARTS)
+    return {_ms(row.minute) for row in cassandra.session().execute(select, (symbol, day, _time(first),
+                                                                           _time(last + MINUTE_MS)))}
+
+
+def _stored_minutes(cassandra: CassandraResource, symbol: str, day: dt.date,
+                    minutes: set[int]) -> dict[int, list[Any]]:
+    """The stored trades of ``minutes`` (all in ``day``), one range read, grouped by minute."""
+    by_minute: dict[int, list[Any]] = defaultdict(list)
+    select = cassandra.prepare(SELECT_TRADES)
+    for trade in cassandra.session().execute(select, (symbol, day, _time(min(minutes)),
+                                                      _time(max(minutes) + MINUTE_MS))):
+        ms = _ms(trade.ts)
+        if ms - ms % MINUTE_MS in minutes:
+            by_minute[ms - ms % MINUTE_MS].append(trade)
+    return by_minute
+
+
+def recompute_minutes(cassandra: CassandraResource, trades: Iterable[Trade]) -> int:
+    """Rewrite the statistics of every minute ``trades`` touch, once those trades are stored; returns
+    the minutes written. ``trades`` are distinct and in (time, id) order, like the stored rows.
+
+    A minute that has no statistics row yet is computed from the batch alone, without reading the
+    stored trades back, because every trade stored in it is in the batch: a run stores its trades
+    before it writes the statistics of each minute they touch, and commits only after both. So a
+    stored trade of a minute with no row came from a run that failed before committing, at offsets
+    the consumer group has not committed, and the batch starts from the committed offsets, so it
+    reads those trades again. (If a later range ends before the failed one did, the minute is
+    written without the trades past its end; the run that reads them then finds the row.) A minute
+    that has a row may hold trades of earlier batches: it is recomputed from the stored trades,
+    which already include this batch. Runs of one topic never overlap (the sensor waits for the
+    active one), so no other run writes between the read and the write.
+    """
     rows = []
-    for symbol, minutes in touched.items():
-        for day, (first, last) in _spans_by_bucket(minutes, _day).items():
-            by_minute: dict[int, list[Any]] = defaultdict(list)
-            for trade in session.execute(select, (symbol, day, _time(first), _time(last + MINUTE_MS))):
-                ms = _ms(trade.ts)
-                by_minute[ms - ms % MINUTE_MS].append(trade)
-            rows += [(symbol, day, _time(m), *TradeStats.of_trades(by_minute[m]).row())
-                     for m in sorted(minutes) if first <= m <= last and by_minute[m]]
+    for symbol, minutes in _by_minute(trades).items():
+        for day, (first, last) in _spans_by_bucket(set(minutes), _day).items():
+            in_day = {m for m in minutes if first <= m <= last}
+            written = _written_minutes(cassandra, symbol, day, first, last) & in_day
+            stored = _stored_minutes(cassandra, symbol, day, written) if written else {}
+            rows += [(symbol, day, _time(m), *TradeStats.of_trades(stored[m] if m in written else minutes[m]).row())
+                     for m in sorted(in_day)]
     return cassandra.write_all(UPSERT_MINUTE, rows)
 
 
@@ -160,8 +235,8 @@ def record_activity(cassandra: CassandraResource, batch: Batch) -> None:
                                         for r in newest.values()])
 
 
-def _trades(batch: Batch) -> list[Trade]:
-    return [item.record for item in batch.records if isinstance(item.record, Trade)]
+def _trades(records: Iterable[Delivered]) -> list[Trade]:
+    return [item.record for item in records if isinstance(item.record, Trade)]
 
 
 @dg.asset(
@@ -175,9 +250,7 @@ def candles_live(context: AssetExecutionContext, config: OffsetRangesConfig, kaf
                  cassandra: CassandraResource) -> dg.MaterializeResult:
     batch = read_batch(context, kafka, config, CANDLES_1M)
     candles = [item.record for item in batch.records if isinstance(item.record, Candle)]
-    rows = [(c.symbol, c.interval, candle_bucket(c.interval, c.open_time), _time(c.open_time), _time(c.close_time),
-             c.exchange, c.open, c.high, c.low, c.close, c.volume, c.quote_volume, c.trades) for c in candles]
-    written = cassandra.write_all(UPSERT_CANDLE, rows)
+    written = cassandra.write_all(UPSERT_CANDLE, [_candle_row(c) for c in candles])
     record_activity(cassandra, batch)
     commit_batch(context, kafka, batch)
     return dg.MaterializeResult(metadata=batch_metadata(written, batch))
@@ -188,17 +261,24 @@ def candles_live(context: AssetExecutionContext, config: OffsetRangesConfig, kaf
     kinds={"kafka", "cassandra"},
     deps=["cassandra_schema"],
     description="Per symbol and minute: trade count, base and quote volume, buy and sell volume, VWAP and last "
-    "price (`trade_stats_minute`, one partition per symbol and day). Trades are first stored in `trades` "
-    "(keyed by time and id, so duplicates and late trades are harmless), then every minute the batch touched is "
-    "recomputed from the stored trades.",
+    "price (`trade_stats_minute`, one partition per symbol and day). Trades are first stored in `trades` while "
+    "the batch is read (keyed by time and id, so duplicates and late trades are harmless), then every minute the "
+    "batch touched is rewritten from all its distinct trades: from the batch alone if no earlier batch wrote that "
+    "minute, else from the stored trades.",
 )
 def trade_stats_minute(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                        cassandra: CassandraResource) -> dg.MaterializeResult:
-    batch = read_batch(context, kafka, config, TRADES)
-    trades = _trades(batch)
-    stored = cassandra.write_all(UPSERT_TRADE, [
-        (t.symbol, _day(t.ts), _time(t.ts), t.trade_id, t.exchange, t.side, t.size, t.price) for t in trades])
-    minutes = recompute_minutes(cassandra, _touched(((t.symbol, t.ts) for t in trades), MINUTE_MS))
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        writes = []
+
+        def store(records: Sequence[Delivered]) -> None:
+            rows = [_trade_row(t) for t in distinct_trades(_trades(records)).values()]
+            writes.append(writer.submit(cassandra.write_all, UPSERT_TRADE, rows))
+
+        batch = read_batch(context, kafka, config, TRADES, on_records=store)
+        stored = sum(write.result() for write in writes)
+    trades = distinct_trades(_trades(batch.records)).values()
+    minutes = recompute_minutes(cassandra, trades)
     record_activity(cassandra, batch)
     commit_batch(context, kafka, batch)
     return dg.MaterializeResult(metadata={**batch_metadata(minutes, batch), "trades_stored": stored})
@@ -215,7 +295,7 @@ def trade_stats_minute(context: AssetExecutionContext, config: OffsetRangesConfi
 def trade_stats_hour(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                      cassandra: CassandraResource) -> dg.MaterializeResult:
     batch = read_batch(context, kafka, config, TRADES)
-    hours = recompute_hours(cassandra, _touched(((t.symbol, t.ts) for t in _trades(batch)), HOUR_MS))
+    hours = recompute_hours(cassandra, _touched(((t.symbol, t.ts) for t in _trades(batch.records)), HOUR_MS))
     commit_batch(context, kafka, batch)
     return dg.MaterializeResult(metadata=batch_metadata(hours, batch))
 
@@ -241,7 +321,7 @@ def latest_prices(context: AssetExecutionContext, config: OffsetRangesConfig, ka
     quotes_batch = read_batch(context, kafka, config, QUOTES, dead_letter=True)
     trades_batch = read_batch(context, kafka, config, TRADES)
     quotes = _newest_by_symbol(item.record for item in quotes_batch.records if isinstance(item.record, Quote))
-    trades = _newest_by_symbol(_trades(trades_batch))
+    trades = _newest_by_symbol(_trades(trades_batch.records))
     written = cassandra.write_all(UPDATE_QUOTE, [
         (q.ts * 1000, q.exchange, q.bid, q.ask, _time(q.ts), q.symbol) for q in quotes])
     written += cassandra.write_all(UPDATE_LAST_TRADE, [

@@ -6,7 +6,11 @@ import datetime as dt
 import sys
 
 from pricepipe_assets.records import INTERVAL_MS
-from pricepipe_assets.resources import binance_resource, cassandra_resource, kafka_resource
+from pricepipe_assets.resources import (
+    binance_resource,
+    cassandra_resource,
+    kafka_resource,
+)
 from pricepipe_assets.resources.cassandra import CassandraResource, CassandraUnavailable
 from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.settings import Settings

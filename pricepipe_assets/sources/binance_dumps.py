@@ -27,15 +27,12 @@ from urllib.request import url2pathname
 import requests
 from tqdm import tqdm
 
-from pricepipe_assets.records import (
-    INTERVAL_MS,
-    Candle,
-    Record,
-    RecordError,
+from pricepipe_assets.records import INTERVAL_MS, Candle, Record, RecordError
+from pricepipe_assets.sources.replay import Rejected
+from pricepipe_assets.sources.venue_formats import (
     candle_from_binance_row,
     trade_from_binance_agg_row,
 )
-from pricepipe_assets.sources.replay import Rejected
 
 if TYPE_CHECKING:
     from pricepipe_assets.sources.publisher import Publisher

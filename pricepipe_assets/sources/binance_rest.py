@@ -18,7 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from pricepipe_assets.records import INTERVAL_MS, Candle, RecordError, candle_from_binance_row, to_millis
+from pricepipe_assets.record_values import RecordError, to_millis
+from pricepipe_assets.records import INTERVAL_MS, Candle
+from pricepipe_assets.sources.venue_formats import candle_from_binance_row
 
 if TYPE_CHECKING:
     from pricepipe_assets.sources.publisher import Publisher

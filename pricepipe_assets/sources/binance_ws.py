@@ -28,9 +28,11 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidURI, WebSocketException
 
-from pricepipe_assets.records import INTERVAL_MS, Candle, RecordError, candle_from_binance_event, now_ms
+from pricepipe_assets.record_values import RecordError, now_ms
+from pricepipe_assets.records import INTERVAL_MS, Candle
 from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets.sources.binance_rest import BinanceRestClient, BinanceRestError
+from pricepipe_assets.sources.venue_formats import candle_from_binance_event
 
 if TYPE_CHECKING:
     from pricepipe_assets.sources.publisher import Publisher

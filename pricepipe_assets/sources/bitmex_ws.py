@@ -39,9 +39,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 from websockets.uri import parse_uri
 
-from pricepipe_assets.records import Quote, RecordError, quote_from_bitmex, trade_from_bitmex
+from pricepipe_assets.records import Quote, RecordError
 from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets.sources.publisher import Publisher
+from pricepipe_assets.sources.venue_formats import quote_from_bitmex, trade_from_bitmex
 
 log = logging.getLogger(__name__)
 

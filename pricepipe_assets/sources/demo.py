@@ -17,7 +17,13 @@ from dataclasses import dataclass
 from pricepipe_assets.resources import binance_resource, kafka_resource
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.binance_dumps import Dataset
-from pricepipe_assets.sources.feed import ReplayOptions, binance_runner, bitmex_runner, replay_runner, run_runners
+from pricepipe_assets.sources.feed import (
+    ReplayOptions,
+    binance_runner,
+    bitmex_runner,
+    replay_runner,
+    run_runners,
+)
 
 PROBE_TIMEOUT_S = 3.0
 

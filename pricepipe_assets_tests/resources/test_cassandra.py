@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 
 from pricepipe_assets.resources import CassandraResource
-from pricepipe_assets.resources.cassandra import CassandraUnavailable
+from pricepipe_assets.resources.cassandra import BATCH_ROWS, CassandraUnavailable
 from pricepipe_assets.resources.cassandra_schema import MIGRATIONS
 
 
@@ -49,3 +49,20 @@ def test_unreachable_cassandra_is_a_clear_error() -> None:
     resource = CassandraResource(hosts=["127.0.0.1"], port=1, keyspace="nowhere")
     with pytest.raises(CassandraUnavailable, match="no Cassandra node answered at 127.0.0.1:1"):
         resource.session()
+
+
+def test_write_all_stores_every_row_of_big_and_single_row_partitions(cassandra: CassandraResource) -> None:
+    """Rows go as unlogged batches per partition (bounded in rows) or alone; every one arrives, once."""
+    insert = ("INSERT INTO trades (symbol, bucket, ts, trade_id, exchange, side, size, price) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+    day = dt.date(2026, 5, 8)
+    start = int(dt.datetime(2026, 5, 8, tzinfo=dt.UTC).timestamp() * 1000)
+    big = [("BTCUSD_PERP", day, start + i, str(i), "binance", "buy", 1.0 + i, 80_000.0) for i in range(2 * BATCH_ROWS + 7)]
+    alone = [(f"ALONE{i}", day, start, "1", "binance", "sell", 2.0, 3.0) for i in range(3)]
+    assert cassandra.write_all(insert, [*big, *alone, *big[:5]]) == len(big) + len(alone) + 5
+
+    select = cassandra.prepare("SELECT trade_id, size FROM trades WHERE symbol = ? AND bucket = ?")
+    stored = list(cassandra.session().execute(select, ("BTCUSD_PERP", day)))
+    assert sorted((int(r.trade_id), r.size) for r in stored) == [(int(r[3]), r[6]) for r in big]
+    for symbol, *_ in alone:
+        assert [r.size for r in cassandra.session().execute(select, (symbol, day))] == [2.0]

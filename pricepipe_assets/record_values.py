@@ -1,0 +1,121 @@
+"""Single values of a message checked and converted: numbers, integers, text, symbols and times.
+
+The contract's records and every venue's wire parser share these, so a value is refused for the
+same reason, in the same words, wherever it arrives; :class:`RecordError`'s message is the reason
+the dead-letter topic keeps.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import math
+import re
+import time
+from typing import Any
+
+import orjson
+
+# Event times outside this window are errors: before any of the venues existed, or in the future.
+EARLIEST_MS = int(dt.datetime(2010, 1, 1, tzinfo=dt.UTC).timestamp() * 1000)
+FUTURE_SLACK_MS = 86_400_000
+# Binance microsecond timestamps (2025+ spot dumps) are 16 digits; milliseconds are 13.
+MICROSECONDS_FROM = 10**15
+# orjson reads an integer beyond 64 bits as a float where json keeps it exact; such a number has 19+ digits.
+LONG_DIGITS = re.compile(rb"\d{19}")
+LONG_DIGITS_TEXT = re.compile(r"\d{19}")
+
+class RecordError(ValueError):
+    """Input that is not a valid record; the message is the dead-letter reason."""
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def parse_finite(value: Any, name: str) -> float:
+    """A JSON number or numeric string as a finite float; booleans, NaN and infinities are refused."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise RecordError(f"{name} must be a number, got {type(value).__name__}")
+    try:
+        number = float(value)
+    except ValueError:
+        raise RecordError(f"{name} must be a number, got {str(value)[:40]!r}") from None
+    if not math.isfinite(number):
+        raise RecordError(f"{name} must be finite, got {value!r}")
+    return number
+
+
+def parse_integer(value: Any, name: str) -> int:
+    if isinstance(value, bool):
+        raise RecordError(f"{name} must be an integer, got bool")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    raise RecordError(f"{name} must be an integer, got {str(value)[:40]!r}")
+
+
+def parse_text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise RecordError(f"{name} must be a non-empty string, got {str(value)[:40]!r}")
+    return value
+
+
+def parse_boolean(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise RecordError(f"{name} must be true or false, got {str(value)[:40]!r}")
+    return value
+
+
+def parse_optional_finite(value: Any, name: str) -> float | None:
+    return None if value is None else parse_finite(value, name)
+
+
+def loads_json(raw: bytes | str) -> Any:
+    """What ``json.loads`` returns, through orjson (several times faster) whenever the two agree.
+
+    They agree on every document orjson accepts except integers beyond 64 bits, which are sent to
+    ``json`` with everything orjson refuses (NaN, lone surrogates, byte order marks...), so values
+    and error messages, and with them every dead-letter reason, stay exactly ``json``'s.
+    """
+    long_digits = LONG_DIGITS_TEXT if isinstance(raw, str) else LONG_DIGITS
+    if not long_digits.search(raw):
+        try:
+            return orjson.loads(raw)
+        except (orjson.JSONDecodeError, TypeError):
+            pass
+    return json.loads(raw)
+
+
+def parse_symbol(value: Any) -> str:
+    symbol = parse_text(value, "symbol")
+    if not symbol.replace("_", "").isalnum() or not symbol.isascii() or len(symbol) > 32:
+        raise RecordError(f"symbol must be 1-32 ASCII letters, digits or _, got {symbol[:40]!r}")
+    return symbol
+
+
+def to_millis(value: Any, name: str) -> int:
+    """Milliseconds UTC from a Binance time in milliseconds or microseconds."""
+    stamp = parse_integer(value, name)
+    return stamp // 1000 if stamp >= MICROSECONDS_FROM else stamp
+
+
+def sane_time(stamp: int, name: str) -> int:
+    if stamp < EARLIEST_MS or stamp > now_ms() + FUTURE_SLACK_MS:
+        raise RecordError(f"{name} {stamp} is not a plausible time in milliseconds UTC")
+    return stamp
+
+
+def iso_to_millis(value: Any, name: str) -> int:
+    """Milliseconds UTC from an ISO-8601 time such as BitMEX's ``2024-01-01T00:00:00.123Z``."""
+    text = parse_text(value, name)
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise RecordError(f"{name} must be an ISO-8601 time, got {text[:40]!r}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return int(parsed.timestamp() * 1000)
