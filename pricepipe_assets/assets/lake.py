@@ -14,7 +14,13 @@ from typing import Any
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from pricepipe_assets.assets.kafka_fed import OffsetRangesConfig, batch_metadata, commit_batch, read_batch, utc_day
+from pricepipe_assets.assets.kafka_fed import (
+    OffsetRangesConfig,
+    batch_metadata,
+    commit_batch,
+    read_batch,
+    utc_day,
+)
 from pricepipe_assets.kafka_batches import Batch, Delivered
 from pricepipe_assets.resources.kafka import KafkaResource
 from pricepipe_assets.resources.lake import LakeResource
@@ -23,6 +29,11 @@ from pricepipe_assets.topics import CANDLES_1M, TRADES
 OFFSETS_PER_FILE = 10_000
 RAW_CANDLES = "raw/candles"
 RAW_TRADES = "raw/trades"
+# Both a topic's lake asset and its Cassandra assets are ready when its run starts; Dagster's executor
+# takes the higher `dagster/priority` first. Readers wait on the live tables, nobody waits on the raw
+# zone within seconds, so the lake write goes last and the live rows land a Kafka read and a Parquet
+# write sooner.
+AFTER_LIVE_TABLES = {"dagster/priority": "-1"}
 
 
 def block_start(offset: int) -> int:
@@ -76,6 +87,7 @@ def write_chunks(lake: LakeResource, batch: Batch, dataset: str, partition_cols:
 @dg.asset(
     group_name="lake",
     kinds={"kafka", "parquet"},
+    op_tags=AFTER_LIVE_TABLES,
     description="Every 1m candle from `candles.1m`, as delivered, in the lake's raw zone: "
     "`raw/candles/interval=1m/symbol=BTCUSDT/date=2024-01-01/p<partition>-o<block start>-0.parquet`, one file "
     f"per block of {OFFSETS_PER_FILE:,} offsets. Replays rewrite the same files, so each Kafka message is stored "
@@ -92,6 +104,7 @@ def candles_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kaf
 @dg.asset(
     group_name="lake",
     kinds={"kafka", "parquet"},
+    op_tags=AFTER_LIVE_TABLES,
     description="Every trade from `trades`, as delivered, in the lake's raw zone: "
     "`raw/trades/symbol=.../date=.../p<partition>-o<block start>-0.parquet`, one file per block of "
     f"{OFFSETS_PER_FILE:,} offsets. Replays rewrite the same files; bad messages go to `deadletter`.",

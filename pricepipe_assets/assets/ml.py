@@ -350,9 +350,6 @@ def _newest_candles(context: AssetExecutionContext) -> dict[str, int]:
 )
 def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassandra: CassandraResource,
                        kafka: KafkaResource) -> dg.MaterializeResult:
-    from pricepipe_assets.forecasting.online import MINUTE_HISTORY, minute_features_tail
-    from pricepipe_assets.forecasting.serving import naive_forecast, to_predictions
-
     published = []
     skipped: dict[str, str] = {}
     for symbol, newest_ms in sorted(_newest_candles(context).items()):
@@ -360,6 +357,11 @@ def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassa
         if stored is None:
             skipped[symbol] = "no minute model trained yet"
             continue
+        # Imported once a model exists: pandas and scikit-learn would add a second to every candles
+        # run of a platform that has not trained one, and the next run waits for this one to end.
+        from pricepipe_assets.forecasting.online import MINUTE_HISTORY, minute_features_tail
+        from pricepipe_assets.forecasting.serving import naive_forecast, to_predictions
+
         features = minute_features_tail(_recent_candles(cassandra, symbol, newest_ms, MINUTE_HISTORY))
         if features.empty or int(features["open_time"].iloc[-1]) != newest_ms:
             skipped[symbol] = f"fewer than {MINUTE_HISTORY} consecutive candles up to {utc_iso(newest_ms)}"
