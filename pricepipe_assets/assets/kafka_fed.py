@@ -3,6 +3,7 @@ consumer group, reading its share of the range and describing the batch in metad
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
@@ -10,6 +11,7 @@ from pydantic import Field
 
 from pricepipe_assets import kafka_batches
 from pricepipe_assets.kafka_batches import Batch, Delivered, OffsetRange
+from pricepipe_assets.resources.cassandra import CassandraResource
 from pricepipe_assets.resources.kafka import KafkaResource
 
 
@@ -42,6 +44,28 @@ def read_batch(context: dg.AssetExecutionContext, kafka: KafkaResource, config: 
     context.log.info(f"{topic}: read {len(batch.records)} records, {batch.dead_letters} bad, from "
                      f"{kafka_batches.format_ranges(ranges) or 'nothing new'}")
     return batch
+
+
+def read_while_writing(context: dg.AssetExecutionContext, kafka: KafkaResource, config: OffsetRangesConfig,
+                       topic: str, cassandra: CassandraResource, cql: str,
+                       rows_of: Callable[[Sequence[Delivered]], list[tuple[Any, ...]]]) -> tuple[Batch, int]:
+    """:func:`read_batch`, writing each poll's ``rows_of`` with ``cql`` while the next poll is read;
+    returns the batch and the rows written.
+
+    Reading and decoding then overlap the Cassandra writes instead of preceding them, which is most
+    of a large batch's time. One writer thread runs the polls' writes in order, so a row delivered
+    again in a later poll is written after its earlier delivery, as one write after the whole read
+    would do; every write has returned (or raised, failing the run) before this returns, so the
+    caller commits offsets only for rows that are stored.
+    """
+    with ThreadPoolExecutor(max_workers=1) as writer:
+        writes: list[Future[int]] = []
+
+        def write(records: Sequence[Delivered]) -> None:
+            writes.append(writer.submit(cassandra.write_all, cql, rows_of(records)))
+
+        batch = read_batch(context, kafka, config, topic, on_records=write)
+        return batch, sum(future.result() for future in writes)
 
 
 def commit_batch(context: dg.AssetExecutionContext, kafka: KafkaResource, batch: Batch) -> None:

@@ -13,7 +13,6 @@ import datetime as dt
 import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,6 +24,7 @@ from pricepipe_assets.assets.kafka_fed import (
     batch_metadata,
     commit_batch,
     read_batch,
+    read_while_writing,
 )
 from pricepipe_assets.kafka_batches import Batch, Delivered
 from pricepipe_assets.records import INTERVAL_MS, Candle, Quote, Trade
@@ -239,6 +239,17 @@ def _trades(records: Iterable[Delivered]) -> list[Trade]:
     return [item.record for item in records if isinstance(item.record, Trade)]
 
 
+def _trade_rows(records: Sequence[Delivered]) -> list[tuple[Any, ...]]:
+    return [_trade_row(t) for t in distinct_trades(_trades(records)).values()]
+
+
+def _candle_rows(records: Sequence[Delivered]) -> list[tuple[Any, ...]]:
+    """One row per candle, its last delivery: the rows of a partition go in one batch, where
+    Cassandra would settle two writes of the same row by their values, not by their order."""
+    latest = {(c.symbol, c.interval, c.open_time): c for item in records if isinstance(c := item.record, Candle)}
+    return [_candle_row(c) for c in latest.values()]
+
+
 @dg.asset(
     group_name="live",
     kinds={"kafka", "cassandra"},
@@ -248,9 +259,7 @@ def _trades(records: Iterable[Delivered]) -> list[Trade]:
 )
 def candles_live(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                  cassandra: CassandraResource) -> dg.MaterializeResult:
-    batch = read_batch(context, kafka, config, CANDLES_1M)
-    candles = [item.record for item in batch.records if isinstance(item.record, Candle)]
-    written = cassandra.write_all(UPSERT_CANDLE, [_candle_row(c) for c in candles])
+    batch, written = read_while_writing(context, kafka, config, CANDLES_1M, cassandra, UPSERT_CANDLE, _candle_rows)
     record_activity(cassandra, batch)
     commit_batch(context, kafka, batch)
     return dg.MaterializeResult(metadata=batch_metadata(written, batch))
@@ -268,15 +277,7 @@ def candles_live(context: AssetExecutionContext, config: OffsetRangesConfig, kaf
 )
 def trade_stats_minute(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                        cassandra: CassandraResource) -> dg.MaterializeResult:
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        writes = []
-
-        def store(records: Sequence[Delivered]) -> None:
-            rows = [_trade_row(t) for t in distinct_trades(_trades(records)).values()]
-            writes.append(writer.submit(cassandra.write_all, UPSERT_TRADE, rows))
-
-        batch = read_batch(context, kafka, config, TRADES, on_records=store)
-        stored = sum(write.result() for write in writes)
+    batch, stored = read_while_writing(context, kafka, config, TRADES, cassandra, UPSERT_TRADE, _trade_rows)
     trades = distinct_trades(_trades(batch.records)).values()
     minutes = recompute_minutes(cassandra, trades)
     record_activity(cassandra, batch)
