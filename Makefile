@@ -24,8 +24,9 @@ DUMPS_MIRROR := $(abspath ../shared/data/binance)
 run: install
 	$(if $(wildcard $(DUMPS_MIRROR)),PRICEPIPE_BINANCE_DUMPS_URL="$${PRICEPIPE_BINANCE_DUMPS_URL:-file://$(DUMPS_MIRROR)}") $(BIN)/pricepipe run
 
-## Tests against real servers: pytest starts those not running yet and stops them again at the end.
+## Lint, then tests against real servers: pytest starts those not running yet and stops them again at the end.
 test: install
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 servers: install

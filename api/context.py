@@ -18,9 +18,9 @@ from api.cache import ByteLru, TtlCache
 from api.errors import UnknownSymbol
 from api.store import AsyncStore
 from api.windows import utc
+from pricepipe_assets.settings import Settings
 
 FINAL_MAX_AGE_S = 365 * 24 * 3600
-from pricepipe_assets.settings import Settings
 
 
 @dataclass(frozen=True)

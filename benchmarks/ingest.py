@@ -172,7 +172,7 @@ def produce_to_readable(produce: Callable[[int], None], readable: Callable[[int]
         while not done.is_set() or produced:
             with lock:
                 pending = list(produced.items())
-            for item, at in pending:
+            for item, _ in pending:
                 if readable(item):
                     seen = time.monotonic()
                     with lock:

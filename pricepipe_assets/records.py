@@ -60,7 +60,7 @@ class Record:
 
     @property
     def key(self) -> str:
-        return getattr(self, "symbol")
+        return self.symbol
 
     @property
     def timestamp(self) -> int:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pricepipe_assets.checks import FRESHNESS_CHECKS
 from pricepipe_assets.assets.retention import data_days, due_archives
+from pricepipe_assets.checks import FRESHNESS_CHECKS
 from pricepipe_assets.clock import symbol_clocks
 from pricepipe_assets.jobs import analytics_job, retention_job
 from pricepipe_assets.resources.cassandra import CassandraResource

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from dagster_pyspark import LazyPySparkResource
 
 from infra.local import launcher

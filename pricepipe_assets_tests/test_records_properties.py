@@ -84,7 +84,7 @@ def test_websocket_elements_of_any_shape_are_parsed_or_refused(item: Any) -> Non
 def test_non_positive_or_non_finite_sizes_and_prices_never_pass(size: float, price: float) -> None:
     trade = {"exchange": "bitmex", "symbol": "XBTUSD", "trade_id": "t1", "ts": 1704067200000, "side": "buy"}
     for bad in ({"size": size, "price": 100.0}, {"size": 1.0, "price": price}):
-        assert refused_or_valid(lambda: decode(topics.TRADES, json.dumps({**trade, **bad}).encode())) is None
+        assert refused_or_valid(lambda bad=bad: decode(topics.TRADES, json.dumps({**trade, **bad}).encode())) is None
 
 
 def _outcome(call: Any) -> tuple[str, Any]:

@@ -278,10 +278,9 @@ def _closed_daily_candles(lake: LakeResource) -> Any:
     "interval then comes from the history's own 1–15-day moves); `served_by` says which and why.",
 )
 def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: KafkaResource) -> dg.MaterializeResult:
-    from pricepipe_assets.forecasting.feature_names import HORIZON_DAYS
     from pricepipe_assets.forecasting import FORECAST_LEVEL
-    from pricepipe_assets.forecasting.serving import naive_forecast, naive_half_widths_from_closes, \
-        to_predictions
+    from pricepipe_assets.forecasting.feature_names import HORIZON_DAYS
+    from pricepipe_assets.forecasting.serving import naive_forecast, naive_half_widths_from_closes, to_predictions
 
     published = []
     metadata: dict[str, Any] = {}

@@ -11,7 +11,7 @@ not wall time, so replayed history is kept as if it were live.
 
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
 import datetime as dt
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
 from dagster import AssetExecutionContext
@@ -27,7 +27,13 @@ from pricepipe_assets.resources.cassandra import CassandraResource
 from pricepipe_assets.resources.kafka import KafkaResource
 from pricepipe_assets.resources.lake import LakeResource
 from pricepipe_assets.retention import (
-    HOT_PARTS, ArchiveVerificationError, HotPart, archive_day, expired_symbols, newest_expired_day)
+    HOT_PARTS,
+    ArchiveVerificationError,
+    HotPart,
+    archive_day,
+    expired_symbols,
+    newest_expired_day,
+)
 from pricepipe_assets.settings import get_settings
 from pricepipe_assets.topics import CANDLES_1M, TRADES
 
@@ -35,7 +41,7 @@ DAYS = day_partitions()
 
 
 class RetentionConfig(dg.Config):
-    hot_days: Optional[int] = Field(default=None, description="Days kept in Cassandra, counting the clock's current "
+    hot_days: int | None = Field(default=None, description="Days kept in Cassandra, counting the clock's current "
                                     "day; empty: PRICEPIPE_HOT_DAYS (or PRICEPIPE_HOT_DAYS_AGGREGATES for aggregates).")
 
 

@@ -12,8 +12,14 @@ import numpy as np
 import pandas as pd
 
 from pricepipe_assets.forecasting.feature_names import (
-    MINUTE_FEATURES, MINUTE_RETURN_LAGS, MINUTE_RETURNS, MINUTE_VOL_WINDOWS, MINUTE_VOLUME_WINDOW, MINUTE_WARMUP,
-    VOLUME_FLOOR)
+    MINUTE_FEATURES,
+    MINUTE_RETURN_LAGS,
+    MINUTE_RETURNS,
+    MINUTE_VOL_WINDOWS,
+    MINUTE_VOLUME_WINDOW,
+    MINUTE_WARMUP,
+    VOLUME_FLOOR,
+)
 
 # Candles to read for one prediction: the warm-up, plus the candle itself and one to spare.
 MINUTE_HISTORY = MINUTE_WARMUP + 2

@@ -13,8 +13,14 @@ import pytest
 from dagster_pyspark import LazyPySparkResource
 
 from pricepipe_assets.assets.analytics import (
-    CURATED_CANDLES, CURATED_MOVING_AVERAGES, CURATED_TRADE_STATS, candles_daily, candles_hourly,
-    moving_averages_daily, trade_stats_history)
+    CURATED_CANDLES,
+    CURATED_MOVING_AVERAGES,
+    CURATED_TRADE_STATS,
+    candles_daily,
+    candles_hourly,
+    moving_averages_daily,
+    trade_stats_history,
+)
 from pricepipe_assets.assets.lake import RAW_TRADES, trade_row, write_chunks
 from pricepipe_assets.kafka_batches import Batch, Delivered, OffsetRange
 from pricepipe_assets.resources import CassandraResource, LakeResource

@@ -17,7 +17,14 @@ from dagster_pyspark import LazyPySparkResource
 from pricepipe_assets import model_store
 from pricepipe_assets.assets.analytics import CURATED_CANDLES
 from pricepipe_assets.assets.ml import (
-    DAILY_MODEL, MINUTE_MODEL, daily_features, daily_forecast, daily_model, minute_features, minute_model)
+    DAILY_MODEL,
+    MINUTE_MODEL,
+    daily_features,
+    daily_forecast,
+    daily_model,
+    minute_features,
+    minute_model,
+)
 from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets.topics import CANDLES_1M, PREDICTIONS
 from pricepipe_assets_tests.assets.kafka_runs import definitions, drain, publish_candles

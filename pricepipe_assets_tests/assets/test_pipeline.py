@@ -24,9 +24,17 @@ from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeRes
 from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
 from pricepipe_assets.topics import CANDLES_1M, TRADES
-from pricepipe_assets_tests.conftest import consume
 from pricepipe_assets_tests.assets.kafka_runs import (
-    CANDLE_DAY, TRADE_DAY, definitions, drain, publish_candles, publish_trades, source_candles, source_trades)
+    CANDLE_DAY,
+    TRADE_DAY,
+    definitions,
+    drain,
+    publish_candles,
+    publish_trades,
+    source_candles,
+    source_trades,
+)
+from pricepipe_assets_tests.conftest import consume
 
 DAY_MS = 1704067200000
 LATE_SAMPLE = 6000

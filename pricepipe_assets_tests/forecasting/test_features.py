@@ -9,7 +9,13 @@ import numpy as np
 import pandas as pd
 
 from pricepipe_assets.forecasting.feature_names import (
-    DAILY_FEATURES, DAILY_TARGETS, DAILY_WARMUP, MINUTE_FEATURES, MINUTE_WARMUP, VOLUME_FLOOR)
+    DAILY_FEATURES,
+    DAILY_TARGETS,
+    DAILY_WARMUP,
+    MINUTE_FEATURES,
+    MINUTE_WARMUP,
+    VOLUME_FLOOR,
+)
 from pricepipe_assets.forecasting.features import minute_features, to_pandas
 from pricepipe_assets.forecasting.online import MINUTE_HISTORY, minute_features_tail
 

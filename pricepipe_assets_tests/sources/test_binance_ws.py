@@ -15,8 +15,8 @@ import pytest
 
 from pricepipe_assets import topics
 from pricepipe_assets.resources import KafkaResource
-from pricepipe_assets.sources.binance_rest import BinanceRestClient
 from pricepipe_assets.sources.backoff import exponential_backoff
+from pricepipe_assets.sources.binance_rest import BinanceRestClient
 from pricepipe_assets.sources.binance_ws import BinanceKlineStream
 from pricepipe_assets.sources.publisher import Publisher
 from pricepipe_assets_tests.conftest import consume

@@ -18,6 +18,7 @@ import pytest
 
 from pricepipe_assets import topics
 from pricepipe_assets.resources import KafkaResource
+from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets.sources.bitmex_ws import (
     FRAME_SOURCE,
     KEPT_FRAME_BYTES,
@@ -25,7 +26,6 @@ from pricepipe_assets.sources.bitmex_ws import (
     TRADE_SOURCE,
     BitmexClient,
 )
-from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets_tests.conftest import consume
 from pricepipe_assets_tests.exchange_servers.bitmex_server import (
     BitmexServer,
