@@ -18,6 +18,7 @@ from starlette.routing import Route
 from api import chart, queries
 from api.auth import ApiKeyMiddleware
 from api.context import ApiContext
+from api.endpoint import StoredAnswers
 from api.errors import EXCEPTION_HANDLERS, StoreUnavailable
 from api.health import health
 from api.openapi import docs_routes, openapi_document
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [Route("/health", health, methods=["GET"]), *docs_routes(document), *chart.routes,
               *prices.ROUTES, *(endpoint.route() for endpoint in ENDPOINTS)]
     middleware = [Middleware(ApiKeyMiddleware, key=settings.api_key)] if settings.api_key else []
+    middleware.append(Middleware(StoredAnswers, context=context))
     app = Starlette(routes=routes, middleware=middleware, exception_handlers=EXCEPTION_HANDLERS, lifespan=lifespan)
     app.state.settings = settings
     app.state.context = context

@@ -4,9 +4,9 @@ From that one declaration come the Starlette route (parameters parsed and checke
 handler runs, the answer cached when the endpoint is hot) and the endpoint's part of the OpenAPI
 document, so the documentation cannot drift from what the code accepts.
 
-The route is a plain ASGI app rather than a ``Request`` handler: a cached answer is found by the
-request's raw path and query string and sent as stored bytes before anything is parsed, so a hit
-costs a lookup and two ASGI messages. A handler may return :class:`Final` for an answer that can
+The route is a plain ASGI app rather than a ``Request`` handler, and a kept answer never reaches
+it: :class:`StoredAnswers` finds it by the request's raw path and query string and sends the
+stored bytes before the request is routed or parsed. A handler may return :class:`Final` for an answer that can
 never change (a closed day of candles): it is encoded once, kept in a bounded cache of its own and
 served with a strong ETag, ``304 Not Modified`` for a client that has it, and a long
 ``Cache-Control``.
@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.answers import NO_STORE, Encoded, encode, if_none_match, respond, strong_etag
 from api.cache import TtlCache
@@ -58,20 +58,10 @@ class Endpoint:
     errors: tuple[int, ...] = field(default=(404, 422, 503))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """A request :class:`StoredAnswers` did not answer: parse, compute, encode and keep what can be kept."""
         context: ApiContext = scope["app"].state.context
         key = (scope["path"], scope["query_string"])
-        final = context.final.get(key)
-        if final is not None:
-            await _send_final(send, scope, *final)
-            return
         cache = context.cache if self.cached and context.cache.enabled else None
-        if cache is not None:
-            hit = cache.get(key)
-            if hit is not None:
-                encoded, age = hit
-                await respond(send, 200, (*encoded.headers, (b"age", str(int(age)).encode()), (b"x-cache", b"HIT")),
-                              encoded.body)
-                return
         args = parse_all(self.params, scope["path_params"], query_params(scope["query_string"]))
         if cache is not None:
             encoded = await self._refresh(context, cache, key, args)
@@ -126,3 +116,34 @@ async def _send_final(send: Send, scope: Scope, encoded: Encoded, etag: bytes) -
         await respond(send, 304, [header for header in encoded.headers if header[0] in (b"etag", b"cache-control")])
     else:
         await respond(send, 200, encoded.headers, encoded.body)
+
+
+class StoredAnswers:
+    """Sends a kept answer (a final one, or a hot one within its time to live) before the request
+    is routed; everything else goes on to the app.
+
+    Answers are kept by raw path and query string, which name one endpoint's one answer, so a hit
+    needs neither routing nor parameters: it costs a dictionary lookup and two ASGI messages, and
+    the hot endpoints serve at nearly the rate of a constant Starlette route. It sits inside the
+    API key check, so a kept answer is never sent to a client without the key.
+    """
+
+    def __init__(self, app: ASGIApp, context: ApiContext) -> None:
+        self.app = app
+        self.context = context
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            key = (scope["path"], scope["query_string"])
+            final = self.context.final.get(key)
+            if final is not None:
+                await _send_final(send, scope, *final)
+                return
+            cache = self.context.cache
+            hit = cache.get(key) if cache.enabled else None
+            if hit is not None:
+                encoded, age = hit
+                await respond(send, 200, (*encoded.headers, (b"age", str(int(age)).encode()), (b"x-cache", b"HIT")),
+                              encoded.body)
+                return
+        await self.app(scope, receive, send)

@@ -67,3 +67,12 @@ def test_api_key_guards_every_endpoint_when_set(filled: Filled) -> None:
         assert client.get("/symbols", headers={"X-API-Key": "s3cret"}).status_code == 200
         assert client.get(f"/candles/{SYMBOL}?api_key=s3cret").status_code == 200
         assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_a_kept_answer_is_never_sent_without_the_api_key(filled: Filled) -> None:
+    settings = Settings.from_env({"PRICEPIPE_KEYSPACE": filled.settings.keyspace, "PRICEPIPE_API_KEY": "s3cret"})
+    with TestClient(create_app(settings)) as client:
+        for path in (f"/{SYMBOL}/price", "/transactions/6-hours"):
+            assert client.get(path, headers={"X-API-Key": "s3cret"}).headers["x-cache"] == "MISS"
+            assert client.get(path, headers={"X-API-Key": "s3cret"}).headers["x-cache"] == "HIT"
+            assert "API key" in _refusal(client, path, 401)
