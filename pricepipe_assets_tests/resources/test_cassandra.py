@@ -27,6 +27,28 @@ def test_migrations_apply_once_and_twice_is_harmless(cassandra: CassandraResourc
     assert {"schema_migrations", "candles"} <= tables
 
 
+def test_a_connection_to_a_current_schema_runs_no_migration_and_a_behind_one_migrates(
+    cassandra: CassandraResource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cassandra.session()  # migrated
+    applied: list[str] = []
+    monkeypatch.setattr(CassandraResource, "_migrate", lambda self, session: applied.append(self.keyspace) or [])
+    current = CassandraResource(hosts=cassandra.hosts, port=cassandra.port, keyspace=cassandra.keyspace)
+    try:
+        current.session()
+    finally:
+        current.close()
+    assert applied == []
+
+    cassandra.session().execute("DELETE FROM schema_migrations WHERE version = %s", (MIGRATIONS[-1].version,))
+    behind = CassandraResource(hosts=cassandra.hosts, port=cassandra.port, keyspace=cassandra.keyspace)
+    try:
+        behind.session()
+    finally:
+        behind.close()
+    assert applied == [cassandra.keyspace]
+
+
 def test_prepared_statement_writes_and_reads_a_candle(cassandra: CassandraResource) -> None:
     insert = cassandra.prepare(
         "INSERT INTO candles (symbol, interval, bucket, open_time, close_time, exchange, open, high, low, close,"
