@@ -77,6 +77,19 @@ def dagster_home(settings: Settings) -> Path:
     return home
 
 
+def prepare_instance(env: dict[str, str], bin_dir: Path, log: Path) -> None:
+    """Create or upgrade the Dagster instance's storage before any Dagster process starts.
+
+    The webserver and the daemon start together; on a new ``DAGSTER_HOME`` each would create the
+    SQLite storage itself, and two creations at once can leave its schema table with two heads,
+    after which the code location fails to load in the process that lost.
+    """
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        subprocess.run([str(bin_dir / "dagster"), "instance", "migrate"], stdout=out, stderr=subprocess.STDOUT,
+                       stdin=subprocess.DEVNULL, env=env, cwd=repo_root(), check=True, timeout=300)
+
+
 def children(settings: Settings, bin_dir: Path) -> list[Child]:
     logs = settings.state_dir / "logs"
     return [
@@ -139,6 +152,7 @@ def run(settings: Settings, echo: Callable[[str], None] = print) -> int:
             launcher.up(started, layout, echo)
         env = {**os.environ, "DAGSTER_HOME": str(dagster_home(settings))}
         bin_dir = Path(sys.executable).parent
+        prepare_instance(env, bin_dir, settings.state_dir / "logs" / "dagster-instance.log")
         procs = children(settings, bin_dir)
         for child in procs:
             if stopping:
