@@ -122,7 +122,8 @@ def run_pricepipe(kafka: KafkaResource, cassandra: CassandraResource) -> float:
     group = consumer_group("trade_stats_minute")
     partitions = [p for p, _ in kafka_batches.committed_and_watermarks(kafka, group, TRADES).items()]
     kafka_batches.commit(kafka, group, [kafka_batches.OffsetRange(TRADES, p, 0, 0) for p in partitions])
-    ranges = kafka_batches.format_ranges(kafka_batches.pending_ranges(kafka, TRADES, [group], 10**9))
+    offsets = kafka_batches.committed_and_watermarks(kafka, group, TRADES)
+    ranges = kafka_batches.format_ranges(kafka_batches.pending_ranges(TRADES, [offsets], 10**9))
     config = {"ops": {"trade_stats_minute": run_config(TRADES, ranges)["ops"]["trade_stats_minute"]}}
     started = time.perf_counter()
     result = dg.materialize([trade_stats_minute], resources={"kafka": kafka, "cassandra": cassandra},

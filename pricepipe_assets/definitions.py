@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pricepipe_assets.assets import analytics, ingestion, lake, live, ml, predictions, retention, setup
+from pricepipe_assets.assets import analytics, ingestion, lake, live, ml, predictions, retention, setup, topics
 from pricepipe_assets.checks import ASSET_CHECKS
 from pricepipe_assets.jobs import TOPIC_JOBS, analytics_job, retention_job
 from pricepipe_assets.resources import build_resources
@@ -17,7 +17,8 @@ from pricepipe_assets.sensors import SENSORS
 from pricepipe_assets.settings import get_settings
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([setup, ingestion, lake, live, predictions, analytics, ml, retention]),
+    assets=[*dg.load_assets_from_modules([setup, ingestion, lake, live, predictions, analytics, ml, retention]),
+            *topics.FEEDS, *topics.TOPICS],
     asset_checks=ASSET_CHECKS,
     jobs=[*TOPIC_JOBS.values(), live_freshness_job, analytics_job, retention_job],
     sensors=SENSORS,

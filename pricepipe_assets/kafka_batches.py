@@ -8,6 +8,7 @@ messages, which is what makes the writes behind it idempotent.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,10 @@ METADATA_TIMEOUT_S = 5.0
 # A partition that delivers nothing for this long while offsets remain is an error, not an end.
 IDLE_TIMEOUT_S = 30.0
 POLL_BATCH = 5_000
+
+
+# Per partition: a group's committed offset (None before its first commit), low and high watermark.
+GroupOffsets = dict[int, tuple[int | None, int, int]]
 
 
 class KafkaReadError(RuntimeError):
@@ -96,9 +101,7 @@ def partitions_of(consumer: Consumer, full_topic: str) -> list[int]:
     return sorted(topic.partitions)
 
 
-def committed_and_watermarks(
-    kafka: KafkaResource, group_id: str, topic: str
-) -> dict[int, tuple[int | None, int, int]]:
+def committed_and_watermarks(kafka: KafkaResource, group_id: str, topic: str) -> GroupOffsets:
     """Per partition: the group's committed offset (None if it never committed), low and high watermark.
 
     Metadata requests only, with short timeouts: safe inside a sensor tick.
@@ -121,19 +124,30 @@ def committed_and_watermarks(
         consumer.close()
 
 
-def pending_ranges(kafka: KafkaResource, topic: str, group_ids: Sequence[str],
+def position(committed: int | None, low: int) -> int:
+    """Where a group reads next in a partition: its committed offset, or the oldest retained one."""
+    return max(committed if committed is not None else low, low)
+
+
+def lag(offsets: GroupOffsets) -> int:
+    """The messages a group has not committed yet, over all partitions."""
+    return sum(high - position(committed, low) for committed, low, high in offsets.values())
+
+
+def pending_ranges(topic: str, offsets_by_group: Iterable[GroupOffsets],
                    max_offsets_per_partition: int) -> list[OffsetRange]:
-    """The offsets of ``topic`` that at least one of the groups has not committed yet.
+    """The offsets of ``topic`` that at least one of the groups has not committed yet, from each
+    group's :func:`committed_and_watermarks`.
 
     Each partition's range starts at the slowest group's position, so one run serves every
     consuming asset; ``max_offsets_per_partition`` bounds what one run has to hold in memory.
     """
     starts: dict[int, int] = {}
     highs: dict[int, int] = {}
-    for group_id in group_ids:
-        for partition, (committed, low, high) in committed_and_watermarks(kafka, group_id, topic).items():
-            position = max(committed if committed is not None else low, low)
-            starts[partition] = min(starts.get(partition, position), position)
+    for offsets in offsets_by_group:
+        for partition, (committed, low, high) in offsets.items():
+            start = position(committed, low)
+            starts[partition] = min(starts.get(partition, start), start)
             highs[partition] = high
     return [
         OffsetRange(topic, p, starts[p], min(highs[p], starts[p] + max_offsets_per_partition))
@@ -250,5 +264,37 @@ def commit(kafka: KafkaResource, group_id: str, ranges: Iterable[OffsetRange]) -
     consumer = kafka.consumer(group_id)
     try:
         consumer.commit(offsets=offsets, asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def newest_records(kafka: KafkaResource, topic: str, timeout_s: float = METADATA_TIMEOUT_S) -> list[Record]:
+    """The last valid record of each partition of ``topic``: what its producers wrote most recently.
+
+    One short read from each partition's end, for a sensor tick: a partition whose last message
+    is not a valid record (or does not arrive in time) is left out rather than waited for.
+    """
+    from confluent_kafka import TopicPartition
+
+    full_topic = kafka.topic(topic)
+    consumer = _metadata_consumer(kafka, "pricepipe.observer")
+    try:
+        ends = []
+        for partition in partitions_of(consumer, full_topic):
+            low, high = consumer.get_watermark_offsets(TopicPartition(full_topic, partition), timeout=timeout_s,
+                                                       cached=False)
+            if high > low:
+                ends.append(TopicPartition(full_topic, partition, high - 1))
+        if not ends:
+            return []
+        consumer.assign(ends)
+        newest: dict[int, Record] = {}
+        deadline = time.monotonic() + timeout_s
+        while len(newest) < len(ends) and time.monotonic() < deadline:
+            for message in consumer.consume(num_messages=len(ends), timeout=0.5):
+                if message.error() is None:
+                    with contextlib.suppress(RecordError):
+                        newest[message.partition()] = decode(topic, message.value())
+        return list(newest.values())
     finally:
         consumer.close()

@@ -1,7 +1,9 @@
-"""Sensors that turn Kafka lag into runs: one per source topic; and one that follows the lake's history.
+"""Sensors that turn Kafka lag into runs: one per source topic; one that follows the lake's history;
+and one that observes the feeds running outside Dagster.
 
-A tick only reads watermarks and committed offsets (metadata requests with short timeouts, never
-a poll), so it never blocks the daemon. The run key is the offset range itself, which Dagster
+A Kafka sensor's tick only reads watermarks and committed offsets (metadata requests with short
+timeouts, never a poll), and the feeds sensor reads one message at the end of each partition, so no
+tick blocks the daemon. The run key is the offset range itself, which Dagster
 never forgets; a range whose run failed is requested again with an attempt suffix, so nothing is
 skipped forever, and while a topic's run is queued or running no second one is started.
 """
@@ -15,6 +17,7 @@ import dagster as dg
 from pricepipe_assets import kafka_batches
 from pricepipe_assets.assets.kafka_fed import consumer_group
 from pricepipe_assets.assets.lake import RAW_CANDLES
+from pricepipe_assets.assets.topics import FEED_TOPICS, feed_observations, topic_observation
 from pricepipe_assets.compaction import date_folders
 from pricepipe_assets.jobs import TOPIC_ASSETS, TOPIC_JOBS, analytics_job
 from pricepipe_assets.resources.kafka import KafkaResource
@@ -33,6 +36,8 @@ ACTIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, 
 # gone, or a store hanging), and would block its topic, since no second run is launched while one is
 # active. Run monitoring then fails it and the next tick asks for the same range again.
 MAX_RUNTIME_S = 900
+# The feeds' observations are for people watching the UI: every half minute is often enough.
+FEEDS_INTERVAL_S = 30
 
 
 def run_config(topic: str, offset_ranges: str) -> dict[str, object]:
@@ -52,29 +57,36 @@ def _earlier_attempts(instance: dg.DagsterInstance, offset_ranges: str) -> int:
 def kafka_sensor(topic: str, minimum_interval_seconds: int) -> dg.SensorDefinition:
     """The sensor that launches ``topic``'s job when any of its assets' consumer groups lags."""
     job = TOPIC_JOBS[topic]
-    groups = [consumer_group(name) for name in TOPIC_ASSETS[topic]]
 
     @dg.sensor(
         name=f"{job.name.removesuffix('_job')}_sensor",
         job=job,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Requests a `{job.name}` run for the offsets of `{topic}` its assets have not committed yet.",
+        description=f"Requests a `{job.name}` run for the offsets of `{topic}` its assets have not committed yet, "
+        "and records the topic's end offsets and each consuming asset's lag as an observation of the topic asset.",
     )
-    def _sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult | dg.SkipReason:
+    def _sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult:
+        offsets = {name: kafka_batches.committed_and_watermarks(kafka, consumer_group(name), topic)
+                   for name in TOPIC_ASSETS[topic]}
+        state = json.loads(context.cursor) if context.cursor else {}
+        observation, observed = topic_observation(topic, offsets)
+        events = [observation] if observed != state.get("observed") else []
+        state["observed"] = observed
         if _has_active_run(context.instance, topic):
-            return dg.SkipReason(f"a run for {topic} is queued or running")
-        ranges = kafka_batches.pending_ranges(kafka, topic, groups, MAX_OFFSETS_PER_PARTITION)
+            return dg.SensorResult(skip_reason=f"a run for {topic} is queued or running", asset_events=events,
+                                   cursor=json.dumps(state))
+        ranges = kafka_batches.pending_ranges(topic, offsets.values(), MAX_OFFSETS_PER_PARTITION)
         if not ranges:
-            return dg.SkipReason(f"no lag on {topic}")
+            return dg.SensorResult(skip_reason=f"no lag on {topic}", asset_events=events, cursor=json.dumps(state))
         offset_ranges = kafka_batches.format_ranges(ranges)
         attempt = _earlier_attempts(context.instance, offset_ranges) + 1
         run_key = offset_ranges if attempt == 1 else f"{offset_ranges}#attempt{attempt}"
         request = dg.RunRequest(run_key=run_key, run_config=run_config(topic, offset_ranges),
                                 tags={TOPIC_TAG: topic, RANGE_TAG: offset_ranges,
                                       "dagster/max_runtime": str(MAX_RUNTIME_S)})
-        return dg.SensorResult(run_requests=[request],
-                               cursor=json.dumps({"run_key": run_key, "offset_ranges": offset_ranges}))
+        return dg.SensorResult(run_requests=[request], asset_events=events,
+                               cursor=json.dumps({**state, "run_key": run_key, "offset_ranges": offset_ranges}))
 
     return _sensor
 
@@ -103,4 +115,27 @@ def analytics_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) ->
     return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"analytics {signature}")], cursor=signature)
 
 
-SENSORS: list[dg.SensorDefinition] = [*KAFKA_SENSORS, analytics_sensor]
+@dg.sensor(
+    name="feeds_sensor",
+    minimum_interval_seconds=FEEDS_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Records what the feeds outside Dagster (`pricepipe feed`) have published: an observation of "
+    "`binance_feed` and `bitmex_feed` with the records on each topic and each symbol's newest event time, read "
+    "from the last message of every partition.",
+)
+def feeds_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult:
+    records = {topic: kafka_batches.newest_records(kafka, topic) for topic in FEED_TOPICS}
+    ends = {topic: _retained(kafka, topic) for topic in FEED_TOPICS}
+    events, signature = feed_observations(records, ends)
+    if signature == context.cursor:
+        return dg.SensorResult(skip_reason="the feeds published nothing new")
+    return dg.SensorResult(asset_events=events, cursor=signature)
+
+
+def _retained(kafka: KafkaResource, topic: str) -> int:
+    """The messages ``topic`` holds now (end minus start offsets, over its partitions)."""
+    offsets = kafka_batches.committed_and_watermarks(kafka, "pricepipe.observer", topic)
+    return sum(high - low for _, low, high in offsets.values())
+
+
+SENSORS: list[dg.SensorDefinition] = [*KAFKA_SENSORS, analytics_sensor, feeds_sensor]

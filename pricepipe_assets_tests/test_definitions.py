@@ -10,9 +10,10 @@ from pathlib import Path
 import dagster as dg
 
 from pricepipe_assets.assets.setup import cassandra_schema, kafka_topics
+from pricepipe_assets.assets.topics import topic_key
 from pricepipe_assets.resources import CassandraResource, KafkaResource
 from pricepipe_assets.resources.cassandra_schema import MIGRATIONS
-from pricepipe_assets.topics import ALL_TOPICS
+from pricepipe_assets.topics import ALL_TOPICS, PREDICTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,8 +31,36 @@ def test_every_asset_has_a_group_and_a_description() -> None:
     from pricepipe_assets.definitions import defs
 
     for spec in defs.resolve_all_asset_specs():
-        assert spec.group_name in {"ingestion", "lake", "live", "analytics", "ml", "retention"}, spec.key
+        assert spec.group_name in {"exchanges", "kafka", "ingestion", "lake", "live", "analytics", "ml",
+                                   "retention"}, spec.key
         assert spec.description, f"{spec.key} has no description"
+
+
+def test_the_asset_graph_is_one_connected_path_from_the_exchanges_to_the_archives() -> None:
+    """Setup-only assets aside (they precede everything, so they would join any islands): every asset,
+    topics and the feeds outside Dagster included, is reachable from every other one."""
+    from pricepipe_assets.definitions import defs
+
+    setup_only = {dg.AssetKey("kafka_topics"), dg.AssetKey("cassandra_schema")}
+    graph = defs.resolve_asset_graph()
+    keys = set(graph.get_all_asset_keys()) - setup_only
+    neighbours: dict[dg.AssetKey, set[dg.AssetKey]] = {key: set() for key in keys}
+    for key in keys:
+        for parent in graph.get(key).parent_keys - setup_only:
+            neighbours[key].add(parent)
+            neighbours[parent].add(key)
+    reached, frontier = set(), [dg.AssetKey("binance_feed")]
+    while frontier:
+        key = frontier.pop()
+        if key not in reached:
+            reached.add(key)
+            frontier.extend(neighbours[key])
+    assert reached == keys, sorted(k.to_user_string() for k in keys - reached)
+    topics = {spec.key for spec in defs.resolve_all_asset_specs() if spec.group_name == "kafka"}
+    assert topics == {topic_key(topic) for topic in ALL_TOPICS}
+    assert graph.get(topic_key(PREDICTIONS)).parent_keys >= {dg.AssetKey("daily_forecast"),
+                                                             dg.AssetKey("minute_predictions")}
+    assert topic_key(PREDICTIONS) in graph.get(dg.AssetKey("predictions_live")).parent_keys
 
 
 def test_setup_assets_create_topics_and_schema(kafka: KafkaResource, cassandra: CassandraResource) -> None:

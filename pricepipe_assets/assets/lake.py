@@ -21,6 +21,7 @@ from pricepipe_assets.assets.kafka_fed import (
     read_batch,
     utc_day,
 )
+from pricepipe_assets.assets.topics import topic_key
 from pricepipe_assets.kafka_batches import Batch, Delivered
 from pricepipe_assets.resources.kafka import KafkaResource
 from pricepipe_assets.resources.lake import LakeResource
@@ -88,6 +89,7 @@ def write_chunks(lake: LakeResource, batch: Batch, dataset: str, partition_cols:
     group_name="lake",
     kinds={"kafka", "parquet"},
     op_tags=AFTER_LIVE_TABLES,
+    deps=[topic_key(CANDLES_1M)],
     description="Every 1m candle from `candles.1m`, as delivered, in the lake's raw zone: "
     "`raw/candles/interval=1m/symbol=BTCUSDT/date=2024-01-01/p<partition>-o<block start>-0.parquet`, one file "
     f"per block of {OFFSETS_PER_FILE:,} offsets. Replays rewrite the same files, so each Kafka message is stored "
@@ -105,6 +107,7 @@ def candles_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kaf
     group_name="lake",
     kinds={"kafka", "parquet"},
     op_tags=AFTER_LIVE_TABLES,
+    deps=[topic_key(TRADES)],
     description="Every trade from `trades`, as delivered, in the lake's raw zone: "
     "`raw/trades/symbol=.../date=.../p<partition>-o<block start>-0.parquet`, one file per block of "
     f"{OFFSETS_PER_FILE:,} offsets. Replays rewrite the same files; bad messages go to `deadletter`.",

@@ -26,6 +26,7 @@ from pricepipe_assets.assets.kafka_fed import (
     read_batch,
     read_while_writing,
 )
+from pricepipe_assets.assets.topics import topic_key
 from pricepipe_assets.kafka_batches import Batch, Delivered
 from pricepipe_assets.records import INTERVAL_MS, Candle, Quote, Trade
 from pricepipe_assets.resources.cassandra import CassandraResource, cql_date
@@ -253,7 +254,7 @@ def _candle_rows(records: Sequence[Delivered]) -> list[tuple[Any, ...]]:
 @dg.asset(
     group_name="live",
     kinds={"kafka", "cassandra"},
-    deps=["cassandra_schema"],
+    deps=["cassandra_schema", topic_key(CANDLES_1M)],
     description="1m candles from `candles.1m` in Cassandra's `candles` table (one partition per symbol and day), "
     "upserted on (symbol, interval, open_time): the API's candle charts read it.",
 )
@@ -268,7 +269,7 @@ def candles_live(context: AssetExecutionContext, config: OffsetRangesConfig, kaf
 @dg.asset(
     group_name="live",
     kinds={"kafka", "cassandra"},
-    deps=["cassandra_schema"],
+    deps=["cassandra_schema", topic_key(TRADES)],
     description="Per symbol and minute: trade count, base and quote volume, buy and sell volume, VWAP and last "
     "price (`trade_stats_minute`, one partition per symbol and day). Trades are first stored in `trades` while "
     "the batch is read (keyed by time and id, so duplicates and late trades are harmless), then every minute the "
@@ -288,7 +289,7 @@ def trade_stats_minute(context: AssetExecutionContext, config: OffsetRangesConfi
 @dg.asset(
     group_name="live",
     kinds={"kafka", "cassandra"},
-    deps=["trade_stats_minute"],
+    deps=["trade_stats_minute", topic_key(TRADES)],
     description="Per symbol and hour: the same statistics as `trade_stats_minute`, summed from its minute rows "
     "(`trade_stats_hour`, one partition per symbol and month), for the API's 6- and 12-hour views. Reads the "
     "same trades from Kafka only to learn which hours to recompute.",
@@ -312,7 +313,7 @@ def _newest_by_symbol(records: Iterable[Any]) -> list[Any]:
 @dg.asset(
     group_name="live",
     kinds={"kafka", "cassandra"},
-    deps=["cassandra_schema"],
+    deps=["cassandra_schema", topic_key(QUOTES), topic_key(TRADES)],
     description="Per symbol: the latest bid and ask (from `quotes`) and the last trade price (from `trades`), each "
     "with its event time, for the API's `/{symbol}/price`. Written with the event time as Cassandra write time, "
     "so an older event arriving late never overwrites a newer one.",

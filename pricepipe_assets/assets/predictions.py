@@ -13,6 +13,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from pricepipe_assets.assets.kafka_fed import OffsetRangesConfig, batch_metadata, commit_batch, read_batch
+from pricepipe_assets.assets.topics import topic_key
 from pricepipe_assets.records import INTERVAL_MS, Prediction
 from pricepipe_assets.resources.cassandra import CassandraResource
 from pricepipe_assets.resources.cassandra_schema import candle_bucket
@@ -61,7 +62,7 @@ def resolve_actuals(cassandra: CassandraResource, partitions: set[tuple[str, str
 @dg.asset(
     group_name="live",
     kinds={"kafka", "cassandra"},
-    deps=["cassandra_schema"],
+    deps=["cassandra_schema", topic_key(PREDICTIONS)],
     description="Predictions from the `predictions` topic in Cassandra: every forecast candle in `predictions` (one "
     "partition per symbol, horizon and day/year; the newest prediction of a candle wins) with the actual close "
     "filled in once that candle is stored, and each daily forecast kept whole in `forecasts` for `/forecast`.",

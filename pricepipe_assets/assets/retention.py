@@ -65,6 +65,15 @@ def _expired_or_fail(cassandra: CassandraResource, day: dt.date, hot_days: int) 
     return symbols
 
 
+# The asset writing each kind of hot rows: its archive comes after it in the graph.
+WRITER_OF_PART = {
+    "candles_1m": "candles_live", "candles_1h": "candles_hourly", "candles_1d": "candles_daily",
+    "trades": "trade_stats_minute", "trade_stats_minute": "trade_stats_minute", "trade_stats_hour": "trade_stats_hour",
+    "predictions_1m": "predictions_live", "predictions_1d": "predictions_live", "forecasts": "predictions_live",
+    "moving_averages": "moving_averages_daily",
+}
+
+
 def archive_asset(part: HotPart) -> dg.AssetsDefinition:
     window = "PRICEPIPE_HOT_DAYS_AGGREGATES" if part.aggregate else "PRICEPIPE_HOT_DAYS"
 
@@ -73,6 +82,7 @@ def archive_asset(part: HotPart) -> dg.AssetsDefinition:
         group_name="retention",
         partitions_def=DAYS,
         kinds={"cassandra", "parquet"},
+        deps=[WRITER_OF_PART[part.name]],
         description=f"Expired days of Cassandra's `{part.table}` ({part.name.replace('_', ' ')}) moved to the lake: "
         f"copied to `archive/{part.name}/date=<day>/`, read back and compared (row count and a checksum of the "
         f"keys), then deleted from Cassandra. Days older than {window} are expired.",

@@ -56,7 +56,7 @@ def definitions(kafka: KafkaResource, cassandra: CassandraResource, lake_resourc
 
 
 def tick(topic: str, kafka: KafkaResource, instance: dg.DagsterInstance,
-         cursor: str | None = None) -> dg.SensorResult | dg.SkipReason:
+         cursor: str | None = None) -> dg.SensorResult:
     sensor = kafka_sensor(topic, minimum_interval_seconds=1)
     context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"kafka": kafka})
     return sensor(context)
@@ -75,7 +75,7 @@ def drain(defs: dg.Definitions, topic: str, kafka: KafkaResource, instance: dg.D
     results = []
     for _ in range(max_runs):
         outcome = tick(topic, kafka, instance)
-        if isinstance(outcome, dg.SkipReason):
+        if not outcome.run_requests:
             return results
         results += [run_requested(defs, topic, request, instance) for request in outcome.run_requests]
     raise AssertionError(f"{topic} still lags after {max_runs} runs")
