@@ -25,8 +25,8 @@ from api.health import health
 from api.openapi import docs_routes, openapi_document
 from api.routes import ENDPOINTS, prices
 from api.store import AsyncStore
-from pricepipe_assets.resources import cassandra_resource
 from pricepipe_assets.settings import Settings
+from pricepipe_assets.storage.cassandra import cassandra_cluster
 
 log = logging.getLogger("pricepipe.api")
 
@@ -37,8 +37,7 @@ REQUEST_TIMEOUT_S = 5.0
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
-    cassandra = cassandra_resource(settings).model_copy(
-        update={"connect_timeout_s": CONNECT_TIMEOUT_S, "request_timeout_s": REQUEST_TIMEOUT_S})
+    cassandra = cassandra_cluster(settings).with_timeouts(CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S)
     context = ApiContext(settings, AsyncStore(cassandra))
 
     @contextlib.asynccontextmanager

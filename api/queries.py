@@ -1,7 +1,7 @@
 """Every CQL statement the API runs, prepared once per process.
 
 Each reads one partition by its full key (symbol and time bucket, see
-``pricepipe_assets.resources.cassandra_schema``) with a clustering range or a LIMIT, except
+``pricepipe_assets.storage.cassandra_schema``) with a clustering range or a LIMIT, except
 ``SYMBOLS`` and ``LATEST_PRICES``' single-row reads; none needs ``ALLOW FILTERING``.
 """
 

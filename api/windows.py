@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from pricepipe_assets.resources.cassandra_schema import candle_bucket
+from pricepipe_assets.storage.cassandra_schema import candle_bucket
 
 STEP = {"1m": dt.timedelta(minutes=1), "1h": dt.timedelta(hours=1), "1d": dt.timedelta(days=1)}
 

@@ -45,8 +45,8 @@ from pricepipe_assets.assets.live import UPSERT_CANDLE, candles_live
 from pricepipe_assets.kafka_batches import group_ranges, read
 from pricepipe_assets.records import Candle
 from pricepipe_assets.resources import CassandraResource, KafkaResource
-from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
+from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.topics import ALL_TOPICS, CANDLES_1M
 
 FIRST_DAY = dt.date(2024, 1, 1)

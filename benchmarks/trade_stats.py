@@ -46,9 +46,9 @@ from pricepipe_assets.assets.kafka_fed import consumer_group
 from pricepipe_assets.assets.live import UPSERT_MINUTE, trade_stats_minute
 from pricepipe_assets.records import Trade
 from pricepipe_assets.resources import CassandraResource, KafkaResource
-from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.sensors import run_config
 from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
+from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.topics import TRADES
 
 REPO = Path(__file__).resolve().parents[1]

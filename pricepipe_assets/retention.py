@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pricepipe_assets.resources.cassandra import CassandraResource
-from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.resources.lake import LakeResource
 from pricepipe_assets.rollups import MOVING_AVERAGE_WINDOWS
+from pricepipe_assets.storage.cassandra_schema import candle_bucket
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -12,7 +12,7 @@ import dagster as dg
 from pricepipe_assets.assets.setup import cassandra_schema, kafka_topics
 from pricepipe_assets.assets.topics import topic_key
 from pricepipe_assets.resources import CassandraResource, KafkaResource
-from pricepipe_assets.resources.cassandra_schema import MIGRATIONS
+from pricepipe_assets.storage.cassandra_schema import MIGRATIONS
 from pricepipe_assets.topics import ALL_TOPICS, PREDICTIONS
 
 REPO = Path(__file__).resolve().parents[1]

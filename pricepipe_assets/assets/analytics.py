@@ -20,7 +20,6 @@ from pricepipe_assets.assets.live import UPSERT_CANDLE
 from pricepipe_assets.assets.retention import hot_window
 from pricepipe_assets.clock import symbol_clocks
 from pricepipe_assets.resources.cassandra import CassandraResource
-from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.resources.lake import LakeResource
 from pricepipe_assets.retention import newest_expired_day
 from pricepipe_assets.rollups import (
@@ -30,6 +29,7 @@ from pricepipe_assets.rollups import (
     rollup_candles,
     trade_aggregates,
 )
+from pricepipe_assets.storage.cassandra_schema import candle_bucket
 
 CURATED_CANDLES = "curated/candles"
 CURATED_MOVING_AVERAGES = "curated/moving_averages"

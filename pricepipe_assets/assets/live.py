@@ -30,8 +30,8 @@ from pricepipe_assets.assets.topics import topic_key
 from pricepipe_assets.kafka_batches import Batch, Delivered
 from pricepipe_assets.records import INTERVAL_MS, Candle, Quote, Trade
 from pricepipe_assets.resources.cassandra import CassandraResource, cql_date
-from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.resources.kafka import KafkaResource
+from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.topics import CANDLES_1M, QUOTES, TRADES
 
 MINUTE_MS = INTERVAL_MS["1m"]

@@ -23,10 +23,10 @@ from pricepipe_assets.assets.analytics import CURATED_CANDLES, raw_minutes, time
 from pricepipe_assets.assets.kafka_fed import utc_iso
 from pricepipe_assets.records import INTERVAL_MS
 from pricepipe_assets.resources.cassandra import CassandraResource
-from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.resources.kafka import KafkaResource
 from pricepipe_assets.resources.lake import LakeResource
 from pricepipe_assets.settings import get_settings
+from pricepipe_assets.storage.cassandra_schema import candle_bucket
 
 MINUTE_FEATURES_DATASET = "features/minute"
 DAILY_FEATURES_DATASET = "features/daily"

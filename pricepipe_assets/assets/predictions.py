@@ -16,8 +16,8 @@ from pricepipe_assets.assets.kafka_fed import OffsetRangesConfig, batch_metadata
 from pricepipe_assets.assets.topics import topic_key
 from pricepipe_assets.records import INTERVAL_MS, Prediction
 from pricepipe_assets.resources.cassandra import CassandraResource
-from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.resources.kafka import KafkaResource
+from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.topics import PREDICTIONS
 
 UPSERT_PREDICTION = """

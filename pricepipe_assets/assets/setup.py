@@ -9,8 +9,8 @@ from __future__ import annotations
 import dagster as dg
 
 from pricepipe_assets.resources.cassandra import CassandraResource
-from pricepipe_assets.resources.cassandra_schema import MIGRATIONS
 from pricepipe_assets.resources.kafka import KafkaResource
+from pricepipe_assets.storage.cassandra_schema import MIGRATIONS
 from pricepipe_assets.topics import ALL_TOPICS
 
 

@@ -12,9 +12,9 @@ from pricepipe_assets.resources import (
     kafka_resource,
 )
 from pricepipe_assets.resources.cassandra import CassandraResource, CassandraUnavailable
-from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.binance_dumps import Dataset
+from pricepipe_assets.storage.cassandra_schema import candle_bucket
 
 
 def _day_ms(day: dt.date) -> int:

@@ -21,8 +21,8 @@ from pricepipe_assets.assets.lake import RAW_CANDLES
 from pricepipe_assets.clock import platform_now
 from pricepipe_assets.records import Candle
 from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
-from pricepipe_assets.resources.cassandra_schema import candle_bucket
 from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
+from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.topics import CANDLES_1M, TRADES
 from pricepipe_assets_tests.assets.kafka_runs import (
     CANDLE_DAY,

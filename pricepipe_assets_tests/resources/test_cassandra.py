@@ -8,7 +8,7 @@ import pytest
 
 from pricepipe_assets.resources import CassandraResource
 from pricepipe_assets.resources.cassandra import BATCH_ROWS, CassandraUnavailable
-from pricepipe_assets.resources.cassandra_schema import MIGRATIONS
+from pricepipe_assets.storage.cassandra_schema import MIGRATIONS
 
 
 def test_migrations_apply_once_and_twice_is_harmless(cassandra: CassandraResource) -> None:

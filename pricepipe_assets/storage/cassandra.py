@@ -1,0 +1,234 @@
+"""Cassandra access: one session per process, the keyspace and schema migrated before first use.
+
+:class:`CassandraClient` holds what is done with the cluster; :class:`CassandraCluster` gives it
+the connection settings for code outside Dagster (the API), and the Dagster resource
+(``pricepipe_assets.resources.cassandra``) gives it the same settings as resource config.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from pricepipe_assets.settings import Settings
+from pricepipe_assets.storage.cassandra_schema import MIGRATIONS, Migration
+
+if TYPE_CHECKING:
+    from cassandra.cluster import Cluster, Session
+    from cassandra.query import PreparedStatement
+
+_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version int PRIMARY KEY,
+    description text,
+    applied_at timestamp
+)
+"""
+
+
+# Rows per unlogged single-partition batch: large enough to amortise a request, small enough that
+# batches of one big partition still run concurrently.
+BATCH_ROWS = 100
+
+
+class CassandraUnavailable(RuntimeError):
+    """No Cassandra node answered; the message names the contact points."""
+
+
+class CassandraClient:
+    """A Cassandra cluster and pricepipe's keyspace in it: one session, migrations, prepared statements
+    and bulk writes. Subclasses provide the settings (``hosts``, ``port``, ``keyspace``,
+    ``replication``, ``local_dc``, ``username``, ``password``, ``request_timeout_s``,
+    ``connect_timeout_s``) and the per-process state (``_cluster``, ``_session``, ``_prepared``,
+    ``_lock``)."""
+
+    def _connect(self, timeout_s: float) -> Cluster:
+        from cassandra.auth import PlainTextAuthProvider
+        from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+        from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
+
+        policy = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=self.local_dc or None))
+        profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=self.request_timeout_s)
+        auth = PlainTextAuthProvider(self.username, self.password) if self.username else None
+        return Cluster(
+            self.hosts,
+            port=self.port,
+            auth_provider=auth,
+            execution_profiles={EXEC_PROFILE_DEFAULT: profile},
+            connect_timeout=timeout_s,
+            control_connection_timeout=timeout_s,
+        )
+
+    def ping(self, timeout_s: float = 2.0) -> bool:
+        """Whether a node answers a query now; opens and closes its own short-lived connection."""
+        cluster = self._connect(timeout_s)
+        try:
+            return cluster.connect().execute("SELECT release_version FROM system.local", timeout=timeout_s).one() is not None
+        except Exception:  # noqa: BLE001 - any driver error means "not answering"
+            return False
+        finally:
+            cluster.shutdown()
+
+    def session(self) -> Session:
+        """The process-wide session, bound to the keyspace, after migrations are applied."""
+        with self._lock:
+            if self._session is None:
+                from cassandra.cluster import NoHostAvailable
+
+                cluster = self._connect(self.connect_timeout_s)
+                try:
+                    session = cluster.connect()
+                except NoHostAvailable as error:
+                    cluster.shutdown()
+                    hosts = ", ".join(f"{h}:{self.port}" for h in self.hosts)
+                    raise CassandraUnavailable(f"no Cassandra node answered at {hosts}: {error}") from None
+                self._cluster, self._session = cluster, session
+                if not self._schema_is_current(session):
+                    self._migrate(session)
+            return self._session
+
+    def _schema_is_current(self, session: Session) -> bool:
+        """Whether every migration is recorded already: one read instead of the DDL statements, so a
+        run process (one per Dagster run) pays a single round trip for its schema on connecting."""
+        from cassandra import InvalidRequest
+
+        try:
+            session.set_keyspace(self.keyspace)
+            done = {row.version for row in session.execute("SELECT version FROM schema_migrations")}
+        except InvalidRequest:
+            return False
+        return all(migration.version in done for migration in MIGRATIONS)
+
+    def migrate(self) -> list[Migration]:
+        """Apply pending migrations; returns those applied now (none when the schema is current)."""
+        session = self.session()
+        return self._migrate(session)
+
+    def _migrate(self, session: Session) -> list[Migration]:
+        session.execute(
+            f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = {self.replication}"
+        )
+        session.set_keyspace(self.keyspace)
+        session.execute(_MIGRATIONS_TABLE)
+        done = {row.version for row in session.execute("SELECT version FROM schema_migrations")}
+        record = session.prepare(
+            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, toTimestamp(now()))"
+        )
+        applied = []
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            for statement in migration.statements:
+                session.execute(statement)
+            session.execute(record, (migration.version, migration.description))
+            applied.append(migration)
+        return applied
+
+    def prepare(self, cql: str) -> PreparedStatement:
+        """A prepared statement, prepared once per process and reused."""
+        statement = self._prepared.get(cql)
+        if statement is None:
+            statement = self.session().prepare(cql)
+            self._prepared[cql] = statement
+        return statement
+
+    def write_all(self, cql: str, rows: Sequence[Sequence[Any]], concurrency: int = 64) -> int:
+        """Run one prepared statement for every row; raises on the first failure.
+
+        Rows of one partition go together as unlogged batches of up to ``BATCH_ROWS``: Cassandra
+        applies such a batch as a single mutation of that partition, so a day of trades or candles
+        costs a few hundred requests instead of one per row (single-partition batches are also
+        exempt from the server's batch size warnings). Rows alone in their partition are sent as
+        plain statements. Requests run concurrently.
+
+        Returns the rows written. Writers are idempotent upserts, so a failure half-way (some
+        batches applied, others not) is repaired by running the same write again.
+        """
+        from cassandra.concurrent import execute_concurrent
+
+        if rows:
+            statement = self.prepare(cql)
+            execute_concurrent(self.session(), _requests(statement, rows), concurrency=concurrency,
+                               raise_on_first_error=True)
+        return len(rows)
+
+    def schema_version(self) -> int:
+        """The highest migration applied to the keyspace."""
+        rows = self.session().execute(self.prepare("SELECT version FROM schema_migrations"))
+        return max((row.version for row in rows), default=0)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._cluster is not None:
+                self._cluster.shutdown()
+            self._cluster = self._session = None
+            self._prepared.clear()
+
+
+
+@dataclass
+class CassandraCluster(CassandraClient):
+    """A :class:`CassandraClient` configured directly, for processes that do not run Dagster."""
+
+    hosts: list[str] = field(default_factory=lambda: ["127.0.0.1"])
+    port: int = 9042
+    keyspace: str = "pricepipe"
+    replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    local_dc: str = ""
+    username: str = ""
+    password: str = ""
+    request_timeout_s: float = 20.0
+    connect_timeout_s: float = 10.0
+    _cluster: Any = field(default=None, init=False, repr=False)
+    _session: Any = field(default=None, init=False, repr=False)
+    _prepared: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
+    _lock: Any = field(default_factory=threading.Lock, init=False, repr=False)
+
+    def with_timeouts(self, connect_timeout_s: float, request_timeout_s: float) -> CassandraCluster:
+        return replace(self, connect_timeout_s=connect_timeout_s, request_timeout_s=request_timeout_s)
+
+
+def cassandra_cluster(settings: Settings) -> CassandraCluster:
+    """The cluster the settings name; the password comes from ``PRICEPIPE_CASSANDRA_PASSWORD``."""
+    return CassandraCluster(hosts=list(settings.cassandra_hosts), port=settings.cassandra_port,
+                            keyspace=settings.keyspace, replication=settings.cassandra_replication,
+                            local_dc=settings.cassandra_local_dc, username=settings.cassandra_username,
+                            password=os.environ.get("PRICEPIPE_CASSANDRA_PASSWORD", ""))
+
+
+def cql_date(day: dt.date) -> Any:
+    """``day`` as the driver's own ``Date``, which it sends as is (a plain ``date`` is converted on
+    every bind): for writers that build many rows of the same few days."""
+    from cassandra.util import Date
+
+    return Date(day)
+
+
+def _requests(statement: PreparedStatement, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, Sequence[Any]]]:
+    """The rows as (statement, parameters) pairs: one unlogged batch per partition and ``BATCH_ROWS``.
+
+    Without a known partition key (the driver could not tell) every row goes alone, since a batch
+    spanning partitions would cost the coordinator more than the requests it saves."""
+    from cassandra.query import BatchStatement, BatchType
+
+    key = statement.routing_key_indexes
+    if not key:
+        return [(statement, row) for row in rows]
+    by_partition: dict[tuple[Any, ...], list[Sequence[Any]]] = {}
+    for row in rows:
+        by_partition.setdefault(tuple(row[i] for i in key), []).append(row)
+    requests: list[tuple[Any, Sequence[Any]]] = []
+    for group in by_partition.values():
+        if len(group) == 1:
+            requests.append((statement, group[0]))
+            continue
+        for start in range(0, len(group), BATCH_ROWS):
+            batch = BatchStatement(batch_type=BatchType.UNLOGGED)
+            for row in group[start:start + BATCH_ROWS]:
+                batch.add(statement, row)
+            requests.append((batch, ()))
+    return requests
