@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -55,7 +55,15 @@ class Endpoint:
     params: tuple[Param, ...] = ()
     description: str = ""
     cached: bool = False
-    errors: tuple[int, ...] = field(default=(404, 422, 503))
+
+    @property
+    def errors(self) -> tuple[int, ...]:
+        """Every error status the endpoint can answer, from its declaration, so the document cannot
+        promise less than the code does: 422 for a query parameter it does not declare (on every
+        endpoint) or a declared one out of range, 503 while Cassandra is down, and 404 for an
+        unknown symbol where it takes one."""
+        takes_symbol = any(param.name == "symbol" for param in self.params)
+        return (404, 422, 503) if takes_symbol else (422, 503)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """A request :class:`StoredAnswers` did not answer: parse, compute, encode and keep what can be kept."""

@@ -7,6 +7,7 @@ machine without internet access and no copy of it lives in this repository.
 from __future__ import annotations
 
 from functools import cache
+from importlib.metadata import version
 from importlib.resources import files
 from typing import Any
 
@@ -44,7 +45,7 @@ def openapi_document(endpoints: tuple[Endpoint, ...], extra_paths: dict[str, Any
     paths.update(extra_paths)
     return {
         "openapi": "3.0.3",
-        "info": {"title": "pricepipe API", "version": "1",
+        "info": {"title": "pricepipe API", "version": version("pricepipe"),
                  "description": "Prices, candles, trade statistics and forecasts from pricepipe's Cassandra tables. "
                  "Times are UTC ISO-8601. 'Now' is the platform clock: wall time when live, the newest replayed "
                  "event when replaying history. With PRICEPIPE_API_KEY set, send it as the `X-API-Key` header."},

@@ -116,18 +116,18 @@ ENDPOINTS = (
         "Per symbol, trades in each of the last 6 complete hours",
         s.obj(symbols=s.array(s.obj(symbol=s.string(), **WINDOW, hours=s.array(s.obj(hour=s.time(),
                                                                                   trades=s.integer()))))),
-        description="Each symbol's hours end where the hour of its clock begins.", cached=True, errors=(503,),
+        description="Each symbol's hours end where the hour of its clock begins.", cached=True,
     ),
     Endpoint(
         "/volume/6-hours", volume_6_hours, "statistics", "Per symbol, traded volume over the last 6 complete hours",
-        s.obj(symbols=s.array(s.obj(symbol=s.string(), **WINDOW, **TOTALS))), cached=True, errors=(503,),
+        s.obj(symbols=s.array(s.obj(symbol=s.string(), **WINDOW, **TOTALS))), cached=True,
     ),
     Endpoint(
         "/total/12-hours", total_12_hours, "statistics",
         "Per hour, trades and volume of all symbols together over the last 12 complete hours",
         s.obj(**NULLABLE_WINDOW, hours=s.array(s.obj(hour=s.time(), **TOTALS))),
         description="Hours are measured from the platform clock (the newest event of any symbol).",
-        cached=True, errors=(503,),
+        cached=True,
     ),
     Endpoint(
         "/trades/hour/{n}", top_symbols_last_hour, "statistics",
@@ -136,7 +136,7 @@ ENDPOINTS = (
         params=(Param("n", "path", "integer", "how many symbols", minimum=1, maximum=100),),
         description="Ranked by quote volume (size x price), comparable across symbols quoted in the same "
         "currency; the hour is the platform clock's last complete one.",
-        cached=True, errors=(422, 503),
+        cached=True,
     ),
     Endpoint(
         "/{symbol}/trades/{n}", symbol_trades, "statistics", "The symbol's trades in its last n complete minutes",

@@ -31,6 +31,5 @@ ENDPOINTS = (
                                     configured=s.boolean("whether PRICEPIPE_SYMBOLS or PRICEPIPE_BITMEX_SYMBOLS names it")))),
         description="Each symbol's `latest_event_time` is its clock: wall time when live, the replayed moment when "
         "replaying history. Windows such as 'the last 6 complete hours' are measured from it.",
-        errors=(503,),
     ),
 )

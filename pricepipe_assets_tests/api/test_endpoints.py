@@ -4,6 +4,7 @@ data (see conftest), compared with an independent pandas computation over the so
 from __future__ import annotations
 
 import json
+from importlib.metadata import version
 
 import httpx2 as httpx
 import pandas as pd
@@ -206,3 +207,19 @@ def test_openapi_documents_every_endpoint_and_docs_page_loads(api_client: TestCl
     page = api_client.get("/docs")
     assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text
     assert api_client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+
+
+def test_the_document_lists_every_status_each_endpoint_answers_and_no_other(api_client: TestClient) -> None:
+    """Each endpoint's documented errors come from its declaration; here they are checked against
+    what it answers: 422 for an undeclared parameter everywhere, 404 for an unknown symbol where a
+    symbol is taken."""
+    document = _get(api_client, "/openapi.json")
+    assert document["info"]["version"] == version("pricepipe")
+    for endpoint in ENDPOINTS:
+        documented = set(document["paths"][endpoint.path]["get"]["responses"])
+        takes_symbol = "{symbol}" in endpoint.path
+        assert documented == {"200", "401", "422", "503"} | ({"404"} if takes_symbol else set()), endpoint.path
+        path = endpoint.path.replace("{symbol}", SYMBOL).replace("{n}", "1")
+        assert api_client.get(f"{path}?no_such_parameter=1").status_code == 422, path
+        if takes_symbol:
+            assert api_client.get(endpoint.path.replace("{symbol}", "NOSUCHSYMBOL").replace("{n}", "1")).status_code == 404
