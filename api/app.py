@@ -37,7 +37,7 @@ REQUEST_TIMEOUT_S = 5.0
 
 def create_app(settings: Settings | None = None) -> Starlette:
     settings = settings or Settings.from_env()
-    cassandra = cassandra_cluster(settings).with_timeouts(CONNECT_TIMEOUT_S, REQUEST_TIMEOUT_S)
+    cassandra = cassandra_cluster(settings, connect_timeout_s=CONNECT_TIMEOUT_S, request_timeout_s=REQUEST_TIMEOUT_S)
     context = ApiContext(settings, AsyncStore(cassandra))
 
     @contextlib.asynccontextmanager

@@ -21,7 +21,7 @@ from functools import cache
 from typing import Any
 
 from api.errors import StoreUnavailable
-from pricepipe_assets.storage.cassandra import CassandraClient, CassandraUnavailable
+from pricepipe_assets.storage.cassandra import CassandraCluster, CassandraUnavailable
 
 RETRY_CONNECT_S = 2.0
 
@@ -73,7 +73,7 @@ class _Pages:
 class AsyncStore:
     """One Cassandra session for the API process, with prepared statements and awaitable queries."""
 
-    def __init__(self, cassandra: CassandraClient) -> None:
+    def __init__(self, cassandra: CassandraCluster) -> None:
         self._cassandra = cassandra
         self._prepared: dict[str, Any] = {}
         self._connected = False

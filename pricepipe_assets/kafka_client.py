@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
 
 from pricepipe_assets.settings import Settings
 
@@ -20,11 +21,21 @@ class KafkaError(RuntimeError):
     """Kafka refused an administrative request; the message names the topic and the broker's reason."""
 
 
-class KafkaClient:
-    """One Kafka cluster: producers are idempotent, consumers commit only when told to. Subclasses
-    provide the settings (``bootstrap_servers``, ``topic_prefix``, ``security_protocol``,
-    ``sasl_mechanism``, ``username``, ``password``, ``topic_partitions``, ``replication_factor``,
-    ``retention_hours``): :class:`KafkaCluster` directly, the Dagster resource as resource config."""
+class KafkaCluster(BaseModel):
+    """One Kafka cluster: producers are idempotent, consumers commit only when told to.
+
+    A plain pydantic model, so code outside Dagster uses it as it is; the Dagster resource
+    (``pricepipe_assets.resources.kafka``) is the same model with Dagster's resource behaviour."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    username: str = ""
+    password: str = ""
+    topic_partitions: int = 3
+    replication_factor: int = 1
+    retention_hours: int = 168
 
     def client_config(self) -> dict[str, Any]:
         """Connection settings shared by every client; credentials only when configured."""
@@ -126,21 +137,6 @@ class KafkaClient:
                 continue
             created.append(name)
         return created
-
-
-@dataclass(frozen=True)
-class KafkaCluster(KafkaClient):
-    """A :class:`KafkaClient` configured directly, for processes that do not run Dagster."""
-
-    bootstrap_servers: str = "127.0.0.1:9092"
-    topic_prefix: str = ""
-    security_protocol: str = "PLAINTEXT"
-    sasl_mechanism: str = ""
-    username: str = ""
-    password: str = ""
-    topic_partitions: int = 3
-    replication_factor: int = 1
-    retention_hours: int = 168
 
 
 def kafka_cluster(settings: Settings) -> KafkaCluster:

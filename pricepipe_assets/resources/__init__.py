@@ -7,12 +7,14 @@ from typing import Any
 
 import dagster as dg
 
+from pricepipe_assets.kafka_client import kafka_cluster
 from pricepipe_assets.resources.binance import BinanceResource
 from pricepipe_assets.resources.cassandra import CassandraResource
 from pricepipe_assets.resources.kafka import KafkaResource
 from pricepipe_assets.resources.lake import LakeResource
 from pricepipe_assets.resources.spark import spark_resource
 from pricepipe_assets.settings import Settings
+from pricepipe_assets.storage.cassandra import cassandra_cluster
 
 __all__ = ["BinanceResource", "CassandraResource", "KafkaResource", "LakeResource", "binance_resource", "build_resources", "cassandra_resource",
            "kafka_resource", "lake_resource"]
@@ -24,29 +26,14 @@ def _secret(variable: str) -> Any:
 
 
 def kafka_resource(settings: Settings) -> KafkaResource:
-    return KafkaResource(
-        bootstrap_servers=settings.kafka_bootstrap,
-        topic_prefix=settings.topic_prefix,
-        security_protocol=settings.kafka_security_protocol,
-        sasl_mechanism=settings.kafka_sasl_mechanism,
-        username=settings.kafka_username,
-        password=_secret("PRICEPIPE_KAFKA_PASSWORD"),
-        topic_partitions=settings.kafka_topic_partitions,
-        replication_factor=settings.kafka_replication_factor,
-        retention_hours=settings.kafka_retention_hours,
-    )
+    """The cluster of :func:`kafka_cluster`, its password as the variable's name."""
+    return KafkaResource(**{**kafka_cluster(settings).model_dump(), "password": _secret("PRICEPIPE_KAFKA_PASSWORD")})
 
 
 def cassandra_resource(settings: Settings) -> CassandraResource:
-    return CassandraResource(
-        hosts=list(settings.cassandra_hosts),
-        port=settings.cassandra_port,
-        keyspace=settings.keyspace,
-        replication=settings.cassandra_replication,
-        local_dc=settings.cassandra_local_dc,
-        username=settings.cassandra_username,
-        password=_secret("PRICEPIPE_CASSANDRA_PASSWORD"),
-    )
+    """The cluster of :func:`cassandra_cluster`, its password as the variable's name."""
+    return CassandraResource(**{**cassandra_cluster(settings).model_dump(),
+                                "password": _secret("PRICEPIPE_CASSANDRA_PASSWORD")})
 
 
 def lake_resource(settings: Settings) -> LakeResource:

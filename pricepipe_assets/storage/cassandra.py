@@ -1,8 +1,8 @@
 """Cassandra access: one session per process, the keyspace and schema migrated before first use.
 
-:class:`CassandraClient` holds what is done with the cluster; :class:`CassandraCluster` gives it
-the connection settings for code outside Dagster (the API), and the Dagster resource
-(``pricepipe_assets.resources.cassandra``) gives it the same settings as resource config.
+:class:`CassandraCluster` is a plain pydantic model, so code outside Dagster (the API) uses it as
+it is, and the Dagster resource (``pricepipe_assets.resources.cassandra``) is the same model with
+Dagster's resource behaviour added: one declaration of the settings serves both.
 """
 
 from __future__ import annotations
@@ -11,8 +11,9 @@ import datetime as dt
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, PrivateAttr
 
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.storage.cassandra_schema import MIGRATIONS, Migration
@@ -39,12 +40,24 @@ class CassandraUnavailable(RuntimeError):
     """No Cassandra node answered; the message names the contact points."""
 
 
-class CassandraClient:
-    """A Cassandra cluster and pricepipe's keyspace in it: one session, migrations, prepared statements
-    and bulk writes. Subclasses provide the settings (``hosts``, ``port``, ``keyspace``,
-    ``replication``, ``local_dc``, ``username``, ``password``, ``request_timeout_s``,
-    ``connect_timeout_s``) and the per-process state (``_cluster``, ``_session``, ``_prepared``,
-    ``_lock``)."""
+class CassandraCluster(BaseModel):
+    """A Cassandra cluster and pricepipe's keyspace in it: one session, migrations, prepared
+    statements and bulk writes."""
+
+    hosts: list[str] = ["127.0.0.1"]
+    port: int = 9042
+    keyspace: str = "pricepipe"
+    replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    local_dc: str = ""
+    username: str = ""
+    password: str = ""
+    request_timeout_s: float = 20.0
+    connect_timeout_s: float = 10.0
+
+    _cluster: Any = PrivateAttr(default=None)
+    _session: Any = PrivateAttr(default=None)
+    _prepared: dict[str, Any] = PrivateAttr(default_factory=dict)
+    _lock: Any = PrivateAttr(default_factory=threading.Lock)
 
     def _connect(self, timeout_s: float) -> Cluster:
         from cassandra.auth import PlainTextAuthProvider
@@ -170,34 +183,13 @@ class CassandraClient:
 
 
 
-@dataclass
-class CassandraCluster(CassandraClient):
-    """A :class:`CassandraClient` configured directly, for processes that do not run Dagster."""
-
-    hosts: list[str] = field(default_factory=lambda: ["127.0.0.1"])
-    port: int = 9042
-    keyspace: str = "pricepipe"
-    replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
-    local_dc: str = ""
-    username: str = ""
-    password: str = ""
-    request_timeout_s: float = 20.0
-    connect_timeout_s: float = 10.0
-    _cluster: Any = field(default=None, init=False, repr=False)
-    _session: Any = field(default=None, init=False, repr=False)
-    _prepared: dict[str, Any] = field(default_factory=dict, init=False, repr=False)
-    _lock: Any = field(default_factory=threading.Lock, init=False, repr=False)
-
-    def with_timeouts(self, connect_timeout_s: float, request_timeout_s: float) -> CassandraCluster:
-        return replace(self, connect_timeout_s=connect_timeout_s, request_timeout_s=request_timeout_s)
-
-
-def cassandra_cluster(settings: Settings) -> CassandraCluster:
-    """The cluster the settings name; the password comes from ``PRICEPIPE_CASSANDRA_PASSWORD``."""
+def cassandra_cluster(settings: Settings, **overrides: Any) -> CassandraCluster:
+    """The cluster the settings name (``overrides``: e.g. shorter timeouts); the password comes from
+    ``PRICEPIPE_CASSANDRA_PASSWORD``."""
     return CassandraCluster(hosts=list(settings.cassandra_hosts), port=settings.cassandra_port,
                             keyspace=settings.keyspace, replication=settings.cassandra_replication,
                             local_dc=settings.cassandra_local_dc, username=settings.cassandra_username,
-                            password=os.environ.get("PRICEPIPE_CASSANDRA_PASSWORD", ""))
+                            password=os.environ.get("PRICEPIPE_CASSANDRA_PASSWORD", ""), **overrides)
 
 
 def cql_date(day: dt.date) -> Any:
