@@ -32,7 +32,7 @@ from benchmarks.daemon import REPO, running_daemon, wait_for
 from benchmarks.ingest import Isolated, candle_row, dumps, run_timings
 from pricepipe_assets.assets.kafka_fed import consumer_group
 from pricepipe_assets.assets.lake import RAW_CANDLES
-from pricepipe_assets.kafka_batches import committed_and_watermarks
+from pricepipe_assets.kafka_batches import committed_and_watermarks, lag
 from pricepipe_assets.records import Candle
 from pricepipe_assets.resources import LakeResource
 from pricepipe_assets.settings import Settings
@@ -50,11 +50,7 @@ WARM_UP = Dataset.klines("ETHUSDT", "1m")
 
 def caught_up(env: Isolated) -> bool:
     """Whether every candle group has committed up to the high watermark of every partition."""
-    for group in GROUPS:
-        for committed, low, high in committed_and_watermarks(env.kafka, group, CANDLES_1M).values():
-            if (low if committed is None else committed) < high:
-                return False
-    return True
+    return all(lag(committed_and_watermarks(env.kafka, group, CANDLES_1M)) == 0 for group in GROUPS)
 
 
 def count_cassandra(env: Isolated, symbol: str, first: dt.date, last: dt.date) -> int:

@@ -45,7 +45,7 @@ import requests  # noqa: E402
 from infra.local import launcher  # noqa: E402
 from pricepipe_assets.assets.kafka_fed import consumer_group  # noqa: E402
 from pricepipe_assets.jobs import TOPIC_ASSETS  # noqa: E402
-from pricepipe_assets.kafka_batches import committed_and_watermarks  # noqa: E402
+from pricepipe_assets.kafka_batches import committed_and_watermarks, lag  # noqa: E402
 from pricepipe_assets.resources import CassandraResource, KafkaResource  # noqa: E402
 from pricepipe_assets.settings import Settings  # noqa: E402
 from pricepipe_assets.topics import CANDLES_1M, TRADES  # noqa: E402
@@ -101,8 +101,7 @@ def kafka_progress(kafka: KafkaResource) -> dict[str, int]:
         for asset in assets:
             offsets = committed_and_watermarks(kafka, consumer_group(asset), topic)
             produced = sum(high for _, _, high in offsets.values())
-            committed = sum(max(committed or low, low) for committed, low, _ in offsets.values())
-            figures[f"lag {asset}"] = produced - committed
+            figures[f"lag {asset}"] = lag(offsets)
         figures[f"produced {topic}"] = produced or 0
     return figures
 

@@ -50,6 +50,7 @@ from pricepipe_assets.sensors import run_config
 from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.topics import TRADES
+from pricepipe_assets_tests.assets.kafka_runs import expected_minute_stats, source_trades
 
 REPO = Path(__file__).resolve().parents[1]
 SYMBOL = "BTCUSD_PERP"
@@ -74,21 +75,6 @@ def publish(kafka: KafkaResource, data: Path) -> int:
     publisher.publish(dataclasses.replace(last, ts=midnight))
     publisher.flush()
     return published + 1
-
-
-def expected_minutes(data: Path) -> pd.DataFrame:
-    """The reference: a pandas group-by of the source file per minute."""
-    path = data / "binance" / DATASET.path(DAY)
-    trades = pd.read_csv(path).sort_values(["transact_time", "agg_trade_id"])
-    trades["minute"] = trades["transact_time"] - trades["transact_time"] % MINUTE_MS
-    trades["quote"] = trades["quantity"] * trades["price"]
-    trades["buy"] = trades["quantity"].where(~trades["is_buyer_maker"], 0.0)
-    trades["sell"] = trades["quantity"].where(trades["is_buyer_maker"], 0.0)
-    stats = trades.groupby("minute").agg(trades=("agg_trade_id", "size"), volume=("quantity", "sum"),
-                                         quote_volume=("quote", "sum"), buy_volume=("buy", "sum"),
-                                         sell_volume=("sell", "sum"), last_price=("price", "last"))
-    stats["vwap"] = stats["quote_volume"] / stats["volume"]
-    return stats.reset_index()
 
 
 def check_output(cassandra: CassandraResource, expected: pd.DataFrame, side: str) -> None:
@@ -189,7 +175,7 @@ def main() -> int:
 
     print(f"pricepipe trade statistics benchmark, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
     print(f"command: .venv/bin/python -m benchmarks.trade_stats --pairs {args.pairs}")
-    expected = expected_minutes(args.data)
+    expected = expected_minute_stats(source_trades(args.data))
     windows = len(expected)
     quix_groups: list[str] = []
     results: list[tuple[float, float]] = []

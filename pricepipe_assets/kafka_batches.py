@@ -166,7 +166,7 @@ def group_ranges(kafka: KafkaResource, group_id: str, topic: str, ends: dict[int
     ranges = []
     for partition, (committed, low, high) in committed_and_watermarks(kafka, group_id, topic).items():
         end = high if ends is None else ends.get(partition, 0)
-        start = committed if committed is not None else low
+        start = position(committed, low)
         start = max(low, start - start % align_to)
         if start < end:
             ranges.append(OffsetRange(topic, partition, start, end))
@@ -268,8 +268,10 @@ def commit(kafka: KafkaResource, group_id: str, ranges: Iterable[OffsetRange]) -
         consumer.close()
 
 
-def newest_records(kafka: KafkaResource, topic: str, timeout_s: float = METADATA_TIMEOUT_S) -> list[Record]:
-    """The last valid record of each partition of ``topic``: what its producers wrote most recently.
+def newest_records(kafka: KafkaResource, topic: str,
+                   timeout_s: float = METADATA_TIMEOUT_S) -> tuple[list[Record], int]:
+    """The last valid record of each partition of ``topic`` (what its producers wrote most recently),
+    and the messages the topic holds (end minus start offsets), from the same watermark requests.
 
     One short read from each partition's end, for a sensor tick: a partition whose last message
     is not a valid record (or does not arrive in time) is left out rather than waited for.
@@ -279,14 +281,15 @@ def newest_records(kafka: KafkaResource, topic: str, timeout_s: float = METADATA
     full_topic = kafka.topic(topic)
     consumer = _metadata_consumer(kafka, "pricepipe.observer")
     try:
-        ends = []
+        ends, retained = [], 0
         for partition in partitions_of(consumer, full_topic):
             low, high = consumer.get_watermark_offsets(TopicPartition(full_topic, partition), timeout=timeout_s,
                                                        cached=False)
+            retained += high - low
             if high > low:
                 ends.append(TopicPartition(full_topic, partition, high - 1))
         if not ends:
-            return []
+            return [], retained
         consumer.assign(ends)
         newest: dict[int, Record] = {}
         deadline = time.monotonic() + timeout_s
@@ -295,6 +298,6 @@ def newest_records(kafka: KafkaResource, topic: str, timeout_s: float = METADATA
                 if message.error() is None:
                     with contextlib.suppress(RecordError):
                         newest[message.partition()] = decode(topic, message.value())
-        return list(newest.values())
+        return list(newest.values()), retained
     finally:
         consumer.close()

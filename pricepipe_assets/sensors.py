@@ -124,18 +124,12 @@ def analytics_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) ->
     "from the last message of every partition.",
 )
 def feeds_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult:
-    records = {topic: kafka_batches.newest_records(kafka, topic) for topic in FEED_TOPICS}
-    ends = {topic: _retained(kafka, topic) for topic in FEED_TOPICS}
-    events, signature = feed_observations(records, ends)
+    tails = {topic: kafka_batches.newest_records(kafka, topic) for topic in FEED_TOPICS}
+    events, signature = feed_observations({topic: records for topic, (records, _) in tails.items()},
+                                          {topic: retained for topic, (_, retained) in tails.items()})
     if signature == context.cursor:
         return dg.SensorResult(skip_reason="the feeds published nothing new")
     return dg.SensorResult(asset_events=events, cursor=signature)
-
-
-def _retained(kafka: KafkaResource, topic: str) -> int:
-    """The messages ``topic`` holds now (end minus start offsets, over its partitions)."""
-    offsets = kafka_batches.committed_and_watermarks(kafka, "pricepipe.observer", topic)
-    return sum(high - low for _, low, high in offsets.values())
 
 
 SENSORS: list[dg.SensorDefinition] = [*KAFKA_SENSORS, analytics_sensor, feeds_sensor]

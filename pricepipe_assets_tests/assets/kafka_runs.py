@@ -44,6 +44,20 @@ def source_trades(shared_data: Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
+def expected_minute_stats(source: pd.DataFrame) -> pd.DataFrame:
+    """The reference for trade statistics: a pandas group-by of aggTrades rows per minute."""
+    trades = source.sort_values(["transact_time", "agg_trade_id"])
+    trades["minute"] = trades["transact_time"] - trades["transact_time"] % 60_000
+    trades["quote"] = trades["quantity"] * trades["price"]
+    trades["buy"] = trades["quantity"].where(~trades["is_buyer_maker"], 0.0)
+    trades["sell"] = trades["quantity"].where(trades["is_buyer_maker"], 0.0)
+    stats = trades.groupby("minute").agg(trades=("agg_trade_id", "size"), volume=("quantity", "sum"),
+                                         quote_volume=("quote", "sum"), buy_volume=("buy", "sum"),
+                                         sell_volume=("sell", "sum"), last_price=("price", "last"))
+    stats["vwap"] = stats["quote_volume"] / stats["volume"]
+    return stats.reset_index()
+
+
 def definitions(kafka: KafkaResource, cassandra: CassandraResource, lake_resource: LakeResource) -> dg.Definitions:
     """The code location's Kafka-fed assets, checks and jobs over the test's own resources."""
     return dg.Definitions(

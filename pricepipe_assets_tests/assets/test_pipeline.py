@@ -29,6 +29,7 @@ from pricepipe_assets_tests.assets.kafka_runs import (
     TRADE_DAY,
     definitions,
     drain,
+    expected_minute_stats,
     publish_candles,
     publish_trades,
     source_candles,
@@ -207,19 +208,6 @@ def test_a_run_killed_at_any_moment_leaves_every_candle_once(
     _assert_candles_equal_source(cassandra, local_lake, shared_data)
 
 
-def _expected_minute_stats(source: pd.DataFrame) -> pd.DataFrame:
-    trades = source.sort_values(["transact_time", "agg_trade_id"])
-    trades["minute"] = trades["transact_time"] - trades["transact_time"] % 60_000
-    trades["quote"] = trades["quantity"] * trades["price"]
-    trades["buy"] = trades["quantity"].where(~trades["is_buyer_maker"], 0.0)
-    trades["sell"] = trades["quantity"].where(trades["is_buyer_maker"], 0.0)
-    stats = trades.groupby("minute").agg(trades=("agg_trade_id", "size"), volume=("quantity", "sum"),
-                                         quote_volume=("quote", "sum"), buy_volume=("buy", "sum"),
-                                         sell_volume=("sell", "sum"), last_price=("price", "last"))
-    stats["vwap"] = stats["quote_volume"] / stats["volume"]
-    return stats.reset_index()
-
-
 STATS = ["minute", "trades", "volume", "quote_volume", "buy_volume", "sell_volume", "vwap", "last_price"]
 
 
@@ -239,7 +227,7 @@ def test_trade_statistics_equal_a_group_by_of_the_source_even_after_a_killed_run
     (run,) = drain(definitions(kafka, cassandra, local_lake), TRADES, kafka, dg.DagsterInstance.ephemeral())
     assert run.success
 
-    expected = _expected_minute_stats(source_trades(shared_data))
+    expected = expected_minute_stats(source_trades(shared_data))
     stored = _stored_minute_stats(cassandra)
     pd.testing.assert_frame_equal(stored[STATS], expected[STATS], check_dtype=False, rtol=1e-9)
 
@@ -272,7 +260,7 @@ def test_late_and_repeated_trades_never_double_count(
 
     source = source_trades(shared_data).iloc[:LATE_SAMPLE]
     stored = _stored_minute_stats(cassandra)
-    pd.testing.assert_frame_equal(stored[STATS], _expected_minute_stats(source)[STATS], check_dtype=False, rtol=1e-9)
+    pd.testing.assert_frame_equal(stored[STATS], expected_minute_stats(source)[STATS], check_dtype=False, rtol=1e-9)
     rows = pd.DataFrame(list(cassandra.session().execute(
         "SELECT trade_id, price, size, side FROM trades WHERE symbol = 'BTCUSD_PERP' AND bucket = %s", (TRADE_DAY,))))
     assert sorted(rows["trade_id"].astype(int)) == sorted(source["agg_trade_id"])
