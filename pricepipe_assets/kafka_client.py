@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
@@ -57,7 +58,7 @@ class KafkaCluster(BaseModel):
             "acks": "all",
             "compression.type": "lz4",
             "linger.ms": 20,
-            "message.timeout.ms": 120_000,
+            "message.timeout.ms": 60_000,
             **overrides,
         }
         return Producer(config)
@@ -76,7 +77,7 @@ class KafkaCluster(BaseModel):
         from pricepipe_assets.topics import ALL_TOPICS
 
         self.ensure_topics(ALL_TOPICS)
-        return Publisher(self.producer(**producer_overrides), self.topic_prefix)
+        return Publisher(functools.partial(self.producer, **producer_overrides), self.topic_prefix)
 
     def consumer(self, group_id: str, **overrides: Any) -> Consumer:
         """A consumer that never commits on its own: offsets are committed after the write they cover."""
