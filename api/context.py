@@ -1,7 +1,7 @@
 """What every endpoint is given: the settings, the store, and the symbols with their clocks.
 
 The ``symbols`` table (one row per symbol with its newest event time) is the platform clock of
-``pricepipe_assets.clock``: wall time when live, the replayed moment when replaying. It is small
+``pricepipe_assets.storage.clock``: wall time when live, the replayed moment when replaying. It is small
 and read whole, at most once per cache period, because nearly every request needs it (to tell a
 known symbol from an unknown one, and to know what "now" is).
 """

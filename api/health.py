@@ -7,7 +7,7 @@ import asyncio
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from pricepipe_assets.kafka_client import kafka_cluster
+from pricepipe_assets.kafka.client import kafka_cluster
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.storage.cassandra import cassandra_cluster
 

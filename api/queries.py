@@ -7,7 +7,10 @@ Each reads one partition by its full key (symbol and time bucket, see
 
 from __future__ import annotations
 
-SYMBOLS = "SELECT symbol, exchange, latest_event_time FROM symbols"
+from pricepipe_assets.storage.clock import SELECT_SYMBOLS
+
+# The platform clock: the same statement the assets read it with.
+SYMBOLS = SELECT_SYMBOLS
 
 _CANDLE_COLUMNS = "open_time, close_time, open, high, low, close, volume, quote_volume, trades"
 CANDLES = (f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE symbol = ? AND interval = ? AND bucket = ? "

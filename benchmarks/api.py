@@ -53,10 +53,10 @@ from starlette.routing import Route
 
 from benchmarks.ingest import Isolated
 from infra.local import launcher
-from pricepipe_assets.resources import LakeResource
+from pricepipe_assets.contract.topics import CANDLES_1M, TRADES
+from pricepipe_assets.defs.resources import LakeResource
 from pricepipe_assets.settings import Settings
-from pricepipe_assets.topics import CANDLES_1M, TRADES
-from pricepipe_assets_tests.assets.kafka_runs import (
+from pricepipe_assets_tests.support.kafka_runs import (
     definitions,
     drain,
     publish_candles,

@@ -30,15 +30,15 @@ from pathlib import Path
 
 from benchmarks.daemon import REPO, running_daemon, wait_for
 from benchmarks.ingest import Isolated, candle_row, dumps, run_timings
-from pricepipe_assets.assets.kafka_fed import consumer_group
-from pricepipe_assets.assets.lake import RAW_CANDLES
-from pricepipe_assets.kafka_batches import committed_and_watermarks, lag
-from pricepipe_assets.records import Candle
-from pricepipe_assets.resources import LakeResource
+from pricepipe_assets.contract.records import Candle
+from pricepipe_assets.contract.topics import CANDLES_1M
+from pricepipe_assets.defs.kafka_fed import consumer_group
+from pricepipe_assets.defs.resources import LakeResource
+from pricepipe_assets.kafka.batches import committed_and_watermarks, lag
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.backfill import backfill
-from pricepipe_assets.sources.binance_dumps import Dataset, days
-from pricepipe_assets.topics import CANDLES_1M
+from pricepipe_assets.sources.binance.dumps import Dataset, days
+from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
 
 GROUPS = (consumer_group("candles_lake"), consumer_group("candles_live"))
 KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades",

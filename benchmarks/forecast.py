@@ -24,12 +24,12 @@ import pandas as pd
 from statsforecast import StatsForecast
 from statsforecast.models import AutoARIMA, AutoETS
 
-from pricepipe_assets.forecasting.feature_names import HORIZON_DAYS
+from pricepipe_assets.contract.forecasts import HORIZON_DAYS
+from pricepipe_assets.defs.resources.spark import spark_resource
 from pricepipe_assets.forecasting.features import daily_features, to_pandas
 from pricepipe_assets.forecasting.metrics import all_metrics
 from pricepipe_assets.forecasting.models import DailyModel
 from pricepipe_assets.forecasting.walk_forward import DAY_MS, Evaluation, evaluate_daily
-from pricepipe_assets.resources.spark import spark_resource
 from pricepipe_assets.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

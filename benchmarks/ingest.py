@@ -41,13 +41,14 @@ from typing import Any, Self
 import dagster as dg
 
 from benchmarks.daemon import REPO, running_daemon, wait_for
-from pricepipe_assets.assets.live import UPSERT_CANDLE, candles_live
-from pricepipe_assets.kafka_batches import group_ranges, read
-from pricepipe_assets.records import Candle
-from pricepipe_assets.resources import CassandraResource, KafkaResource
-from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
+from pricepipe_assets.contract.records import Candle
+from pricepipe_assets.contract.topics import ALL_TOPICS, CANDLES_1M
+from pricepipe_assets.defs.live import candles_live
+from pricepipe_assets.defs.resources import CassandraResource, KafkaResource
+from pricepipe_assets.kafka.batches import group_ranges, read
+from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
-from pricepipe_assets.topics import ALL_TOPICS, CANDLES_1M
+from pricepipe_assets.storage.live_tables import UPSERT_CANDLE
 
 FIRST_DAY = dt.date(2024, 1, 1)
 CONCURRENCY = 64

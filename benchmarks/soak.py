@@ -36,24 +36,23 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import dagster as dg
+import requests
+
+from infra.local import launcher
+from pricepipe_assets.contract.topics import CANDLES_1M, TRADES
+from pricepipe_assets.defs.jobs import TOPIC_ASSETS
+from pricepipe_assets.defs.kafka_fed import consumer_group
+from pricepipe_assets.defs.resources import CassandraResource, KafkaResource
+from pricepipe_assets.kafka.batches import committed_and_watermarks, lag
+from pricepipe_assets.settings import Settings
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-import dagster as dg  # noqa: E402
-import requests  # noqa: E402
-
-from infra.local import launcher  # noqa: E402
-from pricepipe_assets.assets.kafka_fed import consumer_group  # noqa: E402
-from pricepipe_assets.jobs import TOPIC_ASSETS  # noqa: E402
-from pricepipe_assets.kafka_batches import committed_and_watermarks, lag  # noqa: E402
-from pricepipe_assets.resources import CassandraResource, KafkaResource  # noqa: E402
-from pricepipe_assets.settings import Settings  # noqa: E402
-from pricepipe_assets.topics import CANDLES_1M, TRADES  # noqa: E402
-
 SHARED = REPO.parent / "shared" / "data"
 # How a process of the platform is recognised in /proc/<pid>/cmdline.
 PROCESS_KINDS = (("dagster-webserver", "webserver"), ("dagster-daemon", "daemon"), ("api.app:app", "api"),
-                 ("pricepipe feed", "feed"), ("dagster api grpc", "code server"), ("dagster api execute_run", "run"))
+                 ("pricepipe feed", "feed"), ("dagster code-server", "code server"), ("dagster api grpc", "code server"),
+                 ("dagster api execute_run", "run"))
 
 
 def free_port() -> int:

@@ -41,16 +41,17 @@ import dagster as dg
 import pandas as pd
 
 from benchmarks.ingest import Isolated
-from pricepipe_assets import kafka_batches
-from pricepipe_assets.assets.kafka_fed import consumer_group
-from pricepipe_assets.assets.live import UPSERT_MINUTE, trade_stats_minute
-from pricepipe_assets.records import Trade
-from pricepipe_assets.resources import CassandraResource, KafkaResource
-from pricepipe_assets.sensors import run_config
-from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
+from pricepipe_assets.contract.records import Trade
+from pricepipe_assets.contract.topics import TRADES
+from pricepipe_assets.defs.kafka_fed import consumer_group
+from pricepipe_assets.defs.live import trade_stats_minute
+from pricepipe_assets.defs.resources import CassandraResource, KafkaResource
+from pricepipe_assets.defs.sensors import run_config
+from pricepipe_assets.kafka import batches as kafka_batches
+from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
-from pricepipe_assets.topics import TRADES
-from pricepipe_assets_tests.assets.kafka_runs import expected_minute_stats, source_trades
+from pricepipe_assets.storage.live_tables import UPSERT_MINUTE
+from pricepipe_assets_tests.support.kafka_runs import expected_minute_stats, source_trades
 
 REPO = Path(__file__).resolve().parents[1]
 SYMBOL = "BTCUSD_PERP"

@@ -13,8 +13,8 @@ import pytest
 from dagster_pyspark import LazyPySparkResource
 
 from infra.local import launcher
-from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
-from pricepipe_assets.resources.spark import spark_resource
+from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
+from pricepipe_assets.defs.resources.spark import spark_resource
 from pricepipe_assets.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -112,27 +112,6 @@ def kafka(kafka_server: None, settings: Settings, unique: str) -> Iterator[Kafka
     mine = [name for name in admin.list_topics(timeout=10).topics if name.startswith(resource.topic_prefix)]
     if mine:
         admin.delete_topics(mine, operation_timeout=10)
-
-
-def consume(kafka: KafkaResource, topic: str, expected: int, timeout_s: float = 60) -> list[Any]:
-    """Read ``expected`` messages of a contract topic from the beginning (fails if fewer arrive).
-
-    Returns the confluent-kafka messages in arrival order, then checks for a short while that no
-    message beyond ``expected`` is there, so "exactly once" can be asserted.
-    """
-    consumer = kafka.consumer(f"reader-{uuid.uuid4().hex[:8]}")
-    consumer.subscribe([kafka.topic(topic)])
-    messages: list[Any] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while len(messages) < expected and time.monotonic() < deadline:
-            batch = consumer.consume(num_messages=10_000, timeout=1)
-            messages += [m for m in batch if m.error() is None]
-        assert len(messages) >= expected, f"{kafka.topic(topic)}: {len(messages)} of {expected} messages arrived"
-        messages += [m for m in consumer.consume(num_messages=10_000, timeout=2) if m.error() is None]
-    finally:
-        consumer.close()
-    return messages
 
 
 @pytest.fixture()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -9,11 +10,11 @@ from pathlib import Path
 
 import dagster as dg
 
-from pricepipe_assets.assets.setup import cassandra_schema, kafka_topics
-from pricepipe_assets.assets.topics import topic_key
-from pricepipe_assets.resources import CassandraResource, KafkaResource
+from pricepipe_assets.contract.topics import ALL_TOPICS, PREDICTIONS
+from pricepipe_assets.defs.bootstrap import cassandra_schema, kafka_topics
+from pricepipe_assets.defs.resources import CassandraResource, KafkaResource
+from pricepipe_assets.defs.topics import topic_key
 from pricepipe_assets.storage.cassandra_schema import MIGRATIONS
-from pricepipe_assets.topics import ALL_TOPICS, PREDICTIONS
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -72,12 +73,28 @@ def test_setup_assets_create_topics_and_schema(kafka: KafkaResource, cassandra: 
     assert schema["schema_version"].value == MIGRATIONS[-1].version
 
 
-def test_the_freshness_schedule_fails_the_checks_of_tables_never_written() -> None:
-    from pricepipe_assets.definitions import defs
+def test_dagsters_daemon_turns_a_live_table_stale_then_failing_as_its_last_write_ages() -> None:
+    """The live tables' freshness policies, evaluated by Dagster's own freshness daemon on an
+    instance configured like the project's ``dagster.yaml``; a table never written stays unknown."""
+    import yaml
+    from dagster._core.test_utils import create_test_daemon_workspace_context, freeze_time, instance_for_test
+    from dagster._core.workspace.load_target import ModuleTarget
+    from dagster._daemon.freshness import FreshnessDaemon
 
-    job = defs.resolve_job_def("live_freshness_job")
-    result = job.execute_in_process(instance=dg.DagsterInstance.ephemeral(), raise_on_error=False)
-    verdicts = {check.check_name: check.passed for check in result.get_asset_check_evaluations()}
-    assert verdicts == {"candles_live_freshness": False, "trade_stats_minute_freshness": False,
-                        "latest_prices_freshness": False}
-    assert not result.asset_materializations_for_node("candles_live")
+    project = yaml.safe_load((REPO / "infra" / "dagster" / "dagster.yaml").read_text())
+    live = [dg.AssetKey(name) for name in ("candles_live", "latest_prices")]
+    written = dt.datetime.now(dt.UTC)
+    states = []
+    with instance_for_test(overrides={"freshness": project["freshness"]}) as instance:
+        instance.report_runless_asset_event(dg.AssetMaterialization("candles_live"))
+        target = ModuleTarget(module_name="pricepipe_assets.definitions", attribute=None,
+                              working_directory=str(REPO), location_name="pricepipe")
+        with create_test_daemon_workspace_context(target, instance) as context:
+            for minutes_later in (1, 6, 16):
+                with freeze_time(written + dt.timedelta(minutes=minutes_later)):
+                    list(FreshnessDaemon().run_iteration(context))
+                states.append({key.to_user_string(): record.freshness_state.value
+                               for key, record in instance.get_freshness_state_records(live).items()})
+    assert [s["candles_live"] for s in states] == ["PASS", "WARN", "FAIL"]
+    assert {s["latest_prices"] for s in states} == {"UNKNOWN"}
+

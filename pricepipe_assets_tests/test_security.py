@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from pricepipe_assets.resources import build_resources
+from pricepipe_assets.defs.resources import build_resources
 from pricepipe_assets.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]

@@ -13,10 +13,8 @@ from api.errors import InvalidParameter
 from api.params import Param, finite
 from api.routes.symbols import SYMBOL
 from api.windows import STEP, iso, to_ms
-from pricepipe_assets.forecasting import FORECAST_LEVEL
-from pricepipe_assets.forecasting.feature_names import HORIZON_DAYS
-from pricepipe_assets.rollups import MOVING_AVERAGE_WINDOWS
-from pricepipe_assets.storage.cassandra_schema import candle_bucket
+from pricepipe_assets.contract.forecasts import FORECAST_LEVEL, HORIZON_DAYS
+from pricepipe_assets.storage.cassandra_schema import MOVING_AVERAGE_WINDOWS, candle_bucket
 
 DEFAULT_MA_DAYS = 90
 MAX_MA_DAYS = 3660

@@ -3,6 +3,3 @@
 Nothing here imports Dagster, so the same code is used by the ``ml`` assets, the benchmark
 script and the tests, and each part can be checked on its own.
 """
-
-# The level of every published prediction interval (the models' own default); the API reports it.
-FORECAST_LEVEL = 0.9

@@ -3,6 +3,8 @@ models and the serving path can use them without importing Spark."""
 
 from __future__ import annotations
 
+from pricepipe_assets.contract.forecasts import HORIZON_DAYS
+
 MINUTE_RETURNS = (1, 2, 3, 5, 15)
 MINUTE_RETURN_LAGS = (1, 2, 3)
 MINUTE_VOL_WINDOWS = (15, 60)
@@ -31,7 +33,6 @@ DAILY_FEATURES: tuple[str, ...] = (
     f"volume_ratio_{DAILY_VOLUME_WINDOW}",
 )
 DAILY_WARMUP = max(*DAILY_VOL_WINDOWS, *DAILY_SMA_WINDOWS, DAILY_VOLUME_WINDOW, *DAILY_RETURNS)
-HORIZON_DAYS = 15
 DAILY_TARGETS: tuple[str, ...] = tuple(f"target_{h}" for h in range(1, HORIZON_DAYS + 1))
 
 # A candle's volume is floored at this share of its window's mean before the log ratio, so a

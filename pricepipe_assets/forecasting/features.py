@@ -17,6 +17,8 @@ import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
+from pricepipe_assets.contract.forecasts import HORIZON_DAYS
+from pricepipe_assets.contract.records import INTERVAL_MS
 from pricepipe_assets.forecasting.feature_names import (
     DAILY_FEATURES,
     DAILY_RETURNS,
@@ -25,7 +27,6 @@ from pricepipe_assets.forecasting.feature_names import (
     DAILY_VOL_WINDOWS,
     DAILY_VOLUME_WINDOW,
     DAILY_WARMUP,
-    HORIZON_DAYS,
     MINUTE_FEATURES,
     MINUTE_RETURN_LAGS,
     MINUTE_RETURNS,
@@ -34,7 +35,6 @@ from pricepipe_assets.forecasting.feature_names import (
     MINUTE_WARMUP,
     VOLUME_FLOOR,
 )
-from pricepipe_assets.records import INTERVAL_MS
 
 _KEY = ("symbol", "open_time", "close")
 

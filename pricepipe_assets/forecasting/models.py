@@ -17,12 +17,13 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import SGDRegressor
 from sklearn.preprocessing import StandardScaler
 
-from pricepipe_assets.forecasting.feature_names import DAILY_FEATURES, DAILY_TARGETS, HORIZON_DAYS, MINUTE_FEATURES
+from pricepipe_assets.contract.forecasts import HORIZON_DAYS
+from pricepipe_assets.contract.records import INTERVAL_MS
+from pricepipe_assets.forecasting.feature_names import DAILY_FEATURES, DAILY_TARGETS, MINUTE_FEATURES
 from pricepipe_assets.forecasting.intervals import conformal_quantile, half_widths, price_interval
-from pricepipe_assets.records import INTERVAL_MS
 
 # ``step`` counts intervals ahead (1 for the minute model, 1..15 for the daily one); the
-# ``horizon`` of a :class:`~pricepipe_assets.records.Prediction` is the model's ``interval``.
+# ``horizon`` of a :class:`~pricepipe_assets.contract.records.Prediction` is the model's ``interval``.
 FORECAST_COLUMNS = ["step", "target_time", "predicted", "lower", "upper"]
 
 

@@ -11,10 +11,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from pricepipe_assets.contract.records import INTERVAL_MS, Prediction
 from pricepipe_assets.forecasting.intervals import conformal_quantile, half_widths
 from pricepipe_assets.forecasting.models import FORECAST_COLUMNS, NaiveLastValue, forecast_frame
 from pricepipe_assets.forecasting.walk_forward import Evaluation
-from pricepipe_assets.records import INTERVAL_MS, Prediction
 
 
 def naive_daily_half_widths(evaluation: Evaluation) -> np.ndarray:

@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from pricepipe_assets.forecasting.feature_names import DAILY_TARGETS, HORIZON_DAYS
+from pricepipe_assets.contract.forecasts import HORIZON_DAYS
+from pricepipe_assets.contract.records import INTERVAL_MS
+from pricepipe_assets.forecasting.feature_names import DAILY_TARGETS
 from pricepipe_assets.forecasting.intervals import half_widths, price_interval, rolling_half_widths
 from pricepipe_assets.forecasting.metrics import all_metrics
 from pricepipe_assets.forecasting.models import DailyModel, MinuteModel, NaiveLastValue
-from pricepipe_assets.records import INTERVAL_MS
 
 DAY_MS = INTERVAL_MS["1d"]
 MINUTE_MS = INTERVAL_MS["1m"]

@@ -5,15 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import sys
 
-from pricepipe_assets.records import INTERVAL_MS
-from pricepipe_assets.resources import (
-    binance_resource,
-    cassandra_resource,
-    kafka_resource,
-)
-from pricepipe_assets.resources.cassandra import CassandraResource, CassandraUnavailable
+from pricepipe_assets.contract.records import INTERVAL_MS
+from pricepipe_assets.kafka.client import kafka_cluster
 from pricepipe_assets.settings import Settings
-from pricepipe_assets.sources.binance_dumps import Dataset
+from pricepipe_assets.sources.binance.dumps import Dataset
+from pricepipe_assets.sources.binance.endpoints import binance_endpoints
+from pricepipe_assets.storage.cassandra import CassandraCluster, CassandraUnavailable, cassandra_cluster
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 
 
@@ -21,7 +18,7 @@ def _day_ms(day: dt.date) -> int:
     return int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
 
 
-def last_stored_open_time(cassandra: CassandraResource, symbol: str, interval: str, start_ms: int,
+def last_stored_open_time(cassandra: CassandraCluster, symbol: str, interval: str, start_ms: int,
                           end_ms: int) -> int | None:
     """The newest candle of ``symbol`` already in Cassandra within ``[start_ms, end_ms)``, newest bucket first."""
     query = cassandra.prepare(
@@ -42,20 +39,20 @@ def backfill(settings: Settings, symbol: str, start: dt.date, end: dt.date, *, s
     """Publish every ``interval`` candle of ``symbol`` from ``start`` to ``end`` (inclusive days)."""
     if end < start:
         raise ValueError(f"--end {end} is before --start {start}")
-    publisher = kafka_resource(settings).publisher()
+    publisher = kafka_cluster(settings).publisher()
     if source == "dumps":
-        result = binance_resource(settings).dumps(progress=True).backfill(publisher, Dataset.klines(symbol, interval), start, end)
+        result = binance_endpoints(settings).dumps(progress=True).backfill(publisher, Dataset.klines(symbol, interval), start, end)
         print(f"[backfill] {symbol} {interval} {start}..{end}: {result.records_published:,} candles published, "
               f"{result.dead_letters} dead letters, {result.files} files ({result.verified} checksum-verified)",
               file=sys.stderr)
         return 0
 
-    from pricepipe_assets.sources.binance_rest import BinanceRestClient
-    from pricepipe_assets.sources.binance_rest import backfill as rest_backfill
+    from pricepipe_assets.sources.binance.rest import BinanceRestClient
+    from pricepipe_assets.sources.binance.rest import backfill as rest_backfill
 
     start_ms, end_ms = _day_ms(start), _day_ms(end + dt.timedelta(days=1))
     try:
-        after = last_stored_open_time(cassandra_resource(settings), symbol, interval, start_ms, end_ms)
+        after = last_stored_open_time(cassandra_cluster(settings), symbol, interval, start_ms, end_ms)
     except CassandraUnavailable as error:
         print(f"[backfill] cannot see what is stored ({error}); starting at {start}", file=sys.stderr)
         after = None

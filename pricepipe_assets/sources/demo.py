@@ -14,9 +14,10 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from pricepipe_assets.resources import binance_resource, kafka_resource
+from pricepipe_assets.kafka.client import kafka_cluster
 from pricepipe_assets.settings import Settings
-from pricepipe_assets.sources.binance_dumps import Dataset
+from pricepipe_assets.sources.binance.dumps import Dataset
+from pricepipe_assets.sources.binance.endpoints import binance_endpoints
 from pricepipe_assets.sources.feed import (
     ReplayOptions,
     binance_runner,
@@ -60,8 +61,8 @@ def unreachable_reason(settings: Settings, timeout_s: float = PROBE_TIMEOUT_S) -
 
 def publish_history(settings: Settings, start: dt.date, end: dt.date) -> None:
     """The configured symbols' 1m candles of [start, end] into Kafka as fast as Kafka takes them, with progress bars."""
-    dumps = binance_resource(settings).dumps(progress=True)
-    publisher = kafka_resource(settings).publisher()
+    dumps = binance_endpoints(settings).dumps(progress=True)
+    publisher = kafka_cluster(settings).publisher()
     for symbol in settings.symbols:
         result = dumps.backfill(publisher, Dataset.klines(symbol, "1m"), start, end)
         print(f"[feed] history: {symbol} {start} .. {end}: {result.records_published:,} candles", file=sys.stderr)
@@ -70,7 +71,7 @@ def publish_history(settings: Settings, start: dt.date, end: dt.date) -> None:
 def run_demo_feed(settings: Settings) -> int:
     """Stream live data if an exchange answers; otherwise publish the history, then replay the rest."""
     reason = unreachable_reason(settings)
-    publisher = kafka_resource(settings).publisher()
+    publisher = kafka_cluster(settings).publisher()
     stop = threading.Event()
     if reason is None:
         print("[feed] Binance answers: streaming live 1m klines, and BitMEX trades and quotes", file=sys.stderr)

@@ -11,10 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TextIO
 
-from pricepipe_assets.resources import binance_resource, kafka_resource, lake_resource
+from pricepipe_assets.kafka.client import kafka_cluster
+from pricepipe_assets.kafka.publisher import Publisher
 from pricepipe_assets.settings import Settings
-from pricepipe_assets.sources.binance_dumps import Dataset
-from pricepipe_assets.sources.publisher import Publisher
+from pricepipe_assets.sources.binance.dumps import Dataset
+from pricepipe_assets.sources.binance.endpoints import binance_endpoints
+from pricepipe_assets.storage.lake import data_lake
 
 SOURCES = ("binance", "bitmex", "replay")
 
@@ -75,9 +77,9 @@ def replay_runner(settings: Settings, publisher: Publisher, options: ReplayOptio
     if options.origin == "lake":
         from pricepipe_assets.sources.lake_history import lake_streams
 
-        streams = lake_streams(lake_resource(settings), options.symbols, options.start, options.end, options.trades_symbol)
+        streams = lake_streams(data_lake(settings), options.symbols, options.start, options.end, options.trades_symbol)
     else:
-        dumps = binance_resource(settings).dumps(progress=True)
+        dumps = binance_endpoints(settings).dumps(progress=True)
         streams = [dumps.records(Dataset.klines(s, "1m"), options.start, options.end) for s in options.symbols]
         if options.trades_symbol:
             trades = Dataset.agg_trades(options.trades_symbol, options.trades_market)
@@ -88,15 +90,15 @@ def replay_runner(settings: Settings, publisher: Publisher, options: ReplayOptio
 
 
 def bitmex_runner(settings: Settings, publisher: Publisher) -> Runner:
-    from pricepipe_assets.sources.bitmex_ws import BitmexClient
+    from pricepipe_assets.sources.bitmex.ws import BitmexClient
 
     client = BitmexClient(publisher, url=settings.bitmex_ws_url, symbols=settings.bitmex_symbols)
     return client.run, client.status_line
 
 
 def binance_runner(settings: Settings, publisher: Publisher) -> Runner:
-    from pricepipe_assets.sources.binance_rest import BinanceRestClient
-    from pricepipe_assets.sources.binance_ws import BinanceKlineStream
+    from pricepipe_assets.sources.binance.rest import BinanceRestClient
+    from pricepipe_assets.sources.binance.ws import BinanceKlineStream
 
     rest = BinanceRestClient(settings.binance_rest_url)
     stream = BinanceKlineStream(settings.symbols, publisher, rest, base_url=settings.binance_ws_url)
@@ -109,7 +111,7 @@ def run_feed(source: str, settings: Settings, replay: ReplayOptions | None = Non
         raise ValueError(f"unknown source {source!r}: choose from {', '.join(SOURCES)}")
     if source == "replay" and replay is None:
         raise ValueError("a replay needs its options (dates, speed, symbols)")
-    publisher = kafka_resource(settings).publisher()
+    publisher = kafka_cluster(settings).publisher()
     stop = threading.Event()
     if source == "replay":
         runner = replay_runner(settings, publisher, replay, stop)

@@ -13,9 +13,9 @@ from collections.abc import Iterator, Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pricepipe_assets.assets.lake import RAW_CANDLES, RAW_TRADES
-from pricepipe_assets.records import Candle, Trade
-from pricepipe_assets.resources.lake import LakeResource
+from pricepipe_assets.contract.records import Candle, Trade
+from pricepipe_assets.storage.lake import Lake
+from pricepipe_assets.storage.lake_datasets import RAW_CANDLES, RAW_TRADES
 
 CANDLE_PARTITIONS = pa.schema([("interval", pa.string()), ("symbol", pa.string()), ("date", pa.string())])
 TRADE_PARTITIONS = pa.schema([("symbol", pa.string()), ("date", pa.string())])
@@ -25,7 +25,7 @@ def _days(start: dt.date, end: dt.date) -> pc.Expression:
     return (pc.field("date") >= start.isoformat()) & (pc.field("date") <= end.isoformat())
 
 
-def candles_from_lake(lake: LakeResource, symbol: str, start: dt.date, end: dt.date,
+def candles_from_lake(lake: Lake, symbol: str, start: dt.date, end: dt.date,
                       interval: str = "1m") -> Iterator[Candle]:
     """``symbol``'s candles of the days ``start``..``end``, once per open time, oldest first."""
     where = (pc.field("interval") == interval) & (pc.field("symbol") == symbol) & _days(start, end)
@@ -37,7 +37,7 @@ def candles_from_lake(lake: LakeResource, symbol: str, start: dt.date, end: dt.d
             yield Candle.from_dict(row)
 
 
-def trades_from_lake(lake: LakeResource, symbol: str, start: dt.date, end: dt.date) -> Iterator[Trade]:
+def trades_from_lake(lake: Lake, symbol: str, start: dt.date, end: dt.date) -> Iterator[Trade]:
     """``symbol``'s trades of the days ``start``..``end``, once per trade id, in time order."""
     where = (pc.field("symbol") == symbol) & _days(start, end)
     table = lake.read_dataset(RAW_TRADES, partitioning=TRADE_PARTITIONS, filter=where)
@@ -49,7 +49,7 @@ def trades_from_lake(lake: LakeResource, symbol: str, start: dt.date, end: dt.da
             yield Trade.from_dict(row)
 
 
-def lake_streams(lake: LakeResource, symbols: Sequence[str], start: dt.date, end: dt.date,
+def lake_streams(lake: Lake, symbols: Sequence[str], start: dt.date, end: dt.date,
                  trades_symbol: str | None) -> list[Iterator[Candle] | Iterator[Trade]]:
     """The replay input of a lake: 1m candles per symbol, and one symbol's trades if asked for."""
     streams: list[Iterator[Candle] | Iterator[Trade]] = [candles_from_lake(lake, s, start, end) for s in symbols]

@@ -20,9 +20,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
-from pricepipe_assets import topics
-from pricepipe_assets.records import Record
-from pricepipe_assets.sources.publisher import Publisher
+from pricepipe_assets.contract import topics
+from pricepipe_assets.contract.records import Record
+from pricepipe_assets.kafka.publisher import Publisher
 
 # Sleeps shorter than this are skipped: pacing is anchored to the start, so nothing drifts, and
 # a per-trade sleep of microseconds would cost more than it waits.
@@ -133,7 +133,7 @@ class Replayer:
         """Replay ``streams`` (each in event-time order) merged; returns the final status.
 
         Everything published is confirmed by Kafka before this returns, also after a stop;
-        :class:`~pricepipe_assets.sources.publisher.DeliveryError` says when it was not.
+        :class:`~pricepipe_assets.kafka.publisher.DeliveryError` says when it was not.
         """
         self._reset()
         for market_ms, item in _merged(streams):

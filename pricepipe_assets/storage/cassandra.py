@@ -1,7 +1,7 @@
 """Cassandra access: one session per process, the keyspace and schema migrated before first use.
 
 :class:`CassandraCluster` is a plain pydantic model, so code outside Dagster (the API) uses it as
-it is, and the Dagster resource (``pricepipe_assets.resources.cassandra``) is the same model with
+it is, and the Dagster resource (``pricepipe_assets.defs.resources.cassandra``) is the same model with
 Dagster's resource behaviour added: one declaration of the settings serves both.
 """
 
@@ -53,11 +53,19 @@ class CassandraCluster(BaseModel):
     password: str = ""
     request_timeout_s: float = 20.0
     connect_timeout_s: float = 10.0
+    # The hot window: days of 1m-grained rows, and of hourly/daily aggregates, kept before retention
+    # archives them to the lake and deletes them.
+    hot_days: int = 7
+    hot_days_aggregates: int = 400
 
     _cluster: Any = PrivateAttr(default=None)
     _session: Any = PrivateAttr(default=None)
     _prepared: dict[str, Any] = PrivateAttr(default_factory=dict)
     _lock: Any = PrivateAttr(default_factory=threading.Lock)
+
+    def hot_window(self, aggregate: bool) -> int:
+        """Days of rows of this kind that stay in Cassandra."""
+        return self.hot_days_aggregates if aggregate else self.hot_days
 
     def _connect(self, timeout_s: float) -> Cluster:
         from cassandra.auth import PlainTextAuthProvider
@@ -189,7 +197,8 @@ def cassandra_cluster(settings: Settings, **overrides: Any) -> CassandraCluster:
     return CassandraCluster(hosts=list(settings.cassandra_hosts), port=settings.cassandra_port,
                             keyspace=settings.keyspace, replication=settings.cassandra_replication,
                             local_dc=settings.cassandra_local_dc, username=settings.cassandra_username,
-                            password=os.environ.get("PRICEPIPE_CASSANDRA_PASSWORD", ""), **overrides)
+                            password=os.environ.get("PRICEPIPE_CASSANDRA_PASSWORD", ""), hot_days=settings.hot_days,
+                            hot_days_aggregates=settings.hot_days_aggregates, **overrides)
 
 
 def cql_date(day: dt.date) -> Any:

@@ -1,4 +1,4 @@
-"""Cassandra schema as ordered migrations, applied at start-up by :class:`CassandraResource`.
+"""Cassandra schema as ordered migrations, applied at start-up by :class:`CassandraCluster`.
 
 Each migration runs once per keyspace and is recorded in ``schema_migrations``; every statement
 is also idempotent on its own (``IF NOT EXISTS``), so two processes starting together, or a
@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+
+# The windows (in days) of the simple moving averages the `moving_averages` table holds.
+MOVING_AVERAGE_WINDOWS: tuple[int, ...] = (7, 14, 30, 50, 100, 200)
 
 
 @dataclass(frozen=True)

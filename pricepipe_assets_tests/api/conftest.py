@@ -30,28 +30,28 @@ from dagster_pyspark import LazyPySparkResource
 from starlette.testclient import TestClient
 
 from api.app import create_app
-from pricepipe_assets.assets.analytics import (
+from pricepipe_assets.contract.topics import CANDLES_1M, PREDICTIONS, TRADES
+from pricepipe_assets.defs.analytics import (
     candles_daily,
     candles_hourly,
     moving_averages_daily,
 )
-from pricepipe_assets.assets.ml import (
+from pricepipe_assets.defs.ml import (
     daily_features,
     daily_forecast,
     daily_model,
     minute_features,
     minute_model,
 )
-from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
+from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource, ModelRulesResource
 from pricepipe_assets.settings import Settings
-from pricepipe_assets.topics import CANDLES_1M, PREDICTIONS, TRADES
-from pricepipe_assets_tests.assets.kafka_runs import (
+from pricepipe_assets_tests.support.kafka_runs import (
     definitions,
     drain,
     publish_trades,
     source_trades,
 )
-from pricepipe_assets_tests.assets.lake_fill import real_minutes, write_raw_candles
+from pricepipe_assets_tests.support.lake_fill import real_minutes, write_raw_candles
 
 SYMBOL = "BTCUSDT"
 TRADES_SYMBOL = "BTCUSD_PERP"
@@ -91,7 +91,7 @@ def filled(local_servers: None, spark_config: dict[str, str], shared_data: Path,
     history = real_minutes(shared_data, root / "cache", SYMBOL, *LAKE_DAYS)
     write_raw_candles(lake, history)
     resources = {"spark": LazyPySparkResource(spark_config=spark_config), "lake": lake, "cassandra": cassandra,
-                 "kafka": kafka}
+                 "kafka": kafka, "model_rules": ModelRulesResource()}
     assert dg.materialize([candles_hourly, candles_daily, moving_averages_daily, minute_features, minute_model,
                            daily_features, daily_model, daily_forecast], resources=resources, instance=instance).success
 

@@ -16,14 +16,14 @@ import dagster as dg
 import pytest
 
 from infra.local import launcher
-from pricepipe_assets.resources import CassandraResource, KafkaResource, LakeResource
+from pricepipe_assets.contract.topics import CANDLES_1M
+from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
+from pricepipe_assets.kafka.publisher import Publisher
 from pricepipe_assets.settings import Settings
-from pricepipe_assets.sources.publisher import Publisher
-from pricepipe_assets.topics import CANDLES_1M
-from pricepipe_assets_tests.assets.kafka_runs import CANDLE_DAY, definitions, drain, run_requested, tick
-from pricepipe_assets_tests.assets.lake_fill import real_minutes
-from pricepipe_assets_tests.assets.test_pipeline import _assert_candles_equal_source
-from pricepipe_assets_tests.conftest import consume
+from pricepipe_assets_tests.defs.test_pipeline import _assert_candles_equal_source
+from pricepipe_assets_tests.support.kafka_reads import consume
+from pricepipe_assets_tests.support.kafka_runs import CANDLE_DAY, definitions, drain, run_requested, tick
+from pricepipe_assets_tests.support.lake_fill import real_minutes
 
 CHUNKS = 3
 

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pricepipe_assets.contract.records import Prediction
 from pricepipe_assets.forecasting.feature_names import DAILY_TARGETS
 from pricepipe_assets.forecasting.models import DailyModel, NotCalibratedError
 from pricepipe_assets.forecasting.plots import MAX_MARKDOWN_BYTES, forecast_png, markdown_image
 from pricepipe_assets.forecasting.walk_forward import DAY_MS, Evaluation, evaluate_daily
-from pricepipe_assets.records import Prediction
 
 SMALL = {"n_estimators": 30}  # fewer trees than production: the same code, a fraction of the time
 ORIGINS, STEP = 12, 30

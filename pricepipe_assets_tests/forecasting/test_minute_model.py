@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pricepipe_assets.contract.records import Prediction
 from pricepipe_assets.forecasting.feature_names import MINUTE_FEATURES
 from pricepipe_assets.forecasting.models import MinuteModel, NotCalibratedError
 from pricepipe_assets.forecasting.walk_forward import Evaluation, evaluate_minute
-from pricepipe_assets.records import Prediction
 
 METRICS = {"mae", "rmse", "mape", "directional_accuracy", "interval_coverage", "interval_width"}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from infra.local import launcher
+from infra.local import jvm, launcher, servers
 from pricepipe_assets.settings import Settings
 
 
@@ -26,7 +26,7 @@ def free_port() -> int:
 
 def test_up_on_running_servers_is_a_no_op(kafka_server: None, cassandra_server: None, settings: Settings) -> None:
     layout = launcher.Layout(settings.state_dir, settings.cache_dir)
-    pids_before = {p.name: launcher.read_pid(layout, p) for s in (launcher.KAFKA, launcher.CASSANDRA) for p in s.processes}
+    pids_before = {p.name: launcher.read_pid(layout, p) for s in (servers.KAFKA, servers.CASSANDRA) for p in s.processes}
     lines: list[str] = []
     launcher.up(["kafka", "cassandra"], layout, lines.append)
     assert lines == [f"[infra] kafka: already running (pid {pids_before['kafka']})",
@@ -34,7 +34,7 @@ def test_up_on_running_servers_is_a_no_op(kafka_server: None, cassandra_server: 
 
 
 def test_status_command_reports_serving_servers(kafka_server: None, cassandra_server: None) -> None:
-    result = subprocess.run([sys.executable, "-m", "pricepipe_assets.cli", "infra", "status", "kafka", "cassandra"],
+    result = subprocess.run([sys.executable, "-m", "pricepipe_assets.cli.main", "infra", "status", "kafka", "cassandra"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].split()[:2] == ["kafka", "serving"]
@@ -43,7 +43,7 @@ def test_status_command_reports_serving_servers(kafka_server: None, cassandra_se
 
 def test_a_taken_port_is_refused_with_a_message(tmp_path: Path, settings: Settings) -> None:
     port = free_port()
-    server = launcher.Server("ghost", (launcher.Process("ghost", "does.not.Exist", 64, (port,)),), 10, (port,))
+    server = servers.Server("ghost", (servers.Process("ghost", "does.not.Exist", 64, (port,)),), 10, (port,))
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", port))
         blocker.listen()
@@ -53,7 +53,7 @@ def test_a_taken_port_is_refused_with_a_message(tmp_path: Path, settings: Settin
 
 def test_a_server_that_dies_during_start_shows_its_log(tmp_path: Path, settings: Settings) -> None:
     port = free_port()
-    server = launcher.Server("ghost", (launcher.Process("ghost", "does.not.Exist", 64, (port,)),), 30, (port,))
+    server = servers.Server("ghost", (servers.Process("ghost", "does.not.Exist", 64, (port,)),), 30, (port,))
     layout = layout_for(tmp_path, settings)
     for folder in (layout.data(server), layout.logs(server)):
         folder.mkdir(parents=True)
@@ -65,7 +65,7 @@ def test_a_server_that_dies_during_start_shows_its_log(tmp_path: Path, settings:
 
 
 def test_missing_java_17_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(launcher, "_java_major", lambda java: 11)
+    monkeypatch.setattr(jvm, "_java_major", lambda java: 11)
     with pytest.raises(launcher.InfraError, match="Java 17 is required .* PRICEPIPE_JAVA_HOME"):
         launcher.find_java()
 
@@ -79,8 +79,8 @@ def test_down_leaves_alone_what_it_did_not_start(tmp_path: Path, settings: Setti
     layout = layout_for(tmp_path, settings)
     stranger = subprocess.Popen(["sleep", "30"])
     try:
-        layout.pid_file(launcher.KAFKA.processes[0]).parent.mkdir(parents=True)
-        layout.pid_file(launcher.KAFKA.processes[0]).write_text(str(stranger.pid))  # a pid that is not Kafka
+        layout.pid_file(servers.KAFKA.processes[0]).parent.mkdir(parents=True)
+        layout.pid_file(servers.KAFKA.processes[0]).write_text(str(stranger.pid))  # a pid that is not Kafka
         lines: list[str] = []
         launcher.down(["kafka"], layout, lines.append)
         assert lines == ["[infra] kafka: not running"]

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pricepipe_assets.assets.lake import RAW_CANDLES, RAW_TRADES
-from pricepipe_assets.records import Candle, Trade
-from pricepipe_assets.resources import KafkaResource, LakeResource
-from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
+from pricepipe_assets.contract.records import Candle, Trade
+from pricepipe_assets.defs.resources import KafkaResource, LakeResource
+from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset
 from pricepipe_assets.sources.lake_history import candles_from_lake, lake_streams, trades_from_lake
 from pricepipe_assets.sources.replay import Replayer
-from pricepipe_assets_tests.conftest import consume
+from pricepipe_assets.storage.lake_datasets import RAW_CANDLES, RAW_TRADES
+from pricepipe_assets_tests.support.kafka_reads import consume
 
 DAY = dt.date(2024, 1, 1)
 

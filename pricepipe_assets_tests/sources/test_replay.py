@@ -15,13 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from pricepipe_assets import topics
-from pricepipe_assets.records import Candle, Record, Trade
-from pricepipe_assets.resources import KafkaResource
-from pricepipe_assets.sources.binance_dumps import BinanceDumps, Dataset
-from pricepipe_assets.sources.publisher import Publisher
+from pricepipe_assets.contract import topics
+from pricepipe_assets.contract.records import Candle, Record, Trade
+from pricepipe_assets.defs.resources import KafkaResource
+from pricepipe_assets.kafka.publisher import Publisher
+from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset
 from pricepipe_assets.sources.replay import Rejected, Replayer, merge_by_event_time
-from pricepipe_assets_tests.conftest import consume
+from pricepipe_assets_tests.support.kafka_reads import consume
 
 MAY_8_2026 = dt.date(2026, 5, 8)
 MAY_8_2026_MS = int(dt.datetime(2026, 5, 8, tzinfo=dt.UTC).timestamp() * 1000)

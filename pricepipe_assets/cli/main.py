@@ -1,0 +1,133 @@
+"""The ``pricepipe`` command: the local platform, its servers and its configuration."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Sequence
+
+from pricepipe_assets.settings import Settings, SettingsError
+
+
+def _infra(args: argparse.Namespace, settings: Settings) -> int:
+    from infra.local import launcher
+
+    layout = launcher.Layout(settings.state_dir, settings.cache_dir)
+    names = args.servers or ["all"]
+    if args.action == "up":
+        launcher.up(names, layout)
+        return 0
+    if args.action == "down":
+        launcher.down(names, layout)
+        return 0
+    return 0 if launcher.status(names, layout) else 1
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    from pricepipe_assets.cli.supervisor import run
+
+    return run(settings)
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
+
+
+def _feed(args: argparse.Namespace, settings: Settings) -> int:
+    from pricepipe_assets.sources.feed import ReplayOptions, run_feed
+
+    if args.source == "auto":
+        from pricepipe_assets.sources.demo import run_demo_feed
+
+        return run_demo_feed(settings)
+
+    replay = None
+    if args.source == "replay":
+        if args.start is None:
+            raise SystemExit("pricepipe feed --source replay needs --start (and optionally --end)")
+        replay = ReplayOptions(start=args.start, end=args.end or args.start, speed=args.speed or None,
+                               symbols=tuple(args.symbols or settings.symbols), trades_symbol=args.trades,
+                               trades_market=args.trades_market, origin=args.origin)
+    return run_feed(args.source, settings, replay)
+
+
+def _backfill(args: argparse.Namespace, settings: Settings) -> int:
+    from pricepipe_assets.sources.backfill import backfill
+
+    return backfill(settings, args.symbol, args.start, args.end, source=args.source, interval=args.interval)
+
+
+def _config(args: argparse.Namespace, settings: Settings) -> int:
+    if args.markdown:
+        print("| variable | default | meaning |\n| --- | --- | --- |")
+        for name, default, doc in Settings.documentation():
+            print(f"| `{name}` | {f'`{default}`' if default else ''} | {doc} |")
+        return 0
+    for name, value in settings.redacted().items():
+        print(f"{name}={value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pricepipe", description="Crypto market data and forecasts on Dagster.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    infra = commands.add_parser("infra", help="start, stop or inspect local Kafka, Cassandra and HDFS")
+    infra.add_argument("action", choices=("up", "down", "status"))
+    infra.add_argument("servers", nargs="*", metavar="SERVER",
+                       help="kafka, cassandra, hdfs or all (default: all)")
+    infra.set_defaults(handler=_infra)
+
+    run = commands.add_parser("run", help="run the local platform (servers, Dagster, API) until Ctrl-C")
+    run.set_defaults(handler=_run)
+
+    feed = commands.add_parser("feed", help="stream a source into Kafka until Ctrl-C, with a status line")
+    feed.add_argument("--source", required=True, choices=("auto", "binance", "bitmex", "replay"),
+                      help="auto: Binance and BitMEX live when Binance answers, else the offline demo replay "
+                      "(PRICEPIPE_REPLAY_*), as `pricepipe run` does")
+    feed.add_argument("--from", dest="origin", choices=("dumps", "lake"), default="dumps",
+                      help="replay: read history from the Binance dumps (PRICEPIPE_BINANCE_DUMPS_URL) or the lake")
+    feed.add_argument("--start", type=_date, help="replay: first day (YYYY-MM-DD)")
+    feed.add_argument("--end", type=_date, help="replay: last day (default: --start)")
+    feed.add_argument("--speed", type=float, default=60.0,
+                      help="replay: market time per wall time (60 = a minute a second; 0 = as fast as possible)")
+    feed.add_argument("--symbols", nargs="+", help="replay: symbols of the 1m candles (default: PRICEPIPE_SYMBOLS)")
+    feed.add_argument("--trades", metavar="SYMBOL", help="replay: also replay this symbol's trades")
+    feed.add_argument("--trades-market", default="futures/cm", help="replay: market of --trades (spot, futures/um, futures/cm)")
+    feed.set_defaults(handler=_feed)
+
+    backfill = commands.add_parser("backfill", help="publish a symbol's history for a date range into Kafka")
+    backfill.add_argument("--symbol", required=True)
+    backfill.add_argument("--start", required=True, type=_date)
+    backfill.add_argument("--end", required=True, type=_date)
+    backfill.add_argument("--source", choices=("dumps", "rest"), default="dumps")
+    backfill.add_argument("--interval", choices=("1m", "1h", "1d"), default="1m")
+    backfill.set_defaults(handler=_backfill)
+
+    config = commands.add_parser("config", help="print the effective settings (secrets masked)")
+    config.add_argument("--markdown", action="store_true", help="print the table of variables and defaults instead")
+    config.set_defaults(handler=_config)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        return args.handler(args, settings)
+    except SettingsError as error:
+        print(f"pricepipe: configuration error: {error}", file=sys.stderr)
+        return 2
+    except (RuntimeError, ValueError, OSError) as error:
+        print(f"pricepipe: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The data contract: topics, records and their value rules. No I/O, no Dagster."""

@@ -1,0 +1,351 @@
+"""The records of pricepipe's Kafka contract: their fields, validation and JSON.
+
+Every value on a pricepipe topic is a UTF-8 JSON object whose field names are exactly the
+dataclass fields below plus ``v`` (the schema version), so any Kafka client can read it without
+this module. Each parser returns a *validated* record or raises :class:`RecordError` with a
+reason fit for the dead-letter topic; nothing is repaired or dropped silently.
+
+Decisions about real venue quirks (see ``docs/data-contract.md``):
+
+* Binance timestamps arrive in milliseconds (spot before 2025, REST, WebSocket) or in
+  microseconds (spot dumps from 2025 on); both are normalised to milliseconds.
+* Some venues set a candle's open to the previous close, so ``open`` can lie outside
+  ``[low, high]`` on real data. Such a candle is kept unchanged and reported as a warning by
+  :meth:`Candle.quirks`; only ``close`` outside ``[low, high]``, ``high < low``, non-positive or
+  non-finite prices are errors.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar, TypeVar
+
+from pricepipe_assets.contract import topics
+from pricepipe_assets.contract.record_values import (
+    RecordError,
+    loads_json,
+    parse_boolean,
+    parse_finite,
+    parse_integer,
+    parse_optional_finite,
+    parse_symbol,
+    parse_text,
+    sane_time,
+)
+
+SCHEMA_VERSION = 1
+
+INTERVAL_MS: dict[str, int] = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
+CANDLE_TOPICS: dict[str, str] = {"1m": topics.CANDLES_1M, "1h": topics.CANDLES_1H, "1d": topics.CANDLES_1D}
+
+R = TypeVar("R", bound="Record")
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Shared JSON handling; subclasses define fields, ``topic`` and ``check``."""
+
+    INTS: ClassVar[frozenset[str]] = frozenset()
+    FLOATS: ClassVar[frozenset[str]] = frozenset()
+    OPTIONAL_FLOATS: ClassVar[frozenset[str]] = frozenset()
+    BOOLS: ClassVar[frozenset[str]] = frozenset()
+
+    @property
+    def topic(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def key(self) -> str:
+        return self.symbol
+
+    @property
+    def timestamp(self) -> int:
+        """The moment the record describes, in ms UTC (a candle's open, a trade's execution):
+        what lake partitions, metadata time ranges and gap reports are about."""
+        raise NotImplementedError
+
+    @property
+    def event_time(self) -> int:
+        """When the record becomes visible on a live feed, in ms UTC: what replays pace by.
+        The same as :attr:`timestamp` except for a candle, which is only known once closed."""
+        return self.timestamp
+
+    def check(self) -> None:
+        """Raise :class:`RecordError` when the record breaks the contract."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"v": SCHEMA_VERSION, **asdict(self)}
+
+    def to_json(self) -> bytes:
+        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
+
+    @classmethod
+    def from_dict(cls: type[R], data: Mapping[str, Any]) -> R:
+        """A validated record from a decoded JSON object; unknown extra fields are ignored."""
+        if not isinstance(data, Mapping):
+            raise RecordError(f"expected a JSON object, got {type(data).__name__}")
+        values: dict[str, Any] = {}
+        for name, parse in _parsers(cls):
+            if name not in data:
+                raise RecordError(f"missing field {name!r}")
+            values[name] = parse(data[name], name)
+        record = cls(**values)
+        record.check()
+        return record
+
+    @classmethod
+    def from_json(cls: type[R], raw: bytes | str) -> R:
+        try:
+            data = loads_json(raw)
+        except (ValueError, UnicodeDecodeError) as error:
+            raise RecordError(f"not valid JSON: {error}") from None
+        return cls.from_dict(data)
+
+
+@functools.cache
+def _parsers(record_type: type[Record]) -> tuple[tuple[str, Callable[[Any, str], Any]], ...]:
+    """Each field of a record type with the function validating it, worked out once per type: every
+    message of a batch is decoded through this, and ``dataclasses.fields`` costs more than the checks."""
+    def parser(name: str) -> Callable[[Any, str], Any]:
+        if name in record_type.INTS:
+            return parse_integer
+        if name in record_type.FLOATS:
+            return parse_finite
+        if name in record_type.OPTIONAL_FLOATS:
+            return parse_optional_finite
+        if name in record_type.BOOLS:
+            return parse_boolean
+        return parse_text
+
+    return tuple((spec.name, parser(spec.name)) for spec in fields(record_type))
+
+
+@dataclass(frozen=True, slots=True)
+class Candle(Record):
+    exchange: str
+    symbol: str
+    interval: str
+    open_time: int
+    close_time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    quote_volume: float
+    trades: int
+    is_closed: bool
+
+    INTS: ClassVar[frozenset[str]] = frozenset({"open_time", "close_time", "trades"})
+    FLOATS: ClassVar[frozenset[str]] = frozenset({"open", "high", "low", "close", "volume", "quote_volume"})
+    BOOLS: ClassVar[frozenset[str]] = frozenset({"is_closed"})
+
+    @property
+    def topic(self) -> str:
+        return CANDLE_TOPICS[self.interval]
+
+    @property
+    def timestamp(self) -> int:
+        return self.open_time
+
+    @property
+    def event_time(self) -> int:
+        return self.close_time
+
+    def check(self) -> None:
+        parse_symbol(self.symbol)
+        if not isinstance(self.interval, str) or self.interval not in INTERVAL_MS:
+            raise RecordError(f"interval must be one of {', '.join(INTERVAL_MS)}, got {self.interval!r}")
+        step = INTERVAL_MS[self.interval]
+        sane_time(self.open_time, "open_time")
+        if self.open_time % step:
+            raise RecordError(f"open_time {self.open_time} is not aligned to a {self.interval} boundary")
+        if self.close_time != self.open_time + step - 1:
+            raise RecordError(f"close_time {self.close_time} must be open_time + {step - 1} for {self.interval}")
+        for name in ("open", "high", "low", "close"):
+            if not getattr(self, name) > 0:
+                raise RecordError(f"{name} must be positive, got {getattr(self, name)}")
+        if self.high < self.low:
+            raise RecordError(f"high {self.high} is below low {self.low}")
+        if not self.low <= self.close <= self.high:
+            raise RecordError(f"close {self.close} is outside [low {self.low}, high {self.high}]")
+        for name in ("volume", "quote_volume"):
+            if getattr(self, name) < 0:
+                raise RecordError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.trades < 0:
+            raise RecordError(f"trades must not be negative, got {self.trades}")
+
+    def quirks(self) -> list[str]:
+        """Real-data oddities that are kept, not refused (see the module docstring)."""
+        if not self.low <= self.open <= self.high:
+            return [f"open {self.open} outside [low {self.low}, high {self.high}]"]
+        return []
+
+
+@dataclass(frozen=True, slots=True)
+class Trade(Record):
+    exchange: str
+    symbol: str
+    trade_id: str
+    ts: int
+    side: str
+    size: float
+    price: float
+
+    INTS: ClassVar[frozenset[str]] = frozenset({"ts"})
+    FLOATS: ClassVar[frozenset[str]] = frozenset({"size", "price"})
+
+    @property
+    def topic(self) -> str:
+        return topics.TRADES
+
+    @property
+    def timestamp(self) -> int:
+        return self.ts
+
+    def check(self) -> None:
+        parse_symbol(self.symbol)
+        parse_text(self.trade_id, "trade_id")
+        sane_time(self.ts, "ts")
+        if self.side not in ("buy", "sell"):
+            raise RecordError(f"side must be 'buy' or 'sell', got {self.side!r}")
+        if not self.size > 0:
+            raise RecordError(f"size must be positive, got {self.size}")
+        if not self.price > 0:
+            raise RecordError(f"price must be positive, got {self.price}")
+
+
+@dataclass(frozen=True, slots=True)
+class Quote(Record):
+    exchange: str
+    symbol: str
+    ts: int
+    bid: float
+    ask: float
+    bid_size: float
+    ask_size: float
+
+    INTS: ClassVar[frozenset[str]] = frozenset({"ts"})
+    FLOATS: ClassVar[frozenset[str]] = frozenset({"bid", "ask", "bid_size", "ask_size"})
+
+    @property
+    def topic(self) -> str:
+        return topics.QUOTES
+
+    @property
+    def timestamp(self) -> int:
+        return self.ts
+
+    def check(self) -> None:
+        parse_symbol(self.symbol)
+        sane_time(self.ts, "ts")
+        for name in ("bid", "ask"):
+            if not getattr(self, name) > 0:
+                raise RecordError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("bid_size", "ask_size"):
+            if getattr(self, name) < 0:
+                raise RecordError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.bid > self.ask:
+            raise RecordError(f"crossed quote: bid {self.bid} above ask {self.ask}")
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction(Record):
+    """A forecast of the close of one candle: ``horizon`` is the candle's interval (``1m`` for the
+    next-minute model, ``1d`` for each day of the 15-day forecast), ``target_time`` its open time,
+    and ``[lower, upper]`` the prediction interval around ``predicted``."""
+
+    symbol: str
+    model: str
+    model_version: str
+    horizon: str
+    made_at: int
+    target_time: int
+    predicted: float
+    lower: float
+    upper: float
+
+    INTS: ClassVar[frozenset[str]] = frozenset({"made_at", "target_time"})
+    FLOATS: ClassVar[frozenset[str]] = frozenset({"predicted", "lower", "upper"})
+
+    @property
+    def topic(self) -> str:
+        return topics.PREDICTIONS
+
+    @property
+    def timestamp(self) -> int:
+        return self.made_at
+
+    def check(self) -> None:
+        parse_symbol(self.symbol)
+        sane_time(self.made_at, "made_at")
+        if self.horizon not in INTERVAL_MS:
+            raise RecordError(f"horizon must be one of {', '.join(INTERVAL_MS)}, got {self.horizon!r}")
+        if self.target_time % INTERVAL_MS[self.horizon]:
+            raise RecordError(f"target_time {self.target_time} is not the open time of a {self.horizon} candle")
+        if self.target_time <= self.made_at - 86_400_000 * 366:
+            raise RecordError(f"target_time {self.target_time} is far before made_at {self.made_at}")
+        if not self.lower <= self.predicted <= self.upper:
+            raise RecordError(f"interval must hold lower <= predicted <= upper, got {self.lower}, {self.predicted}, {self.upper}")
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter(Record):
+    """Input that failed: where it came from, why, and its exact bytes (base64)."""
+
+    source_topic: str
+    source_partition: int | None
+    source_offset: int | None
+    error: str
+    raw: str
+
+    @property
+    def topic(self) -> str:
+        return topics.DEADLETTER
+
+    @property
+    def key(self) -> str:
+        return self.source_topic
+
+    @classmethod
+    def of(cls, source_topic: str, raw: bytes | str, error: str, partition: int | None = None,
+           offset: int | None = None) -> DeadLetter:
+        data = raw.encode() if isinstance(raw, str) else raw
+        return cls(source_topic, partition, offset, error[:2000], base64.b64encode(data).decode())
+
+    def raw_bytes(self) -> bytes:
+        return base64.b64decode(self.raw)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DeadLetter:
+        if not isinstance(data, Mapping):
+            raise RecordError(f"expected a JSON object, got {type(data).__name__}")
+        try:
+            return cls(str(data["source_topic"]), data["source_partition"], data["source_offset"], str(data["error"]),
+                       str(data["raw"]))
+        except KeyError as missing:
+            raise RecordError(f"missing field {missing}") from None
+
+
+RECORD_TYPES: dict[str, type[Record]] = {
+    topics.CANDLES_1M: Candle,
+    topics.CANDLES_1H: Candle,
+    topics.CANDLES_1D: Candle,
+    topics.TRADES: Trade,
+    topics.QUOTES: Quote,
+    topics.PREDICTIONS: Prediction,
+}
+
+
+def decode(topic: str, raw: bytes | None) -> Record:
+    """The validated record of a message on ``topic``; :class:`RecordError` says why it is not one."""
+    if raw is None:
+        raise RecordError("empty message (no value)")
+    record_type = RECORD_TYPES.get(topic)
+    if record_type is None:
+        raise RecordError(f"no record type for topic {topic!r}")
+    return record_type.from_json(raw)

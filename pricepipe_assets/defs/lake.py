@@ -1,0 +1,110 @@
+"""The lake's raw zone: Kafka's candles and trades as Hive-partitioned Parquet, exactly as delivered.
+
+Files are named by Kafka partition and a fixed block of offsets (``p0-o000000010000`` holds
+offsets [10000, 20000)), and each run starts reading at the beginning of the block its consumer
+group stopped in. So a replay, or a run killed half-way and re-run over a longer range, rewrites
+the same files whole instead of adding copies.
+"""
+
+# No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
+from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from pricepipe_assets.contract.topics import CANDLES_1M, TRADES
+from pricepipe_assets.contract.utc import utc_day
+from pricepipe_assets.defs.kafka_fed import OffsetRangesConfig, batch_metadata, commit_batch, read_batch
+from pricepipe_assets.defs.resources.kafka import KafkaResource
+from pricepipe_assets.defs.resources.lake import LakeResource
+from pricepipe_assets.defs.topics import topic_key
+from pricepipe_assets.kafka.batches import Batch, Delivered
+from pricepipe_assets.storage.lake_datasets import (
+    OFFSETS_PER_FILE,
+    RAW_CANDLES,
+    RAW_TRADES,
+    block_start,
+    chunk_basename,
+)
+
+# Both a topic's lake asset and its Cassandra assets are ready when its run starts; Dagster's executor
+# takes the higher `dagster/priority` first. Readers wait on the live tables, nobody waits on the raw
+# zone within seconds, so the lake write goes last and the live rows land a Kafka read and a Parquet
+# write sooner.
+AFTER_LIVE_TABLES = {"dagster/priority": "-1"}
+
+
+def candle_row(item: Delivered) -> dict[str, Any]:
+    candle = item.record
+    return {**candle.to_dict(), "date": utc_day(candle.open_time), "kafka_partition": item.partition,
+            "kafka_offset": item.offset}
+
+
+def trade_row(item: Delivered) -> dict[str, Any]:
+    trade = item.record
+    return {**trade.to_dict(), "date": utc_day(trade.ts), "kafka_partition": item.partition, "kafka_offset": item.offset}
+
+
+def write_chunks(lake: LakeResource, batch: Batch, dataset: str, partition_cols: list[str],
+                 to_row: Callable[[Delivered], dict[str, Any]]) -> int:
+    """Write the batch as one file per offset block and lake partition; returns the rows written.
+
+    A read normally starts at its block's first offset, so the new file replaces the old one
+    whole. When Kafka's retention has already dropped the start of the block, the rows the old
+    file holds for those offsets are carried over instead of being lost with the rewrite.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    starts = {r.partition: r.start for r in batch.ranges}
+    chunks: dict[tuple[int, int], list[dict[str, Any]]] = defaultdict(list)
+    for item in batch.records:
+        chunks[(item.partition, block_start(item.offset))].append(to_row(item))
+    for (partition, block), rows in chunks.items():
+        basename = chunk_basename(partition, block)
+        table = pa.Table.from_pylist(rows).drop_columns(["v"])
+        if starts[partition] > block:
+            hive = pa.schema([table.schema.field(name) for name in partition_cols])
+            old = lake.read_named(dataset, basename, hive)
+            if old is not None:
+                kept = old.filter(pc.field("kafka_offset") < starts[partition])
+                table = pa.concat_tables([kept.select(table.column_names).cast(table.schema), table])
+        lake.write_dataset(table, dataset, partition_cols, basename)
+    return len(batch.records)
+
+
+@dg.asset(
+    group_name="lake",
+    kinds={"kafka", "parquet"},
+    op_tags=AFTER_LIVE_TABLES,
+    deps=[topic_key(CANDLES_1M)],
+    description="Every 1m candle from `candles.1m`, as delivered, in the lake's raw zone: "
+    "`raw/candles/interval=1m/symbol=BTCUSDT/date=2024-01-01/p<partition>-o<block start>-0.parquet`, one file "
+    f"per block of {OFFSETS_PER_FILE:,} offsets. Replays rewrite the same files, so each Kafka message is stored "
+    "once; bad messages go to `deadletter`.",
+)
+def candles_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
+                 lake: LakeResource) -> dg.MaterializeResult:
+    batch = read_batch(context, kafka, config, CANDLES_1M, dead_letter=True, align_to=OFFSETS_PER_FILE)
+    rows = write_chunks(lake, batch, RAW_CANDLES, ["interval", "symbol", "date"], candle_row)
+    commit_batch(context, kafka, batch)
+    return dg.MaterializeResult(metadata={**batch_metadata(rows, batch), "dataset": lake.path(RAW_CANDLES)})
+
+
+@dg.asset(
+    group_name="lake",
+    kinds={"kafka", "parquet"},
+    op_tags=AFTER_LIVE_TABLES,
+    deps=[topic_key(TRADES)],
+    description="Every trade from `trades`, as delivered, in the lake's raw zone: "
+    "`raw/trades/symbol=.../date=.../p<partition>-o<block start>-0.parquet`, one file per block of "
+    f"{OFFSETS_PER_FILE:,} offsets. Replays rewrite the same files; bad messages go to `deadletter`.",
+)
+def trades_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
+                lake: LakeResource) -> dg.MaterializeResult:
+    batch = read_batch(context, kafka, config, TRADES, dead_letter=True, align_to=OFFSETS_PER_FILE)
+    rows = write_chunks(lake, batch, RAW_TRADES, ["symbol", "date"], trade_row)
+    commit_batch(context, kafka, batch)
+    return dg.MaterializeResult(metadata={**batch_metadata(rows, batch), "dataset": lake.path(RAW_TRADES)})

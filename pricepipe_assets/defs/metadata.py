@@ -1,0 +1,19 @@
+"""Materialization metadata shared by the asset groups, in the terms a newcomer reads in the UI."""
+
+from typing import Any
+
+import dagster as dg
+
+from pricepipe_assets.contract.utc import utc_iso
+
+
+def time_range_metadata(frame: Any, time_column: str = "open_time") -> dict[str, Any]:
+    """Rows, symbols and time range of a pandas frame, as a newcomer reads them in the UI."""
+    if frame.empty:
+        return {"dagster/row_count": 0}
+    return {
+        "dagster/row_count": len(frame),
+        "symbols": dg.MetadataValue.json(sorted(frame["symbol"].unique().tolist())),
+        "first_time": utc_iso(int(frame[time_column].min())),
+        "last_time": utc_iso(int(frame[time_column].max())),
+    }

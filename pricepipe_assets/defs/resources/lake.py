@@ -1,0 +1,12 @@
+"""The Dagster resource of :class:`~pricepipe_assets.storage.lake.Lake`: the same settings as resource
+config, so the lake's root shows in the UI."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pricepipe_assets.storage.lake import Lake
+
+
+class LakeResource(Lake, dg.ConfigurableResource):
+    """A lake root: a local folder, or ``webhdfs://namenode:port/path``."""

@@ -1,0 +1,12 @@
+"""The Dagster resource of :class:`~pricepipe_assets.forecasting.rules.ModelRules`: the same rules as
+resource config, so the UI shows what a model must beat to be served."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from pricepipe_assets.forecasting.rules import ModelRules
+
+
+class ModelRulesResource(ModelRules, dg.ConfigurableResource):
+    """The margin a model may trail the naive forecast by, and the daily model's minimum history."""

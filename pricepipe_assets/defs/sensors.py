@@ -1,0 +1,136 @@
+"""Sensors that turn Kafka lag into runs: one per source topic; one that follows the lake's history;
+and one that observes the feeds running outside Dagster.
+
+A Kafka sensor's tick only reads watermarks and committed offsets (metadata requests with short
+timeouts, never a poll), and the feeds sensor reads one message at the end of each partition, so no
+tick blocks the daemon. The run key is the offset range itself, which Dagster
+never forgets; a range whose run failed is requested again with an attempt suffix, so nothing is
+skipped forever, and while a topic's run is queued or running no second one is started.
+"""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+
+from pricepipe_assets.defs.jobs import TOPIC_ASSETS, TOPIC_JOBS, analytics_job
+from pricepipe_assets.defs.kafka_fed import consumer_group
+from pricepipe_assets.defs.resources.kafka import KafkaResource
+from pricepipe_assets.defs.resources.lake import LakeResource
+from pricepipe_assets.defs.topics import FEED_TOPICS, feed_observations, topic_observation
+from pricepipe_assets.kafka import batches as kafka_batches
+from pricepipe_assets.settings import Settings
+from pricepipe_assets.storage.compaction import date_folders
+from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
+
+TOPIC_TAG = "pricepipe/topic"
+RANGE_TAG = "pricepipe/offset_ranges"
+# Bounds the memory of one run; the next tick requests the rest.
+MAX_OFFSETS_PER_PARTITION = 250_000
+ACTIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
+                   dg.DagsterRunStatus.STARTED]
+
+
+# A bounded batch takes seconds to a few minutes; a run still going after this is stuck (its process
+# gone, or a store hanging), and would block its topic, since no second run is launched while one is
+# active. Run monitoring then fails it and the next tick asks for the same range again.
+MAX_RUNTIME_S = 900
+# The feeds' observations are for people watching the UI: every half minute is often enough.
+FEEDS_INTERVAL_S = 30
+
+
+def run_config(topic: str, offset_ranges: str) -> dict[str, object]:
+    """The run config giving every asset of the topic's job the same ranges."""
+    return {"ops": {name: {"config": {"offset_ranges": offset_ranges}} for name in TOPIC_ASSETS[topic]}}
+
+
+def _has_active_run(instance: dg.DagsterInstance, topic: str) -> bool:
+    return bool(instance.get_run_ids(dg.RunsFilter(tags={TOPIC_TAG: topic}, statuses=ACTIVE_STATUSES), limit=1))
+
+
+def _earlier_attempts(instance: dg.DagsterInstance, offset_ranges: str) -> int:
+    """How many runs were already made for exactly this range (they failed, or did not commit)."""
+    return instance.get_runs_count(dg.RunsFilter(tags={RANGE_TAG: offset_ranges}))
+
+
+def kafka_sensor(topic: str, minimum_interval_seconds: int) -> dg.SensorDefinition:
+    """The sensor that launches ``topic``'s job when any of its assets' consumer groups lags."""
+    job = TOPIC_JOBS[topic]
+
+    @dg.sensor(
+        name=f"{job.name.removesuffix('_job')}_sensor",
+        job=job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Requests a `{job.name}` run for the offsets of `{topic}` its assets have not committed yet, "
+        "and records the topic's end offsets and each consuming asset's lag as an observation of the topic asset.",
+    )
+    def _sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult:
+        offsets = {name: kafka_batches.committed_and_watermarks(kafka, consumer_group(name), topic)
+                   for name in TOPIC_ASSETS[topic]}
+        state = json.loads(context.cursor) if context.cursor else {}
+        observation, observed = topic_observation(topic, offsets)
+        events = [observation] if observed != state.get("observed") else []
+        state["observed"] = observed
+        if _has_active_run(context.instance, topic):
+            return dg.SensorResult(skip_reason=f"a run for {topic} is queued or running", asset_events=events,
+                                   cursor=json.dumps(state))
+        ranges = kafka_batches.pending_ranges(topic, offsets.values(), MAX_OFFSETS_PER_PARTITION)
+        if not ranges:
+            return dg.SensorResult(skip_reason=f"no lag on {topic}", asset_events=events, cursor=json.dumps(state))
+        offset_ranges = kafka_batches.format_ranges(ranges)
+        attempt = _earlier_attempts(context.instance, offset_ranges) + 1
+        run_key = offset_ranges if attempt == 1 else f"{offset_ranges}#attempt{attempt}"
+        request = dg.RunRequest(run_key=run_key, run_config=run_config(topic, offset_ranges),
+                                tags={TOPIC_TAG: topic, RANGE_TAG: offset_ranges,
+                                      "dagster/max_runtime": str(MAX_RUNTIME_S)})
+        return dg.SensorResult(run_requests=[request], asset_events=events,
+                               cursor=json.dumps({**state, "run_key": run_key, "offset_ranges": offset_ranges}))
+
+    return _sensor
+
+
+@dg.sensor(
+    name="analytics_sensor",
+    job=analytics_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests an `analytics_job` run as soon as the lake's raw candles hold a day they did not hold at "
+    "the last request (a backfill, or a new day of the feed), so rollups, models and the forecast follow the "
+    "history without waiting for `analytics_schedule`.",
+)
+def analytics_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult | dg.SkipReason:
+    days = {folder.rsplit("date=", 1)[1] for folder in date_folders(lake, RAW_CANDLES)}
+    if not days:
+        return dg.SkipReason("no candles in the lake yet")
+    signature = f"{len(days)} days up to {max(days)}"
+    if signature == context.cursor:
+        return dg.SkipReason(f"no new day of candles ({signature})")
+    if context.instance.get_run_ids(dg.RunsFilter(job_name=analytics_job.name, statuses=ACTIVE_STATUSES), limit=1):
+        return dg.SkipReason("an analytics run is queued or running")
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"analytics {signature}")], cursor=signature)
+
+
+@dg.sensor(
+    name="feeds_sensor",
+    minimum_interval_seconds=FEEDS_INTERVAL_S,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Records what the feeds outside Dagster (`pricepipe feed`) have published: an observation of "
+    "`binance_feed` and `bitmex_feed` with the records on each topic and each symbol's newest event time, read "
+    "from the last message of every partition.",
+)
+def feeds_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult:
+    tails = {topic: kafka_batches.newest_records(kafka, topic) for topic in FEED_TOPICS}
+    events, signature = feed_observations({topic: records for topic, (records, _) in tails.items()},
+                                          {topic: retained for topic, (_, retained) in tails.items()})
+    if signature == context.cursor:
+        return dg.SensorResult(skip_reason="the feeds published nothing new")
+    return dg.SensorResult(asset_events=events, cursor=signature)
+
+
+def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    """One lag sensor per consumed topic, ticking every ``PRICEPIPE_SENSOR_INTERVAL_S``, and the
+    analytics and feeds sensors."""
+    return [*(kafka_sensor(topic, settings.sensor_interval_s) for topic in TOPIC_ASSETS), analytics_sensor,
+            feeds_sensor]

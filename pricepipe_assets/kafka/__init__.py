@@ -1,0 +1,1 @@
+"""Kafka clients as plain classes: cluster settings, the publisher, offset-range batches."""

@@ -1,0 +1,151 @@
+"""Kafka access for assets, sensors and the feed: client factories and topic creation."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from pricepipe_assets.settings import Settings
+
+if TYPE_CHECKING:
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient
+
+    from pricepipe_assets.kafka.publisher import Publisher
+
+
+class KafkaError(RuntimeError):
+    """Kafka refused an administrative request; the message names the topic and the broker's reason."""
+
+
+class KafkaCluster(BaseModel):
+    """One Kafka cluster: producers are idempotent, consumers commit only when told to.
+
+    A plain pydantic model, so code outside Dagster uses it as it is; the Dagster resource
+    (``pricepipe_assets.defs.resources.kafka``) is the same model with Dagster's resource behaviour."""
+
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topic_prefix: str = ""
+    security_protocol: str = "PLAINTEXT"
+    sasl_mechanism: str = ""
+    username: str = ""
+    password: str = ""
+    topic_partitions: int = 3
+    replication_factor: int = 1
+    retention_hours: int = 168
+
+    def client_config(self) -> dict[str, Any]:
+        """Connection settings shared by every client; credentials only when configured."""
+        config: dict[str, Any] = {"bootstrap.servers": self.bootstrap_servers, "security.protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            config["sasl.mechanism"] = self.sasl_mechanism
+        if self.username:
+            config["sasl.username"] = self.username
+            config["sasl.password"] = self.password
+        return config
+
+    def producer(self, **overrides: Any) -> Producer:
+        """An idempotent producer: retries never duplicate or reorder a partition's messages."""
+        from confluent_kafka import Producer
+
+        config = {
+            **self.client_config(),
+            "enable.idempotence": True,
+            "acks": "all",
+            "compression.type": "lz4",
+            "linger.ms": 20,
+            "message.timeout.ms": 60_000,
+            **overrides,
+        }
+        return Producer(config)
+
+    def topic(self, name: str) -> str:
+        """The full name of a contract topic on this cluster (with the configured prefix)."""
+        return self.topic_prefix + name
+
+    def publisher(self, **producer_overrides: Any) -> Publisher:
+        """A :class:`Publisher` over a new idempotent producer, the contract's topics created first.
+
+        Brokers are expected to refuse auto-creation (it would pick the broker's defaults for
+        partitions and retention), so every writer makes sure the topics exist with pricepipe's.
+        """
+        from pricepipe_assets.contract.topics import ALL_TOPICS
+        from pricepipe_assets.kafka.publisher import Publisher
+
+        self.ensure_topics(ALL_TOPICS)
+        return Publisher(functools.partial(self.producer, **producer_overrides), self.topic_prefix)
+
+    def consumer(self, group_id: str, **overrides: Any) -> Consumer:
+        """A consumer that never commits on its own: offsets are committed after the write they cover."""
+        from confluent_kafka import Consumer
+
+        config = {
+            **self.client_config(),
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            **overrides,
+        }
+        return Consumer(config)
+
+    def admin(self) -> AdminClient:
+        from confluent_kafka.admin import AdminClient
+
+        return AdminClient(self.client_config())
+
+    def ping(self, timeout_s: float = 2.0) -> bool:
+        """Whether a broker answers a metadata request now."""
+        from confluent_kafka import KafkaException
+
+        try:
+            return bool(self.admin().list_topics(timeout=timeout_s).brokers)
+        except KafkaException:
+            return False
+
+    def ensure_topics(self, names: Iterable[str], timeout_s: float = 30) -> list[str]:
+        """Create the topics that do not exist yet with the configured partitions and retention.
+
+        ``names`` are contract names; the configured prefix is added. Returns the full names created; existing topics are left as they are (their partition count is
+        never changed behind a running consumer's back).
+        """
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import NewTopic
+
+        admin = self.admin()
+        existing = set(admin.list_topics(timeout=timeout_s).topics)
+        retention_ms = str(self.retention_hours * 3_600_000)
+        missing = [
+            NewTopic(self.topic(name), num_partitions=self.topic_partitions, replication_factor=self.replication_factor,
+                     config={"retention.ms": retention_ms})
+            for name in dict.fromkeys(names)
+            if self.topic(name) not in existing
+        ]
+        if not missing:
+            return []
+        created = []
+        for name, future in admin.create_topics(missing, operation_timeout=timeout_s, request_timeout=timeout_s).items():
+            try:
+                future.result()
+            except KafkaException as error:
+                if error.args[0].name() != "TOPIC_ALREADY_EXISTS":  # another process won the race: fine
+                    raise KafkaError(f"could not create topic {name!r}: {error.args[0].str()}") from None
+                continue
+            created.append(name)
+        return created
+
+
+def kafka_cluster(settings: Settings) -> KafkaCluster:
+    """The cluster the settings name; the password comes from ``PRICEPIPE_KAFKA_PASSWORD``."""
+    return KafkaCluster(bootstrap_servers=settings.kafka_bootstrap, topic_prefix=settings.topic_prefix,
+                        security_protocol=settings.kafka_security_protocol,
+                        sasl_mechanism=settings.kafka_sasl_mechanism, username=settings.kafka_username,
+                        password=os.environ.get("PRICEPIPE_KAFKA_PASSWORD", ""),
+                        topic_partitions=settings.kafka_topic_partitions,
+                        replication_factor=settings.kafka_replication_factor,
+                        retention_hours=settings.kafka_retention_hours)

@@ -1,0 +1,223 @@
+"""Live 1m candles from Binance's combined kline stream, with the gaps of every reconnect filled over REST.
+
+A WebSocket drops: networks fail and Binance closes every connection after a day. The minutes
+that closed while no connection was up are never re-sent on the stream, so after each (re)connect
+they are read from the REST klines endpoint, from the minute after the last candle published for
+each symbol up to the last closed minute. A closed candle that arrives later than the minute after
+the last one published shows a gap the fill could not see yet (REST lags the stream by a moment),
+and that gap is filled before the candle is published. Open times already published are never
+published again, so ``candles.1m`` has neither holes the exchange did not have nor doubles.
+
+Only closed candles (``"x": true``) are published; the open updates Binance sends every second or
+two would be a stream of revisions of one minute. Frames that are not a valid kline go to
+``deadletter`` with the reason and the raw frame, and the stream goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import InvalidURI, WebSocketException
+
+from pricepipe_assets.contract.record_values import RecordError, now_ms
+from pricepipe_assets.contract.records import INTERVAL_MS, Candle
+from pricepipe_assets.sources.backoff import exponential_backoff
+from pricepipe_assets.sources.binance.formats import candle_from_binance_event
+from pricepipe_assets.sources.binance.rest import BinanceRestClient, BinanceRestError
+
+if TYPE_CHECKING:
+    from pricepipe_assets.kafka.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BASE_URL = "wss://stream.binance.com:9443"
+INTERVAL = "1m"
+STEP_MS = INTERVAL_MS[INTERVAL]
+# Dead letters of frames that never were on Kafka name the stream they came from instead of a topic.
+SOURCE = "binance.ws.kline_1m"
+# What a dropped connection, a refused handshake or a failing gap fill raises: all worth a reconnect.
+RETRIABLE = (OSError, WebSocketException, BinanceRestError)
+
+
+@dataclass
+class StreamCounts:
+    """What the stream has done so far, for a status line; read it from any thread."""
+
+    candles: int = 0
+    gap_filled: int = 0
+    reconnects: int = 0
+    dead_letters: int = 0
+
+    def status_line(self) -> str:
+        return (f"candles {self.candles}, gap-filled {self.gap_filled}, reconnects {self.reconnects}, "
+                f"dead letters {self.dead_letters}")
+
+
+def stream_url(base_url: str, symbols: Sequence[str]) -> str:
+    """The combined-stream URL of the symbols' 1m klines (Binance wants stream names in lower case)."""
+    names = "/".join(f"{symbol.lower()}@kline_{INTERVAL}" for symbol in symbols)
+    return f"{base_url.rstrip('/')}/stream?streams={names}"
+
+
+async def _wait(stopping: asyncio.Event, seconds: float) -> None:
+    """Sleep that ends early when the stream is told to stop."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stopping.wait(), seconds)
+
+
+async def _close_when(stopping: asyncio.Event, connection: ClientConnection) -> None:
+    await stopping.wait()
+    await connection.close()
+
+
+class BinanceKlineStream:
+    """Publishes the closed 1m candles of ``symbols`` until told to stop.
+
+    ``last_open_times`` are the open times of the last candles already stored per symbol (to
+    resume after a restart without a gap); the stream keeps it up to date. ``backoff`` maps the
+    number of failed attempts in a row to a wait in seconds; ``clock`` (milliseconds UTC) decides
+    which minutes have closed. Both are injectable so tests can replay a day in seconds.
+    """
+
+    def __init__(self, symbols: Sequence[str], publisher: Publisher, rest: BinanceRestClient, *,
+                 base_url: str = DEFAULT_BASE_URL, backoff: Callable[[int], float] | None = None,
+                 clock: Callable[[], int] = now_ms, last_open_times: Mapping[str, int] | None = None,
+                 open_timeout_s: float = 10.0, stop_poll_s: float = 0.2) -> None:
+        if not symbols:
+            raise ValueError("a kline stream needs at least one symbol")
+        self.symbols = tuple(symbol.upper() for symbol in symbols)
+        self.url = stream_url(base_url, self.symbols)
+        self.counts = StreamCounts()
+        self.last_open_times: dict[str, int] = {s.upper(): t for s, t in (last_open_times or {}).items()}
+        self._publisher = publisher
+        self._rest = rest
+        self._backoff = backoff or exponential_backoff()
+        self._clock = clock
+        self._open_timeout_s = open_timeout_s
+        self._stop_poll_s = stop_poll_s
+        self._failures = 0
+        self._connected_before = False
+
+    def start(self, stop: threading.Event) -> Future[None]:
+        """Run in a background thread (a CLI's main thread prints status lines meanwhile).
+
+        The future ends when ``stop`` is set and re-raises whatever ended the stream otherwise.
+        """
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="binance-klines")
+        future = executor.submit(self.run, stop)
+        executor.shutdown(wait=False)
+        return future
+
+    def run(self, stop: threading.Event) -> None:
+        """Run on an event loop of the calling thread until ``stop`` is set (a thread's target)."""
+        asyncio.run(self.run_async(stop))
+
+    async def run_async(self, stop: threading.Event) -> None:
+        """Stream until ``stop`` is set, then return once Kafka confirmed everything published."""
+        stopping = asyncio.Event()
+        watcher = asyncio.create_task(self._watch(stop, stopping))
+        try:
+            await self._stream_until(stopping)
+        finally:
+            watcher.cancel()
+            self._publisher.flush()
+
+    async def _watch(self, stop: threading.Event, stopping: asyncio.Event) -> None:
+        """Carry a set ``stop`` (a thread's event, settable from anywhere) into the loop."""
+        while not stop.is_set():
+            await asyncio.sleep(self._stop_poll_s)
+        stopping.set()
+
+    async def _stream_until(self, stopping: asyncio.Event) -> None:
+        while not stopping.is_set():
+            try:
+                await self._session(stopping)
+            except InvalidURI:
+                raise
+            except RETRIABLE as error:
+                log.warning("Binance klines stream %s: %s", self.url, error)
+            if stopping.is_set():
+                return
+            self._failures += 1
+            delay = self._backoff(self._failures)
+            log.info("Binance klines stream: reconnecting in %.1f s (attempt %d)", delay, self._failures)
+            await _wait(stopping, delay)
+
+    async def _session(self, stopping: asyncio.Event) -> None:
+        """One connection: fill what closed while away, then publish frames until it ends.
+
+        Frames are buffered without bound (``max_queue=None``) so that pings are still answered
+        while a gap fill keeps the loop from reading; a kline stream sends only a few a second.
+        """
+        async with connect(self.url, open_timeout=self._open_timeout_s, max_queue=None) as connection:
+            if self._connected_before:
+                self.counts.reconnects += 1
+            self._connected_before = True
+            await asyncio.to_thread(self._fill_gaps)
+            closer = asyncio.create_task(_close_when(stopping, connection))
+            try:
+                async for frame in connection:
+                    self._failures = 0
+                    await self._handle(frame)
+            finally:
+                closer.cancel()
+
+    async def _handle(self, frame: str | bytes) -> None:
+        try:
+            candle = self._parse(frame)
+        except RecordError as error:
+            self._publisher.dead_letter(SOURCE, frame, str(error))
+            self.counts.dead_letters += 1
+            return
+        last = self.last_open_times.get(candle.symbol)
+        if not candle.is_closed or (last is not None and candle.open_time <= last):
+            return
+        if last is not None and candle.open_time > last + STEP_MS:
+            await asyncio.to_thread(self._fill, candle.symbol, candle.open_time - STEP_MS)
+        self._publisher.publish(candle)
+        self.last_open_times[candle.symbol] = candle.open_time
+        self.counts.candles += 1
+
+    def _parse(self, frame: str | bytes) -> Candle:
+        """The candle of a combined-stream frame, or :class:`RecordError` saying why the frame is none."""
+        try:
+            message: Any = json.loads(frame)
+        except ValueError as error:
+            raise RecordError(f"not valid JSON: {error}") from None
+        if not isinstance(message, dict) or not isinstance(message.get("data"), dict):
+            raise RecordError('expected a combined-stream frame {"stream": ..., "data": {...}}')
+        kline = message["data"].get("k")
+        if isinstance(kline, dict) and kline.get("i") != INTERVAL:
+            raise RecordError(f"expected a {INTERVAL} kline, got interval {str(kline.get('i'))[:20]!r}")
+        candle = candle_from_binance_event(message["data"])
+        if candle.symbol not in self.symbols:
+            raise RecordError(f"kline for {candle.symbol}, which this stream did not subscribe to")
+        return candle
+
+    def _fill_gaps(self) -> None:
+        """After a (re)connect: every minute closed since the last candle published, per symbol."""
+        last_closed = self._clock() // STEP_MS * STEP_MS - STEP_MS
+        for symbol in self.symbols:
+            if symbol in self.last_open_times:
+                self._fill(symbol, last_closed)
+
+    def _fill(self, symbol: str, until: int) -> None:
+        """Publish the candles after the last one published for ``symbol`` up to open time ``until``."""
+        start = self.last_open_times[symbol] + STEP_MS
+        if until < start:
+            return
+        dead_before = self._publisher.dead_letters
+        for candle in self._rest.candles(symbol, INTERVAL, start, until, publisher=self._publisher):
+            self.last_open_times[symbol] = candle.open_time
+            self.counts.gap_filled += 1
+        self.counts.dead_letters += self._publisher.dead_letters - dead_before
+        log.info("%s: gap %d..%d filled over REST", symbol, start, until)

@@ -1,0 +1,1 @@
+"""BitMEX: the trade and quote WebSocket."""

@@ -1,0 +1,1 @@
+"""Cassandra and the lake as plain classes: sessions, schema, clock, datasets, archive, models."""

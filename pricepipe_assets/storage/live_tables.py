@@ -1,0 +1,33 @@
+"""The CQL that writes and reads the live tables fed from Kafka (schema: ``cassandra_schema``).
+
+Every write is an upsert on the row's natural key, so a batch delivered again rewrites the same rows.
+"""
+
+from __future__ import annotations
+
+UPSERT_CANDLE = """
+INSERT INTO candles (symbol, interval, bucket, open_time, close_time, exchange, open, high, low, close, volume,
+                     quote_volume, trades)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+UPSERT_TRADE = """
+INSERT INTO trades (symbol, bucket, ts, trade_id, exchange, side, size, price) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+SELECT_TRADES = """
+SELECT ts, trade_id, side, size, price FROM trades WHERE symbol = ? AND bucket = ? AND ts >= ? AND ts < ?
+"""
+STATS_COLUMNS = "trades, volume, quote_volume, buy_volume, sell_volume, vwap, last_price"
+UPSERT_MINUTE = f"INSERT INTO trade_stats_minute (symbol, bucket, minute, {STATS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+SELECT_MINUTES = f"SELECT minute, {STATS_COLUMNS} FROM trade_stats_minute WHERE symbol = ? AND bucket = ? AND minute >= ? AND minute < ?"
+SELECT_MINUTE_STARTS = "SELECT minute FROM trade_stats_minute WHERE symbol = ? AND bucket = ? AND minute >= ? AND minute < ?"
+UPSERT_HOUR = f"INSERT INTO trade_stats_hour (symbol, bucket, hour, {STATS_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+UPDATE_QUOTE = """
+UPDATE latest_prices USING TIMESTAMP ? SET exchange = ?, bid = ?, ask = ?, quote_time = ? WHERE symbol = ?
+"""
+UPDATE_LAST_TRADE = """
+UPDATE latest_prices USING TIMESTAMP ? SET exchange = ?, last_price = ?, trade_time = ? WHERE symbol = ?
+"""
+UPDATE_SYMBOL = """
+UPDATE symbols USING TIMESTAMP ? SET exchange = ?, latest_event_time = ? WHERE symbol = ?
+"""
+UPSERT_MOVING_AVERAGE = "INSERT INTO moving_averages (symbol, window_days, bucket, day, sma) VALUES (?, ?, ?, ?, ?)"

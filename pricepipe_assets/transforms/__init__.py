@@ -1,0 +1,1 @@
+"""Rollups and statistics computed from contract records, independent of Dagster."""

@@ -1,0 +1,51 @@
+"""KafkaResource against the real local broker."""
+
+from __future__ import annotations
+
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import ConfigResource
+
+from pricepipe_assets.defs.resources import KafkaResource
+
+
+def test_ensure_topics_creates_with_partitions_and_retention_once(kafka: KafkaResource, unique: str) -> None:
+    topic = kafka.topic("trades")
+    assert kafka.ensure_topics(["trades"]) == [topic]
+    assert kafka.ensure_topics(["trades"]) == []
+
+    admin = kafka.admin()
+    assert len(admin.list_topics(topic, timeout=10).topics[topic].partitions) == 2
+    resource = ConfigResource(ConfigResource.Type.TOPIC, topic)
+    configs = admin.describe_configs([resource])[resource].result(timeout=10)
+    assert configs["retention.ms"].value == str(3_600_000)
+
+
+def test_produce_consume_round_trip_keeps_keys_and_values(kafka: KafkaResource, unique: str) -> None:
+    kafka.ensure_topics(["roundtrip"])
+    topic = kafka.topic("roundtrip")
+    sent = [(f"SYM{i % 3}".encode(), f'{{"n": {i}}}'.encode()) for i in range(50)]
+    errors = []
+    producer = kafka.producer()
+    for key, value in sent:
+        producer.produce(topic, value=value, key=key, on_delivery=lambda err, _msg: err and errors.append(err))
+    assert producer.flush(30) == 0
+    assert errors == []
+
+    consumer = kafka.consumer(f"test-{unique}")
+    consumer.subscribe([topic])
+    received = []
+    while len(received) < len(sent):
+        message = consumer.poll(10)
+        assert message is not None, f"only {len(received)} of {len(sent)} messages arrived"
+        assert message.error() is None
+        received.append((message.key(), message.value(), message.partition(), message.offset()))
+    consumer.commit(asynchronous=False, offsets=[
+        TopicPartition(topic, p, max(o for _, _, pp, o in received if pp == p) + 1) for p in {r[2] for r in received}
+    ])
+    consumer.close()
+
+    assert sorted((k, v) for k, v, _, _ in received) == sorted(sent)
+    partitions_by_key = {}
+    for key, _, partition, _ in received:
+        partitions_by_key.setdefault(key, set()).add(partition)
+    assert all(len(p) == 1 for p in partitions_by_key.values()), "one key must map to one partition"

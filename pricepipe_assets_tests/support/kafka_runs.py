@@ -1,0 +1,95 @@
+"""Test helpers: real data onto a test's topics, and the sensor → run loop executed in process."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+
+from pricepipe_assets.defs import lake, live, ml, predictions
+from pricepipe_assets.defs.checks import ASSET_CHECKS
+from pricepipe_assets.defs.jobs import TOPIC_JOBS, job_name
+from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource, ModelRulesResource
+from pricepipe_assets.defs.resources.spark import spark_resource
+from pricepipe_assets.defs.sensors import kafka_sensor
+from pricepipe_assets.settings import Settings
+from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset
+
+CANDLE_DAY = dt.date(2024, 1, 1)
+TRADE_DAY = dt.date(2026, 5, 8)
+KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades",
+                 "taker_buy_base", "taker_buy_quote", "ignore"]
+
+
+def publish_candles(kafka: KafkaResource, shared_data: Path, cache_dir: Path, day: dt.date = CANDLE_DAY) -> int:
+    dumps = BinanceDumps(cache_dir, (shared_data / "binance").as_uri())
+    return dumps.backfill(kafka.publisher(), Dataset.klines("BTCUSDT", "1m"), day, day).records_published
+
+
+def publish_trades(kafka: KafkaResource, shared_data: Path, cache_dir: Path) -> int:
+    dumps = BinanceDumps(cache_dir, (shared_data / "binance").as_uri())
+    dataset = Dataset.agg_trades("BTCUSD_PERP", "futures/cm")
+    return dumps.backfill(kafka.publisher(), dataset, TRADE_DAY, TRADE_DAY).records_published
+
+
+def source_candles(shared_data: Path, day: dt.date = CANDLE_DAY) -> pd.DataFrame:
+    path = shared_data / f"binance/data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-{day.isoformat()}.zip"
+    return pd.read_csv(path, header=None, names=KLINE_COLUMNS)
+
+
+def source_trades(shared_data: Path) -> pd.DataFrame:
+    path = shared_data / f"binance/data/futures/cm/daily/aggTrades/BTCUSD_PERP/BTCUSD_PERP-aggTrades-{TRADE_DAY}.zip"
+    return pd.read_csv(path)
+
+
+def expected_minute_stats(source: pd.DataFrame) -> pd.DataFrame:
+    """The reference for trade statistics: a pandas group-by of aggTrades rows per minute."""
+    trades = source.sort_values(["transact_time", "agg_trade_id"])
+    trades["minute"] = trades["transact_time"] - trades["transact_time"] % 60_000
+    trades["quote"] = trades["quantity"] * trades["price"]
+    trades["buy"] = trades["quantity"].where(~trades["is_buyer_maker"], 0.0)
+    trades["sell"] = trades["quantity"].where(trades["is_buyer_maker"], 0.0)
+    stats = trades.groupby("minute").agg(trades=("agg_trade_id", "size"), volume=("quantity", "sum"),
+                                         quote_volume=("quote", "sum"), buy_volume=("buy", "sum"),
+                                         sell_volume=("sell", "sum"), last_price=("price", "last"))
+    stats["vwap"] = stats["quote_volume"] / stats["volume"]
+    return stats.reset_index()
+
+
+def definitions(kafka: KafkaResource, cassandra: CassandraResource, lake_resource: LakeResource) -> dg.Definitions:
+    """The code location's Kafka-fed assets, checks and jobs over the test's own resources."""
+    return dg.Definitions(
+        assets=dg.load_assets_from_modules([lake, live, predictions, ml]),
+        asset_checks=ASSET_CHECKS,
+        jobs=list(TOPIC_JOBS.values()),
+        resources={"kafka": kafka, "cassandra": cassandra, "lake": lake_resource, "model_rules": ModelRulesResource(),
+                   "spark": spark_resource(Settings.from_env({"PRICEPIPE_SPARK_MASTER": "local[2]"}))},
+    )
+
+
+def tick(topic: str, kafka: KafkaResource, instance: dg.DagsterInstance,
+         cursor: str | None = None) -> dg.SensorResult:
+    sensor = kafka_sensor(topic, minimum_interval_seconds=1)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"kafka": kafka})
+    return sensor(context)
+
+
+def run_requested(defs: dg.Definitions, topic: str, request: dg.RunRequest, instance: dg.DagsterInstance,
+                  raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    job = defs.resolve_job_def(job_name(topic))
+    return job.execute_in_process(run_config=request.run_config, instance=instance, tags=request.tags,
+                                  raise_on_error=raise_on_error)
+
+
+def drain(defs: dg.Definitions, topic: str, kafka: KafkaResource, instance: dg.DagsterInstance,
+          max_runs: int = 5) -> list[dg.ExecuteInProcessResult]:
+    """Tick the topic's sensor and execute each requested run until the sensor sees no lag."""
+    results = []
+    for _ in range(max_runs):
+        outcome = tick(topic, kafka, instance)
+        if not outcome.run_requests:
+            return results
+        results += [run_requested(defs, topic, request, instance) for request in outcome.run_requests]
+    raise AssertionError(f"{topic} still lags after {max_runs} runs")

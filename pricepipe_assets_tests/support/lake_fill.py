@@ -1,0 +1,25 @@
+"""Test helper: real candles into the lake's raw zone through the project's own lake writer."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from pricepipe_assets.contract.records import Candle
+from pricepipe_assets.defs.lake import candle_row, write_chunks
+from pricepipe_assets.defs.resources import LakeResource
+from pricepipe_assets.kafka.batches import Batch, Delivered, OffsetRange
+from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset
+from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
+
+
+def real_minutes(shared_data: Path, cache: Path, symbol: str, first: dt.date, last: dt.date) -> list[Candle]:
+    dumps = BinanceDumps(cache, (shared_data / "binance").as_uri())
+    return list(dumps.records(Dataset.klines(symbol, "1m"), first, last))
+
+
+def write_raw_candles(lake: LakeResource, candles: list[Candle]) -> None:
+    """As ``candles_lake`` would store them had they arrived on partition 0 in this order."""
+    batch = Batch([OffsetRange("candles.1m", 0, 0, len(candles))],
+                  [Delivered("candles.1m", 0, offset, candle) for offset, candle in enumerate(candles)])
+    write_chunks(lake, batch, RAW_CANDLES, ["interval", "symbol", "date"], candle_row)
