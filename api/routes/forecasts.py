@@ -13,7 +13,7 @@ from api.errors import InvalidParameter
 from api.params import Param, finite
 from api.routes.symbols import SYMBOL
 from api.windows import STEP, iso, to_ms
-from pricepipe_assets.contract.forecasts import FORECAST_LEVEL, HORIZON_DAYS
+from pricepipe_assets.contract.forecasts import FORECAST_LEVEL, HORIZON_DAYS, INTERVAL_METHODS
 from pricepipe_assets.storage.cassandra_schema import MOVING_AVERAGE_WINDOWS, candle_bucket
 
 DEFAULT_MA_DAYS = 90
@@ -54,10 +54,11 @@ async def forecast(context: ApiContext, symbol: str, days: int) -> dict[str, Any
             rows = (await context.store.rows(queries.FORECAST, (symbol, bucket, made_at)))[:days]
             return {"symbol": symbol, "model": rows[0].model, "model_version": rows[0].model_version,
                     "made_at": iso(made_at), "level": FORECAST_LEVEL,
+                    "interval_method": INTERVAL_METHODS.get(rows[0].model),
                     "forecast": [{"target_time": iso(r.target_time), "predicted": finite(r.predicted),
                                   "lower": finite(r.lower), "upper": finite(r.upper)} for r in rows]}
     return {"symbol": symbol, "model": None, "model_version": None, "made_at": None, "level": FORECAST_LEVEL,
-            "forecast": []}
+            "interval_method": None, "forecast": []}
 
 
 async def predictions(context: ApiContext, symbol: str, horizon: str, limit: int) -> dict[str, Any]:
@@ -99,7 +100,8 @@ ENDPOINTS = (
         s.obj(symbol=s.string(), model=s.string("the model that answered; `naive` when the daily model lost to "
                                                 "the naive baseline", nullable=True),
               model_version=s.string(nullable=True), made_at=s.time(nullable=True),
-              level=s.number("coverage the intervals are calibrated for"), forecast=s.array(FORECAST_POINT)),
+              level=s.number("coverage the intervals are calibrated for"),
+              interval_method=s.string("how the intervals were made", nullable=True), forecast=s.array(FORECAST_POINT)),
         params=(SYMBOL, Param("days", "query", "integer", "days of forecast wanted", default=HORIZON_DAYS,
                               minimum=1, maximum=HORIZON_DAYS)),
         description="Empty (`forecast: []`) until `daily_forecast` has run for the symbol.",

@@ -123,7 +123,13 @@ function forecastTraces(answer) {
   const edge = { ...onPanel, mode: "lines", line: { width: 0, color: COLORS.band }, hoverinfo: "skip" };
   return [
     { ...edge, y: rows.map((row) => row.lower), showlegend: false },
-    { ...edge, y: rows.map((row) => row.upper), fill: "tonexty", fillcolor: COLORS.band, name: `${Math.round(answer.level * 100)}% interval` },
+    {
+      ...edge,
+      y: rows.map((row) => row.upper),
+      fill: "tonexty",
+      fillcolor: COLORS.band,
+      name: `${Math.round(answer.level * 100)}% interval${answer.interval_method ? ` (${answer.interval_method})` : ""}`,
+    },
     {
       ...onPanel,
       mode: "lines+markers",

@@ -3,3 +3,11 @@ intervals. The models are built to these and the API reports them."""
 
 HORIZON_DAYS = 15
 FORECAST_LEVEL = 0.9
+
+# How each model's intervals are made, as the API and the chart page name them (the ``ml`` assets'
+# metadata gives the exact parameters).
+INTERVAL_METHODS: dict[str, str] = {
+    "rf_daily": "split conformal on earlier 15-day moves scaled by an EWMA of daily volatility",
+    "sgd_minute": "split conformal on recent residuals scaled by the minute's volatility",
+    "naive": "split conformal on the naive forecast's past moves, not scaled by volatility",
+}

@@ -78,6 +78,8 @@ def _evaluation_metadata(symbol: str, evaluation: Any, serve_baseline: bool, mar
         f"{symbol}/metrics": dg.MetadataValue.md(_metrics_table(evaluation.metrics)),
         f"{symbol}/mae_ratio_to_naive": round(evaluation.mae_ratio, 4),
         f"{symbol}/interval_coverage": round(evaluation.metrics["model"]["interval_coverage"], 4),
+        f"{symbol}/interval_score": round(evaluation.metrics["model"]["interval_score"], 4),
+        f"{symbol}/interval_method": evaluation.interval_method,
         f"{symbol}/evaluated": f"{evaluation.n_predictions} forecasts, {utc_iso(evaluation.evaluated_from)} → "
                                f"{utc_iso(evaluation.evaluated_to)}",
         f"{symbol}/serves": f"{NAIVE} (model worse than the baseline by more than {margin:.0%})" if serve_baseline
@@ -181,6 +183,9 @@ def minute_model(context: AssetExecutionContext, config: MinuteModelConfig, lake
     for symbol in _symbols_in(lake, MINUTE_FEATURES_DATASET):
         features = _features_frame(lake, MINUTE_FEATURES_DATASET, symbol)
         previous = model_store.load_latest(lake, MINUTE_MODEL, symbol)
+        if previous is not None and not hasattr(previous.model, "scores"):
+            context.log.info(f"{symbol}: version {previous.version} keeps unscaled residuals; learning from scratch")
+            previous = None
         model, warmup = (previous.model, 0) if previous else (MinuteModel(), config.warmup_minutes)
         if previous is not None:
             features = features[features["open_time"] > model.trained_to]
@@ -218,8 +223,9 @@ class DailyModelConfig(dg.Config):
     check_specs=[_baseline_spec("daily_model")],
     description="15-day model per symbol (`RandomForestRegressor`, one output per day ahead), scored walk-forward from "
     "expanding windows against the naive forecast on the same origins (MAE, RMSE, MAPE, directional accuracy, "
-    "interval coverage), then refitted on all history with conformal intervals from those residuals. Saved as "
-    "`models/daily_model/symbol=.../<version>.pkl`.",
+    "interval coverage, interval score), then refitted on all history. The served forecast is the model's move "
+    "weighted by what its walk-forward record earned over the naive one (0: the naive forecast), with intervals from "
+    "every earlier 15-day move scaled by the current volatility. Saved as `models/daily_model/symbol=.../<version>.pkl`.",
 )
 def daily_model(context: AssetExecutionContext, config: DailyModelConfig, lake: LakeResource,
                 model_rules: ModelRulesResource) -> dg.MaterializeResult:
@@ -238,7 +244,7 @@ def daily_model(context: AssetExecutionContext, config: DailyModelConfig, lake: 
         except ValueError as error:
             metadata[f"{symbol}/skipped"] = f"{len(features)} days of features: {error}"
             continue
-        model = DailyModel().fit(features).calibrate(evaluation.residuals)
+        model = DailyModel().fit(features).calibrate(evaluation)
         serve_baseline = not evaluation.better_than_baseline(margin)
         stored = model_store.StoredModel(DAILY_MODEL, symbol, model_store.new_version(), model, evaluation.metrics,
                                          serve_baseline, {"naive_half_widths": naive_daily_half_widths(evaluation)})
@@ -247,6 +253,7 @@ def daily_model(context: AssetExecutionContext, config: DailyModelConfig, lake: 
         metadata.update({**_evaluation_metadata(symbol, evaluation, serve_baseline, margin, None),
                          f"{symbol}/version": stored.version, f"{symbol}/file": path,
                          f"{symbol}/training_days": model.n_train,
+                         f"{symbol}/served_weight": round(evaluation.serving_weight, 4),
                          f"{symbol}/trained": f"{utc_iso(model.trained_from)} → {utc_iso(model.trained_to)}"})
         context.log.info(f"{symbol}: {len(evaluation.origins)} origins, MAE ratio to naive {evaluation.mae_ratio:.4f}")
     return dg.MaterializeResult(metadata={**metadata, "params": dg.MetadataValue.json(DailyModel().params),
@@ -282,7 +289,7 @@ def _closed_daily_candles(lake: LakeResource) -> Any:
     "interval then comes from the history's own 1–15-day moves); `served_by` says which and why.",
 )
 def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: KafkaResource) -> dg.MaterializeResult:
-    from pricepipe_assets.contract.forecasts import FORECAST_LEVEL, HORIZON_DAYS
+    from pricepipe_assets.contract.forecasts import FORECAST_LEVEL, HORIZON_DAYS, INTERVAL_METHODS
     from pricepipe_assets.forecasting.serving import naive_forecast, naive_half_widths_from_closes, to_predictions
 
     published = []
@@ -307,6 +314,7 @@ def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: Ka
         table = forecast.assign(day=[utc_iso(t)[:10] for t in forecast["target_time"]])[["day", "predicted", "lower", "upper"]]
         metadata[f"{symbol}/forecast"] = dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".2f"))
         metadata[f"{symbol}/served_by"] = f"{why} (version {version})"
+        metadata[f"{symbol}/interval_method"] = INTERVAL_METHODS[name]
     _publish(kafka, published)
     return dg.MaterializeResult(metadata={**metadata, "dagster/row_count": len(published),
                                           "topic": kafka.topic("predictions")})

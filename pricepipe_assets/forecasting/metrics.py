@@ -76,9 +76,30 @@ def interval_width(lower: ArrayLike, upper: ArrayLike, last_known: ArrayLike) ->
     return float(np.mean((hi[known] - lo[known]) / base[known]))
 
 
+def interval_score(actual: ArrayLike, lower: ArrayLike, upper: ArrayLike, level: float) -> float:
+    """Mean interval (Winkler) score, in price units: lower is better.
+
+    Width and coverage each reward what the other punishes, so neither ranks two interval
+    methods on its own. The score charges the width plus, for every miss, 2 / (1 - level) times
+    the distance to the bound it crossed: a proper scoring rule, minimized in expectation by the
+    true (1 - level) / 2 and (1 + level) / 2 quantiles, so a band can only win it by being both
+    sharp and honest. Cases with a NaN bound are left out, as for coverage.
+    """
+    a, lo, hi = _floats(actual), _floats(lower), _floats(upper)
+    known = ~(np.isnan(lo) | np.isnan(hi))
+    if not known.any():
+        return float("nan")
+    a, lo, hi = a[known], lo[known], hi[known]
+    penalty = 2.0 / (1.0 - level)
+    return float(np.mean(hi - lo + penalty * (np.maximum(lo - a, 0.0) + np.maximum(a - hi, 0.0))))
+
+
 def all_metrics(actual: ArrayLike, predicted: ArrayLike, last_known: ArrayLike,
-                lower: ArrayLike, upper: ArrayLike) -> dict[str, float]:
-    """Every measure above for one model, keyed by name, as they go into asset metadata."""
+                lower: ArrayLike, upper: ArrayLike, *, level: float) -> dict[str, float]:
+    """Every measure above for one model, keyed by name, as they go into asset metadata.
+
+    ``level`` is the intervals' promised coverage, which the interval score needs.
+    """
     return {
         "mae": mae(actual, predicted),
         "rmse": rmse(actual, predicted),
@@ -86,4 +107,5 @@ def all_metrics(actual: ArrayLike, predicted: ArrayLike, last_known: ArrayLike,
         "directional_accuracy": directional_accuracy(actual, predicted, last_known),
         "interval_coverage": interval_coverage(actual, lower, upper),
         "interval_width": interval_width(lower, upper, last_known),
+        "interval_score": interval_score(actual, lower, upper, level),
     }

@@ -9,7 +9,7 @@ exposes ``name`` and ``params`` (its constructor arguments) for the model's meta
 from __future__ import annotations
 
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -17,10 +17,13 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import SGDRegressor
 from sklearn.preprocessing import StandardScaler
 
-from pricepipe_assets.contract.forecasts import HORIZON_DAYS
 from pricepipe_assets.contract.records import INTERVAL_MS
 from pricepipe_assets.forecasting.feature_names import DAILY_FEATURES, DAILY_TARGETS, MINUTE_FEATURES
-from pricepipe_assets.forecasting.intervals import conformal_quantile, half_widths, price_interval
+from pricepipe_assets.forecasting.intervals import conformal_quantile, price_interval
+from pricepipe_assets.forecasting.volatility import DAILY_METHOD, MINUTE_METHOD, daily_move_half_widths, minute_scale
+
+if TYPE_CHECKING:
+    from pricepipe_assets.forecasting.walk_forward import Evaluation
 
 # ``step`` counts intervals ahead (1 for the minute model, 1..15 for the daily one); the
 # ``horizon`` of a :class:`~pricepipe_assets.contract.records.Prediction` is the model's ``interval``.
@@ -82,12 +85,14 @@ class MinuteModel:
     The Huber loss (``epsilon`` in target standard deviations) keeps a flash crash from dragging
     the weights; scaled features are clipped to +-``feature_clip`` and predictions to
     +-``clip_sigma`` standard deviations of the returns seen, so the model never forecasts an
-    absurd move. Intervals come from the model's last ``calibration_window`` prequential residuals.
-    The default step size was picked on BTCUSDT minutes of 2024-02-01..20 (docs/forecasting.md).
+    absurd move. Intervals come from the model's last ``calibration_window`` prequential residuals,
+    each divided by the volatility scale of its minute (:func:`minute_scale`), and are scaled
+    back by the scale of the minute forecast from. The default step size was picked on BTCUSDT minutes of 2024-02-01..20 (docs/forecasting.md).
     """
 
     name = "sgd_minute"
     interval = "1m"
+    interval_method = MINUTE_METHOD
 
     def __init__(self, *, alpha: float = 1e-4, eta0: float = 1e-4, epsilon: float = 1.0,
                  feature_clip: float = 10.0, clip_sigma: float = 3.0, level: float = 0.9,
@@ -105,7 +110,7 @@ class MinuteModel:
         self.target_scaler = StandardScaler()
         self.regressor = SGDRegressor(loss="huber", epsilon=epsilon, penalty="l2", alpha=alpha,
                                       learning_rate="constant", eta0=eta0, random_state=random_state)
-        self.residuals: deque[float] = deque(maxlen=calibration_window)
+        self.scores: deque[float] = deque(maxlen=calibration_window)
         self.n_learned = 0
         self.trained_from: int | None = None
         self.trained_to: int | None = None
@@ -135,8 +140,8 @@ class MinuteModel:
         strict prequential learning, one minute at a time; a larger block forecasts its rows with
         the model as of the block's start, which is still never trained on what it forecasts and
         trains months of minutes about ``batch`` times faster (a one-row update costs ~0.5 ms,
-        mostly scikit-learn's input checks). Each residual joins the calibration window, so
-        intervals always reflect the latest errors.
+        mostly scikit-learn's input checks). Each residual, divided by its minute's volatility
+        scale, joins the calibration window, so intervals always reflect the latest errors.
         """
         _single_symbol(features)
         if batch < 1:
@@ -145,12 +150,13 @@ class MinuteModel:
         x_all = features[list(MINUTE_FEATURES)].to_numpy(dtype=float)[usable]
         y_all = features["target"].to_numpy(dtype=float)[usable]
         times = features["open_time"].to_numpy()[usable]
+        scales = minute_scale(features[usable])
         predicted = np.full(len(x_all), np.nan)
         for start in range(0, len(x_all), batch):
             block = slice(start, start + batch)
             x, y = x_all[block], y_all[block]
             predicted[block] = self._predict_rows(x)
-            self.residuals.extend(y - predicted[block])
+            self.scores.extend((y - predicted[block]) / scales[block])
             self.features_scaler.partial_fit(x)
             self.target_scaler.partial_fit(y[:, None])
             scaled_y = (y - self.target_scaler.mean_[0]) / self.target_scaler.scale_[0]
@@ -162,16 +168,16 @@ class MinuteModel:
         out[usable] = predicted
         return out
 
-    def half_width(self) -> float:
-        """Current conformal half-width (log return) at ``level`` from the calibration window."""
-        return conformal_quantile(np.fromiter(self.residuals, dtype=float), self.level)
+    def half_width(self, scale: float) -> float:
+        """Conformal half-width (log return) at ``level`` for a minute of volatility ``scale``."""
+        return conformal_quantile(np.fromiter(self.scores, dtype=float), self.level) * scale
 
     def forecast(self, features: pd.DataFrame) -> pd.DataFrame:
         """The next minute after the newest row: one row of ``FORECAST_COLUMNS``."""
         _single_symbol(features)
-        width = self.half_width()
+        width = self.half_width(float(minute_scale(features.iloc[[-1]])[0]))
         if not np.isfinite(width):
-            raise NotCalibratedError(f"{self.name} has {len(self.residuals)} residuals, too few for "
+            raise NotCalibratedError(f"{self.name} has {len(self.scores)} residuals, too few for "
                                      f"{self.level:.0%} intervals; let it learn more minutes first")
         last = features.iloc[-1]
         predicted = self.predict_return(features.iloc[[-1]])
@@ -187,11 +193,16 @@ class DailyModel:
     feature scaling. Shallow trees with large leaves (each leaf averages at least 50 days) keep
     a leaf's forecast from being one past rally or crash; among the settings tried on the
     origins of 2022-08 to 2024-03 they were the closest to the naive baseline (docs/forecasting.md).
-    Intervals come from walk-forward residuals given to :meth:`calibrate`.
+
+    Still, the forest lost to the naive forecast there, so what is served is its predicted returns
+    times the weight its walk-forward record earned (:mod:`~pricepipe_assets.forecasting.combination`),
+    set by :meth:`calibrate`. Intervals need no calibration of their own: they come from every
+    earlier h-day move in the features, scaled by volatility (:func:`daily_move_half_widths`).
     """
 
     name = "rf_daily"
     interval = "1d"
+    interval_method = DAILY_METHOD
 
     def __init__(self, *, n_estimators: int = 200, max_depth: int | None = 6, min_samples_leaf: int = 50,
                  max_features: float = 0.5, level: float = 0.9, n_jobs: int = 2, random_state: int = 0) -> None:
@@ -203,7 +214,7 @@ class DailyModel:
         self.forest = RandomForestRegressor(n_estimators=n_estimators, max_depth=max_depth,
                                             min_samples_leaf=min_samples_leaf, max_features=max_features,
                                             n_jobs=n_jobs, random_state=random_state)
-        self.half_widths = np.full(HORIZON_DAYS, np.inf)
+        self.weight: float | None = None
         self.n_calibration = 0
         self.n_train = 0
         self.trained_from: int | None = None
@@ -223,21 +234,32 @@ class DailyModel:
         return self
 
     def predict_returns(self, features: pd.DataFrame) -> np.ndarray:
-        """Predicted log returns, shape (rows, ``HORIZON_DAYS``)."""
+        """The forest's own predicted log returns, before the weight, shape (rows, ``HORIZON_DAYS``)."""
         return self.forest.predict(features[list(DAILY_FEATURES)].to_numpy(dtype=float)).reshape(len(features), -1)
 
-    def calibrate(self, residuals: np.ndarray) -> DailyModel:
-        """Set the interval half-widths from walk-forward log residuals, shape (origins, ``HORIZON_DAYS``)."""
-        self.half_widths = half_widths(residuals, self.level)
-        self.n_calibration = int(np.asarray(residuals).shape[0])
+    def calibrate(self, evaluation: Evaluation) -> DailyModel:
+        """Take the weight its walk-forward ``evaluation`` earned over all of its origins.
+
+        The evaluation must be of this model's kind; its forecasts are all known by the time the
+        model, fitted on every row, forecasts from the newest one.
+        """
+        if evaluation.model_name != self.name:
+            raise ValueError(f"{self.name} cannot be calibrated on an evaluation of {evaluation.model_name}")
+        self.weight = evaluation.serving_weight
+        self.n_calibration = len(evaluation.origins)
         return self
 
     def forecast(self, features: pd.DataFrame) -> pd.DataFrame:
-        """Fifteen rows of ``FORECAST_COLUMNS``, one per day after the newest row."""
+        """Fifteen rows of ``FORECAST_COLUMNS``, one per day after the newest row of ``features``,
+        which must hold the symbol's history (its h-day moves calibrate the intervals)."""
         _single_symbol(features)
-        if not np.all(np.isfinite(self.half_widths)):
-            raise NotCalibratedError(f"{self.name} was calibrated on {self.n_calibration} walk-forward origins, "
-                                     f"too few for {self.level:.0%} intervals; evaluate it on more origins")
+        if self.weight is None:
+            raise NotCalibratedError(f"{self.name} has no walk-forward evaluation to weigh its forecasts by; "
+                                     "calibrate it on one first")
+        widths = daily_move_half_widths(features, self.level)
+        if not np.all(np.isfinite(widths)):
+            raise NotCalibratedError(f"{len(features)} daily rows hold too few 15-day moves for "
+                                     f"{self.level:.0%} intervals")
         last = features.iloc[-1]
-        predicted = self.predict_returns(features.iloc[[-1]])[0]
-        return forecast_frame(last, INTERVAL_MS[self.interval], predicted, self.half_widths)
+        predicted = self.weight * self.predict_returns(features.iloc[[-1]])[0]
+        return forecast_frame(last, INTERVAL_MS[self.interval], predicted, widths)

@@ -8,7 +8,12 @@ the conformal intervals, whose residuals also come only from earlier forecasts.
 - minute (prequential): each minute is forecast, then learned (see :meth:`MinuteModel.learn`);
   the first ``warmup`` minutes are learned but not scored.
 - daily (expanding window): at each origin a fresh model is fitted on the rows whose 15 targets
-  were all known at the origin, then forecasts the 15 days after it.
+  were all known at the origin, then forecasts the 15 days after it; the weight of its forecast
+  comes from the earlier origins' forecasts whose outcome was known by then.
+
+The naive baseline's intervals are the plain split-conformal band on its own earlier errors;
+the model's are scaled by volatility (:mod:`~pricepipe_assets.forecasting.volatility`). Interval
+measures are taken over the cases where both have a band, so they compare like with like.
 """
 
 from __future__ import annotations
@@ -20,10 +25,12 @@ import pandas as pd
 
 from pricepipe_assets.contract.forecasts import HORIZON_DAYS
 from pricepipe_assets.contract.records import INTERVAL_MS
+from pricepipe_assets.forecasting.combination import combination_weight
 from pricepipe_assets.forecasting.feature_names import DAILY_TARGETS
 from pricepipe_assets.forecasting.intervals import half_widths, price_interval, rolling_half_widths
 from pricepipe_assets.forecasting.metrics import all_metrics
 from pricepipe_assets.forecasting.models import DailyModel, MinuteModel, NaiveLastValue
+from pricepipe_assets.forecasting.volatility import daily_move_half_widths, minute_scale
 
 DAY_MS = INTERVAL_MS["1d"]
 MINUTE_MS = INTERVAL_MS["1m"]
@@ -38,7 +45,11 @@ class Evaluation:
     ``last_known``, ``actual``, ``predicted``, ``lower``, ``upper``, ``naive``, ``naive_lower``,
     ``naive_upper``, and for the daily evaluation ``origin`` and ``step`` (days ahead). ``origins`` are the
     daily origins' open times (empty for the prequential minute evaluation, where every scored
-    minute is an origin). ``residuals`` are the model's log residuals, shape (forecasts, steps).
+    minute is an origin). ``residuals`` are the served forecasts' log residuals, shape (forecasts,
+    steps). For the daily evaluation, ``raw_returns`` are the model's own predicted log returns
+    (origins, steps), ``weights`` the weight each origin's forecast was served with, and
+    ``serving_weight`` the weight earned over all origins, for the model that goes on to serve.
+    ``interval_method`` says how the model's intervals were made.
     """
 
     model_name: str
@@ -49,7 +60,11 @@ class Evaluation:
     evaluated_from: int
     evaluated_to: int
     residuals: np.ndarray
+    interval_method: str
     origins: list[int] = field(default_factory=list)
+    raw_returns: np.ndarray = field(default_factory=lambda: np.empty((0, HORIZON_DAYS)))
+    weights: list[float] = field(default_factory=list)
+    serving_weight: float = 1.0
 
     @property
     def mae_ratio(self) -> float:
@@ -61,12 +76,14 @@ class Evaluation:
         return self.metrics["model"]["mae"] <= self.metrics["naive"]["mae"] * (1.0 + margin)
 
 
-def _metrics(frame: pd.DataFrame) -> dict[str, dict[str, float]]:
-    return {
-        "model": all_metrics(frame["actual"], frame["predicted"], frame["last_known"], frame["lower"], frame["upper"]),
-        "naive": all_metrics(frame["actual"], frame["naive"], frame["last_known"],
-                             frame["naive_lower"], frame["naive_upper"]),
-    }
+def _metrics(frame: pd.DataFrame, level: float) -> dict[str, dict[str, float]]:
+    both = frame["lower"].notna() & frame["naive_lower"].notna()
+
+    def scored(center: str, lower: str, upper: str) -> dict[str, float]:
+        return all_metrics(frame["actual"], frame[center], frame["last_known"], frame[lower].where(both),
+                           frame[upper].where(both), level=level)
+
+    return {"model": scored("predicted", "lower", "upper"), "naive": scored("naive", "naive_lower", "naive_upper")}
 
 
 def _one_symbol(features: pd.DataFrame) -> pd.DataFrame:
@@ -80,21 +97,22 @@ def evaluate_minute(model: MinuteModel, features: pd.DataFrame, *, warmup: int =
 
     The model learns every row with a target as it goes (``batch`` as in :meth:`MinuteModel.learn`),
     so afterwards it is trained on all of them and its calibration window holds its latest
-    residuals: ready to forecast the next minute. Intervals for minute i use only the residuals
-    of the minutes before i (all known by then) from the model's calibration window, as
-    :meth:`MinuteModel.forecast` does when learning minute by minute; coverage is measured on
-    all scored minutes.
+    scores: ready to forecast the next minute. Intervals for minute i use only the scores of the
+    minutes before i (all known by then) from the model's calibration window, times minute i's
+    own volatility scale, as :meth:`MinuteModel.forecast` does when learning minute by minute;
+    coverage is measured on all scored minutes.
     """
     rows = _one_symbol(features).dropna(subset=["target"]).reset_index(drop=True)
     if len(rows) <= warmup:
         raise ValueError(f"{len(rows)} minutes with a target: more than the {warmup} warm-up minutes are needed")
-    earlier = np.fromiter(model.residuals, dtype=float)
+    earlier = np.fromiter(model.scores, dtype=float)
     predicted_return = model.learn(rows, batch=batch)
     target = rows["target"].to_numpy(dtype=float)
     residual = target - predicted_return
-    # The model's own window decides its intervals; replay it over the residuals it saw, in order.
-    model_widths = rolling_half_widths(np.concatenate([earlier, residual]), model.level,
-                                       model.calibration_window)[earlier.size:]
+    scale = minute_scale(rows)
+    # The model's own window decides its intervals; replay it over the scores it saw, in order.
+    model_widths = rolling_half_widths(np.concatenate([earlier, residual / scale]), model.level,
+                                       model.calibration_window)[earlier.size:] * scale
     naive_widths = rolling_half_widths(target, model.level, model.calibration_window)
 
     scored = slice(warmup, None)
@@ -109,9 +127,10 @@ def evaluate_minute(model: MinuteModel, features: pd.DataFrame, *, warmup: int =
         "predicted": predicted, "lower": lower, "upper": upper,
         "naive": naive, "naive_lower": naive_lower, "naive_upper": naive_upper,
     })
-    return Evaluation(model_name=model.name, level=model.level, metrics=_metrics(frame), frame=frame,
+    return Evaluation(model_name=model.name, level=model.level, metrics=_metrics(frame, model.level), frame=frame,
                       n_predictions=len(frame), evaluated_from=int(frame["time"].iloc[0]),
-                      evaluated_to=int(frame["time"].iloc[-1]), residuals=residual[scored][:, None])
+                      evaluated_to=int(frame["time"].iloc[-1]), residuals=residual[scored][:, None],
+                      interval_method=model.interval_method)
 
 
 def _origins(rows: pd.DataFrame, n_origins: int, step: int, min_train: int) -> list[int]:
@@ -129,12 +148,11 @@ def _origins(rows: pd.DataFrame, n_origins: int, step: int, min_train: int) -> l
     return sorted(chosen[:n_origins])
 
 
-def _calibrated_widths(residuals: np.ndarray, times: np.ndarray, k: int, level: float) -> np.ndarray:
-    """Half-widths at origin k from the residuals of earlier origins that were known by then:
-    step h of origin j counts only if its day (times[j] + h days) is not after times[k]."""
+def known_by(origin_times: np.ndarray, k: int) -> np.ndarray:
+    """Which (earlier origin, step) forecasts had their outcome known at origin k: step h of
+    origin j counts only if its day (times[j] + h days) is not after times[k]."""
     steps = np.arange(1, HORIZON_DAYS + 1)
-    known = times[:k, None] + steps[None, :] * DAY_MS <= times[k]
-    return half_widths(np.where(known, residuals[:k], np.nan), level)
+    return origin_times[:k, None] + steps[None, :] * DAY_MS <= origin_times[k]
 
 
 def evaluate_daily(model: DailyModel, features: pd.DataFrame, *, n_origins: int = 40, step: int = 15,
@@ -143,11 +161,14 @@ def evaluate_daily(model: DailyModel, features: pd.DataFrame, *, n_origins: int 
 
     Origins are every ``step`` days, ending at the newest row whose 15 days are known; at each
     one, a fresh copy of ``model`` (same ``params``; ``model`` itself is not touched) is fitted on
-    the rows whose 15 targets were all known at the origin. Intervals at an origin are calibrated
-    only on residuals of earlier origins that were already known then, so the first origins
-    (fewer than :func:`~pricepipe_assets.forecasting.intervals.min_calibration_size` residuals
-    per step: 9 at 0.9) have no interval and coverage is measured over the origins that do.
-    Pass ``residuals`` to :meth:`DailyModel.calibrate` after fitting ``model`` on all rows.
+    the rows whose 15 targets were all known at the origin. What each origin serves is its
+    forecast times the weight earned by the earlier origins' forecasts known by then, with the
+    intervals :meth:`DailyModel.forecast` would give from the rows up to the origin. The naive
+    baseline's intervals are calibrated only on the moves after earlier origins that were known
+    by then, so its first origins (fewer than
+    :func:`~pricepipe_assets.forecasting.intervals.min_calibration_size` moves per step: 9 at 0.9)
+    have none, and interval measures are taken over the origins that do.
+    Pass the result to :meth:`DailyModel.calibrate` after fitting ``model`` on all rows.
     """
     rows = _one_symbol(features)
     chosen = _origins(rows, n_origins, step, min_train)
@@ -157,21 +178,23 @@ def evaluate_daily(model: DailyModel, features: pd.DataFrame, *, n_origins: int 
     targets = rows[list(DAILY_TARGETS)].to_numpy(dtype=float)
     origin_times = times[chosen]
 
-    predicted_returns = np.empty((len(chosen), HORIZON_DAYS))
+    raw_returns = np.empty((len(chosen), HORIZON_DAYS))
     for k, i in enumerate(chosen):
         train = rows[times <= times[i] - HORIZON_DAYS * DAY_MS]
-        fitted = DailyModel(**model.params).fit(train)
-        predicted_returns[k] = fitted.predict_returns(rows.iloc[[i]])[0]
+        fitted = type(model)(**model.params).fit(train)
+        raw_returns[k] = fitted.predict_returns(rows.iloc[[i]])[0]
     actual_returns = targets[chosen]
-    residuals = actual_returns - predicted_returns
+    weights = [combination_weight(raw_returns[:k], actual_returns[:k], known_by(origin_times, k))
+               for k in range(len(chosen))]
+    predicted_returns = np.asarray(weights)[:, None] * raw_returns
 
     parts = []
     steps = np.arange(1, HORIZON_DAYS + 1)
     naive_model = NaiveLastValue()
     for k, i in enumerate(chosen):
         close = float(rows["close"].iloc[i])
-        model_widths = _calibrated_widths(residuals, origin_times, k, model.level)
-        naive_widths = _calibrated_widths(actual_returns, origin_times, k, model.level)
+        model_widths = daily_move_half_widths(rows.iloc[:i + 1], model.level)
+        naive_widths = half_widths(np.where(known_by(origin_times, k), actual_returns[:k], np.nan), model.level)
         predicted, lower, upper = price_interval(close, predicted_returns[k], model_widths)
         naive = naive_model.predict(close, HORIZON_DAYS)[0]
         _, naive_lower, naive_upper = price_interval(close, np.zeros(HORIZON_DAYS), naive_widths)
@@ -182,7 +205,9 @@ def evaluate_daily(model: DailyModel, features: pd.DataFrame, *, n_origins: int 
             "naive": naive, "naive_lower": naive_lower, "naive_upper": naive_upper,
         }))
     frame = pd.concat(parts, ignore_index=True)
-    return Evaluation(model_name=model.name, level=model.level, metrics=_metrics(frame), frame=frame,
+    serving = combination_weight(raw_returns, actual_returns, np.ones_like(raw_returns, dtype=bool))
+    return Evaluation(model_name=model.name, level=model.level, metrics=_metrics(frame, model.level), frame=frame,
                       n_predictions=len(frame), evaluated_from=int(frame["time"].min()),
-                      evaluated_to=int(frame["time"].max()), residuals=residuals,
-                      origins=[int(t) for t in origin_times])
+                      evaluated_to=int(frame["time"].max()), residuals=actual_returns - predicted_returns,
+                      interval_method=model.interval_method, origins=[int(t) for t in origin_times],
+                      raw_returns=raw_returns, weights=weights, serving_weight=serving)

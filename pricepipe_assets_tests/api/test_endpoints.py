@@ -12,6 +12,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from api.routes import ENDPOINTS
+from pricepipe_assets.contract.forecasts import INTERVAL_METHODS
 from pricepipe_assets_tests.api.conftest import CANDLE_CHUNKS, SYMBOL, TRADES_SYMBOL, Filled
 
 HOUR_MS, MINUTE_MS, DAY_MS = 3_600_000, 60_000, 86_400_000
@@ -101,6 +102,7 @@ def test_forecast_has_15_daily_rows_with_ordered_bounds_after_the_last_day(api_c
     assert [row["target_time"] for row in body["forecast"]] == [_iso(last_day + d * DAY_MS) for d in range(1, 16)]
     assert all(row["lower"] <= row["predicted"] <= row["upper"] for row in body["forecast"])
     assert body["model"] == "naive" and body["level"] == 0.9
+    assert body["interval_method"] == INTERVAL_METHODS["naive"]
     assert body["made_at"] == _iso(last_day + DAY_MS)
     assert len(_get(api_client, f"/forecast/{SYMBOL}?days=3")["forecast"]) == 3
 

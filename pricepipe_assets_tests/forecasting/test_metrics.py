@@ -43,10 +43,20 @@ def test_cases_without_an_interval_are_left_out_of_coverage() -> None:
     assert math.isnan(metrics.interval_coverage(ACTUAL, [math.nan] * 4, UPPER))
 
 
+def test_interval_score_charges_the_width_and_twenty_times_each_miss_at_ninety_percent() -> None:
+    # widths 3 + 2 + 2 + 3; misses: 97 is 1 below 98, 105 is 1 above 104, each charged 2 / (1 - 0.9) = 20
+    assert metrics.interval_score(ACTUAL, LOWER, UPPER, 0.9) == pytest.approx((10 + 20 + 20) / 4)
+    # at 0.5 a miss costs only 4 per unit
+    assert metrics.interval_score(ACTUAL, LOWER, UPPER, 0.5) == pytest.approx((10 + 4 + 4) / 4)
+    # a band that covers everything by being huge scores worse than the honest one
+    assert metrics.interval_score(ACTUAL, [0.0] * 4, [200.0] * 4, 0.9) > metrics.interval_score(ACTUAL, LOWER, UPPER, 0.9)
+    assert math.isnan(metrics.interval_score(ACTUAL, [math.nan] * 4, UPPER, 0.9))
+
+
 def test_all_metrics_names_every_measure() -> None:
-    result = metrics.all_metrics(ACTUAL, PREDICTED, LAST, LOWER, UPPER)
+    result = metrics.all_metrics(ACTUAL, PREDICTED, LAST, LOWER, UPPER, level=0.9)
     assert result == {
         "mae": pytest.approx(2.75), "rmse": pytest.approx(math.sqrt(9.75)),
         "mape": pytest.approx(metrics.mape(ACTUAL, PREDICTED)), "directional_accuracy": pytest.approx(2 / 3),
-        "interval_coverage": 0.5, "interval_width": pytest.approx(0.025),
+        "interval_coverage": 0.5, "interval_width": pytest.approx(0.025), "interval_score": pytest.approx(12.5),
     }

@@ -13,7 +13,7 @@ from pricepipe_assets.forecasting.feature_names import MINUTE_FEATURES
 from pricepipe_assets.forecasting.models import MinuteModel, NotCalibratedError
 from pricepipe_assets.forecasting.walk_forward import Evaluation, evaluate_minute
 
-METRICS = {"mae", "rmse", "mape", "directional_accuracy", "interval_coverage", "interval_width"}
+METRICS = {"mae", "rmse", "mape", "directional_accuracy", "interval_coverage", "interval_width", "interval_score"}
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +85,20 @@ def test_forecast_of_the_next_minute_fits_the_prediction_record(evaluated: tuple
 def test_an_unlearned_model_refuses_to_forecast_intervals(minute_frame: pd.DataFrame) -> None:
     with pytest.raises(NotCalibratedError, match="residuals"):
         MinuteModel().forecast(minute_frame)
+
+
+def test_the_band_scales_with_the_volatility_of_the_minute_it_is_forecast_from(
+        evaluated: tuple[MinuteModel, Evaluation], minute_frame: pd.DataFrame) -> None:
+    model, _ = evaluated
+    calm = minute_frame.iloc[[-1]].copy()
+    stormy = calm.copy()
+    stormy[["vol_15", "vol_60", "range"]] *= 4.0  # four times the volatility: twice the scale (its square root)
+    widths = [float(np.log(f["upper"] / f["predicted"]).iloc[0]) for f in (model.forecast(calm), model.forecast(stormy))]
+    assert widths[1] == pytest.approx(2.0 * widths[0], rel=1e-9)
+
+
+def test_a_minutes_band_is_fixed_before_the_minutes_after_it_are_seen(minute_frame: pd.DataFrame) -> None:
+    full = evaluate_minute(MinuteModel(), minute_frame, warmup=1440, batch=60).frame
+    prefix = evaluate_minute(MinuteModel(), minute_frame.iloc[:3000], warmup=1440, batch=60).frame
+    columns = ["predicted", "lower", "upper", "naive_lower", "naive_upper"]
+    pd.testing.assert_frame_equal(prefix[columns], full[columns].iloc[:len(prefix)])
