@@ -39,10 +39,9 @@ from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.backfill import backfill
 from pricepipe_assets.sources.binance.dumps import Dataset, days
 from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
+from pricepipe_assets_tests.support.kline_files import KLINE_COLUMNS
 
 GROUPS = (consumer_group("candles_lake"), consumer_group("candles_live"))
-KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades",
-                 "taker_buy_volume", "taker_buy_quote_volume", "ignore"]
 # A candle of another symbol, produced before the clock starts: the daemon's first run proves the
 # code location loaded and the sensors tick, as they would in a deployment that is already running.
 WARM_UP = Dataset.klines("ETHUSDT", "1m")

@@ -42,7 +42,7 @@ from pricepipe_assets.forecasting.metrics import all_metrics
 from pricepipe_assets.forecasting.models import DailyModel, MinuteModel
 from pricepipe_assets.forecasting.walk_forward import DAY_MS, Evaluation, evaluate_daily, evaluate_minute
 from pricepipe_assets.settings import Settings
-from pricepipe_assets_tests.forecasting.conftest import read_minutes
+from pricepipe_assets_tests.support.kline_files import read_minutes
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -200,6 +200,9 @@ class Settings:
     daily_min_train_days: int = _setting(
         365, lambda s: _parse_int(s, minimum=20), "days of history the daily model trains on before its first "
         "walk-forward origin")
+    trade_candle_grace_s: int = _setting(
+        10, lambda s: _parse_int(s, minimum=0), "seconds a symbol's trades must have moved past the end of a minute "
+        "before `trade_candles` publishes that minute's candle built from trades (a later, late trade amends it)")
     sensor_interval_s: int = _setting(5, lambda s: _parse_int(s, minimum=1), "seconds between two ticks of a Kafka sensor")
     symbols: tuple[str, ...] = _setting(("BTCUSDT", "ETHUSDT"), _parse_symbols, "Binance symbols pricepipe follows")
     bitmex_symbols: tuple[str, ...] = _setting(

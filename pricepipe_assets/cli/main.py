@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pricepipe_assets.settings import Settings, SettingsError
 
@@ -61,6 +62,17 @@ def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     return backfill(settings, args.symbol, args.start, args.end, source=args.source, interval=args.interval)
 
 
+def _import_candles(args: argparse.Namespace, settings: Settings) -> int:
+    from pricepipe_assets.kafka.client import kafka_cluster
+    from pricepipe_assets.sources.candle_files import import_candles
+
+    result = import_candles(kafka_cluster(settings).publisher(), args.file, args.symbol, args.interval,
+                            exchange=args.exchange, progress=True)
+    print(f"{args.file}: {result.rows:,} rows, {result.published:,} candles published, "
+          f"{result.dead_letters:,} rows to deadletter")
+    return 0
+
+
 def _config(args: argparse.Namespace, settings: Settings) -> int:
     if args.markdown:
         print("| variable | default | meaning |\n| --- | --- | --- |")
@@ -107,6 +119,14 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--source", choices=("dumps", "rest"), default="dumps")
     backfill.add_argument("--interval", choices=("1m", "1h", "1d"), default="1m")
     backfill.set_defaults(handler=_backfill)
+
+    candles = commands.add_parser("import-candles", help="publish the candles of an OHLCV CSV file into Kafka")
+    candles.add_argument("file", type=Path, help="Binance's 12 kline columns (header optional) or timestamp,open,high,"
+                         "low,close,volume")
+    candles.add_argument("--symbol", required=True)
+    candles.add_argument("--interval", choices=("1m", "1h", "1d"), required=True)
+    candles.add_argument("--exchange", default="binance", help="the venue the candles are from")
+    candles.set_defaults(handler=_import_candles)
 
     config = commands.add_parser("config", help="print the effective settings (secrets masked)")
     config.add_argument("--markdown", action="store_true", help="print the table of variables and defaults instead")

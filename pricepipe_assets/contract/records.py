@@ -13,6 +13,13 @@ Decisions about real venue quirks (see ``docs/data-contract.md``):
   ``[low, high]`` on real data. Such a candle is kept unchanged and reported as a warning by
   :meth:`Candle.quirks`; only ``close`` outside ``[low, high]``, ``high < low``, non-positive or
   non-finite prices are errors.
+* A venue closes a candle early when an outage stops trading inside its interval, and its dumps keep
+  it with the real, earlier ``close_time``. Such a candle is real data: it is kept with
+  ``is_complete = false`` (see :func:`covers_interval`). A close time after the interval's end or
+  before the open is still an error.
+* A field added to a record after version 1 has a default, and a message without it (or with
+  ``null``) decodes to that default: every message written before the field existed means exactly
+  the default (an old candle was refused unless it covered its whole interval).
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ import base64
 import functools
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
 from pricepipe_assets.contract import topics
@@ -89,10 +96,13 @@ class Record:
         if not isinstance(data, Mapping):
             raise RecordError(f"expected a JSON object, got {type(data).__name__}")
         values: dict[str, Any] = {}
-        for name, parse in _parsers(cls):
-            if name not in data:
+        for name, parse, default in _parsers(cls):
+            if default is not MISSING and data.get(name) is None:
+                values[name] = default
+            elif name not in data:
                 raise RecordError(f"missing field {name!r}")
-            values[name] = parse(data[name], name)
+            else:
+                values[name] = parse(data[name], name)
         record = cls(**values)
         record.check()
         return record
@@ -107,9 +117,10 @@ class Record:
 
 
 @functools.cache
-def _parsers(record_type: type[Record]) -> tuple[tuple[str, Callable[[Any, str], Any]], ...]:
-    """Each field of a record type with the function validating it, worked out once per type: every
-    message of a batch is decoded through this, and ``dataclasses.fields`` costs more than the checks."""
+def _parsers(record_type: type[Record]) -> tuple[tuple[str, Callable[[Any, str], Any], Any], ...]:
+    """Each field of a record type with the function validating it and its default (``MISSING`` when
+    required), worked out once per type: every message of a batch is decoded through this, and
+    ``dataclasses.fields`` costs more than the checks."""
     def parser(name: str) -> Callable[[Any, str], Any]:
         if name in record_type.INTS:
             return parse_integer
@@ -121,7 +132,16 @@ def _parsers(record_type: type[Record]) -> tuple[tuple[str, Callable[[Any, str],
             return parse_boolean
         return parse_text
 
-    return tuple((spec.name, parser(spec.name)) for spec in fields(record_type))
+    return tuple((spec.name, parser(spec.name), spec.default) for spec in fields(record_type))
+
+
+def covers_interval(interval: str, open_time: int, close_time: int) -> bool:
+    """Whether a candle closing at ``close_time`` ran to its interval's last millisecond: the value its
+    ``is_complete`` must have. Builders of candles call this rather than compare times themselves,
+    so they agree with :meth:`Candle.check`; an unknown interval counts as covered and is refused by
+    the check."""
+    step = INTERVAL_MS.get(interval) if isinstance(interval, str) else None
+    return step is None or close_time == open_time + step - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,10 +159,11 @@ class Candle(Record):
     quote_volume: float
     trades: int
     is_closed: bool
+    is_complete: bool = True
 
     INTS: ClassVar[frozenset[str]] = frozenset({"open_time", "close_time", "trades"})
     FLOATS: ClassVar[frozenset[str]] = frozenset({"open", "high", "low", "close", "volume", "quote_volume"})
-    BOOLS: ClassVar[frozenset[str]] = frozenset({"is_closed"})
+    BOOLS: ClassVar[frozenset[str]] = frozenset({"is_closed", "is_complete"})
 
     @property
     def topic(self) -> str:
@@ -164,8 +185,13 @@ class Candle(Record):
         sane_time(self.open_time, "open_time")
         if self.open_time % step:
             raise RecordError(f"open_time {self.open_time} is not aligned to a {self.interval} boundary")
-        if self.close_time != self.open_time + step - 1:
-            raise RecordError(f"close_time {self.close_time} must be open_time + {step - 1} for {self.interval}")
+        if not self.open_time <= self.close_time <= self.open_time + step - 1:
+            raise RecordError(f"close_time {self.close_time} is outside its {self.interval} candle "
+                              f"[open_time, open_time + {step - 1}]")
+        covered = covers_interval(self.interval, self.open_time, self.close_time)
+        if self.is_complete != covered:
+            raise RecordError(f"is_complete must be {str(covered).lower()} for close_time {self.close_time} "
+                              f"(open_time + {self.close_time - self.open_time})")
         for name in ("open", "high", "low", "close"):
             if not getattr(self, name) > 0:
                 raise RecordError(f"{name} must be positive, got {getattr(self, name)}")

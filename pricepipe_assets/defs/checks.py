@@ -8,11 +8,14 @@ Each check looks at the days the asset's latest materialization touched (its ``s
 
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
 import datetime as dt
+import itertools
+from collections.abc import Iterable
 from typing import Any
 
 import dagster as dg
 
 from pricepipe_assets.contract.records import INTERVAL_MS
+from pricepipe_assets.contract.utc import utc_iso
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.lake import LakeResource
 from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
@@ -21,7 +24,8 @@ MINUTE_MS = INTERVAL_MS["1m"]
 SHOWN_AT_MOST = 50
 
 SELECT_DAY_CANDLES = """
-SELECT open_time, close_time, open, high, low, close FROM candles WHERE symbol = ? AND interval = '1m' AND bucket = ?
+SELECT open_time, close_time, open, high, low, close, is_complete FROM candles
+WHERE symbol = ? AND interval = '1m' AND bucket = ?
 """
 
 
@@ -37,7 +41,9 @@ def _touched(context: dg.AssetCheckExecutionContext, asset: str) -> tuple[list[s
 
 
 def ohlc_violations(row: Any) -> list[str]:
-    """Why a stored candle breaks the contract (empty when it does not); open outside [low, high] is a known quirk."""
+    """Why a stored candle breaks the contract (empty when it does not); open outside [low, high] is a
+    known quirk, an early close real data. A null ``is_complete`` is a row stored before the column
+    existed, when only full candles were accepted, so it means true."""
     problems = []
     if min(row.open, row.high, row.low, row.close) <= 0:
         problems.append("non-positive price")
@@ -45,38 +51,43 @@ def ohlc_violations(row: Any) -> list[str]:
         problems.append("high < low")
     if not row.low <= row.close <= row.high:
         problems.append("close outside [low, high]")
-    if row.close_time - row.open_time != dt.timedelta(milliseconds=MINUTE_MS - 1):
-        problems.append("close_time is not open_time + 59.999 s")
+    duration = row.close_time - row.open_time
+    if not dt.timedelta(0) <= duration <= dt.timedelta(milliseconds=MINUTE_MS - 1):
+        problems.append("close_time outside [open_time, open_time + 59.999 s]")
+    elif (duration == dt.timedelta(milliseconds=MINUTE_MS - 1)) != (row.is_complete is not False):
+        problems.append("is_complete disagrees with close_time")
     return problems
 
 
 @dg.asset_check(asset="candles_live", description="Every 1m candle of the days the latest batch touched has "
-                "positive prices, high >= low and close within [low, high] (open outside is a known venue quirk, "
-                "counted but accepted).")
+                "positive prices, high >= low, close within [low, high] and a close time within its minute that "
+                "agrees with `is_complete` (open outside [low, high] and early closes are real data, counted but "
+                "accepted).")
 def candles_live_ohlc(context: dg.AssetCheckExecutionContext, cassandra: CassandraResource) -> dg.AssetCheckResult:
     symbols, days = _touched(context, "candles_live")
     select = cassandra.prepare(SELECT_DAY_CANDLES)
-    checked, bad, quirks = 0, [], 0
+    checked, bad, quirks, early = 0, [], 0, 0
     for symbol in symbols:
         for day in days:
             for row in cassandra.session().execute(select, (symbol, dt.date.fromisoformat(day))):
                 checked += 1
                 quirks += not row.low <= row.open <= row.high
+                early += row.is_complete is False
                 problems = ohlc_violations(row)
                 if problems:
                     bad.append(f"{symbol} {row.open_time.isoformat()}: {', '.join(problems)}")
     return dg.AssetCheckResult(passed=not bad, metadata={
-        "candles_checked": checked, "violations": len(bad), "open_outside_low_high": quirks,
+        "candles_checked": checked, "violations": len(bad), "open_outside_low_high": quirks, "early_closed": early,
         "examples": dg.MetadataValue.json(bad[:SHOWN_AT_MOST]), "days": dg.MetadataValue.json(days)})
 
 
-def _raw_candle_keys(lake: LakeResource, days: list[str]) -> Any:
-    """The (symbol, open_time) of every raw 1m candle stored for ``days``, as a pandas frame."""
+def _raw_candle_keys(lake: LakeResource, days: list[str], columns: list[str]) -> Any:
+    """``columns`` of every raw 1m candle stored for ``days``, as a pandas frame."""
     import pyarrow as pa
     import pyarrow.dataset as ds
 
     partitioning = pa.schema([("interval", pa.string()), ("symbol", pa.string()), ("date", pa.string())])
-    table = lake.read_dataset(RAW_CANDLES, partitioning=partitioning, columns=["symbol", "open_time"],
+    table = lake.read_dataset(RAW_CANDLES, partitioning=partitioning, columns=columns,
                               filter=(ds.field("interval") == "1m") & ds.field("date").isin(days))
     return table.to_pandas()
 
@@ -87,7 +98,7 @@ def candles_lake_no_duplicates(context: dg.AssetCheckExecutionContext, lake: Lak
     _, days = _touched(context, "candles_lake")
     if not days:
         return dg.AssetCheckResult(passed=True, metadata={"candles_checked": 0})
-    keys = _raw_candle_keys(lake, days)
+    keys = _raw_candle_keys(lake, days, ["symbol", "open_time"])
     duplicated = keys[keys.duplicated(keep="first")]
     examples = [f"{row.symbol} {dt.datetime.fromtimestamp(row.open_time / 1000, dt.UTC).isoformat()}"
                 for row in duplicated.head(SHOWN_AT_MOST).itertuples()]
@@ -95,31 +106,56 @@ def candles_lake_no_duplicates(context: dg.AssetCheckExecutionContext, lake: Lak
         "candles_checked": len(keys), "duplicates": len(duplicated), "examples": dg.MetadataValue.json(examples)})
 
 
-def missing_minutes(open_times: list[int]) -> list[int]:
-    """The minutes without a candle between the first and the last of ``open_times``."""
-    present = set(open_times)
-    if not present:
-        return []
-    return [m for m in range(min(present), max(present) + 1, MINUTE_MS) if m not in present]
+def gap_ranges(open_times: Iterable[int]) -> list[tuple[int, int]]:
+    """The first and last open time of each run of minutes without a candle between the first and
+    the last of ``open_times``: a range stays one entry however long the outage, where a list of
+    minutes would have to be cut off."""
+    present = sorted(set(open_times))
+    return [(before + MINUTE_MS, after - MINUTE_MS) for before, after in itertools.pairwise(present)
+            if after - before > MINUTE_MS]
 
 
-@dg.asset_check(asset="candles_lake", description="Gap report: the minutes with no 1m candle in the raw zone "
-                "between each symbol's first and last candle of the days the latest batch touched (venue outages "
-                "show here). A warning, because real dumps do have gaps.")
+def symbol_gap_report(candles: Iterable[tuple[int, int]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One symbol's gaps and early-closed candles from its ``(open_time, close_time)`` pairs.
+
+    An early close is how an outage starts inside a minute, so a gap right after such a candle names
+    it (``after_early_close``): the outage is read as one event, not as two unrelated findings.
+    """
+    close_times = dict(candles)
+    early = {start: end for start, end in sorted(close_times.items()) if end != start + MINUTE_MS - 1}
+    closes = [{"open_time": utc_iso(start), "close_time": utc_iso(end)} for start, end in early.items()]
+    gaps = []
+    for first, last in gap_ranges(close_times):
+        gap: dict[str, Any] = {"first": utc_iso(first), "last": utc_iso(last), "minutes": (last - first) // MINUTE_MS + 1}
+        before = first - MINUTE_MS
+        if before in early:
+            gap["after_early_close"] = {"open_time": utc_iso(before), "close_time": utc_iso(early[before])}
+        gaps.append(gap)
+    return gaps, closes
+
+
+@dg.asset_check(asset="candles_lake", description="Gap report: every run of minutes with no 1m candle in the raw "
+                "zone between each symbol's first and last candle of the days the latest batch touched, as "
+                "`{first, last, minutes}` ranges, and the candles the venue closed early (an outage inside the "
+                "minute), named beside the gap that follows them. A warning, because real dumps do have gaps.")
 def candles_lake_gaps(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
     _, days = _touched(context, "candles_lake")
     if not days:
-        return dg.AssetCheckResult(passed=True, metadata={"missing_minutes": 0})
-    keys = _raw_candle_keys(lake, days)
-    report: dict[str, list[str]] = {}
-    total = 0
+        return dg.AssetCheckResult(passed=True, metadata={"missing_minutes": 0, "early_closed": 0})
+    keys = _raw_candle_keys(lake, days, ["symbol", "open_time", "close_time"])
+    gaps_by_symbol: dict[str, list[dict[str, Any]]] = {}
+    early_by_symbol: dict[str, list[dict[str, Any]]] = {}
     for symbol, group in keys.groupby("symbol"):
-        missing = missing_minutes(group["open_time"].tolist())
-        total += len(missing)
-        if missing:
-            report[str(symbol)] = [dt.datetime.fromtimestamp(m / 1000, dt.UTC).isoformat() for m in missing[:SHOWN_AT_MOST]]
-    return dg.AssetCheckResult(passed=total == 0, severity=dg.AssetCheckSeverity.WARN, metadata={
-        "missing_minutes": total, "first_missing_by_symbol": dg.MetadataValue.json(report),
+        gaps, closes = symbol_gap_report(zip(group["open_time"].tolist(), group["close_time"].tolist(), strict=True))
+        if gaps:
+            gaps_by_symbol[str(symbol)] = gaps
+        if closes:
+            early_by_symbol[str(symbol)] = closes
+    missing = sum(gap["minutes"] for gaps in gaps_by_symbol.values() for gap in gaps)
+    early = sum(len(closes) for closes in early_by_symbol.values())
+    return dg.AssetCheckResult(passed=missing == 0 and early == 0, severity=dg.AssetCheckSeverity.WARN, metadata={
+        "missing_minutes": missing, "gaps_by_symbol": dg.MetadataValue.json(gaps_by_symbol),
+        "early_closed": early, "early_closed_by_symbol": dg.MetadataValue.json(early_by_symbol),
         "days": dg.MetadataValue.json(days)})
 
 

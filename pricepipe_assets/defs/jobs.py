@@ -10,7 +10,7 @@ from pricepipe_assets.contract.topics import CANDLES_1M, PREDICTIONS, QUOTES, TR
 # Which assets consume which topic, each through its own consumer group (`pricepipe.<asset>`).
 TOPIC_ASSETS: dict[str, tuple[str, ...]] = {
     CANDLES_1M: ("candles_lake", "candles_live"),
-    TRADES: ("trades_lake", "trade_stats_minute", "trade_stats_hour", "latest_prices"),
+    TRADES: ("trades_lake", "trade_stats_minute", "trade_stats_hour", "latest_prices", "trade_candles"),
     QUOTES: ("latest_prices",),
     PREDICTIONS: ("predictions_live",),
 }

@@ -8,6 +8,7 @@ from typing import Any
 import dagster as dg
 from pydantic import Field
 
+from pricepipe_assets.contract.records import Candle
 from pricepipe_assets.contract.utc import utc_day, utc_iso
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
@@ -93,3 +94,10 @@ def batch_metadata(rows_written: int, *batches: Batch) -> dict[str, Any]:
         "newest_by_symbol": dg.MetadataValue.json({symbol: utc_iso(ms) for symbol, ms in sorted(newest.items())}),
         "days": dg.MetadataValue.json(sorted({utc_day(t) for t in times})),
     }
+
+
+def early_closed(batch: Batch) -> int:
+    """The distinct candles of the batch the venue closed early: each one marks an outage inside its
+    interval, so a batch reports them beside its row count instead of leaving them to the gap check."""
+    return len({(c.symbol, c.interval, c.open_time) for item in batch.records
+                if isinstance(c := item.record, Candle) and not c.is_complete})

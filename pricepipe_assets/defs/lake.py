@@ -16,7 +16,13 @@ from dagster import AssetExecutionContext
 
 from pricepipe_assets.contract.topics import CANDLES_1M, TRADES
 from pricepipe_assets.contract.utc import utc_day
-from pricepipe_assets.defs.kafka_fed import OffsetRangesConfig, batch_metadata, commit_batch, read_batch
+from pricepipe_assets.defs.kafka_fed import (
+    OffsetRangesConfig,
+    batch_metadata,
+    commit_batch,
+    early_closed,
+    read_batch,
+)
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.defs.resources.lake import LakeResource
 from pricepipe_assets.defs.topics import topic_key
@@ -34,6 +40,9 @@ from pricepipe_assets.storage.lake_datasets import (
 # zone within seconds, so the lake write goes last and the live rows land a Kafka read and a Parquet
 # write sooner.
 AFTER_LIVE_TABLES = {"dagster/priority": "-1"}
+# Columns the contract gained after files were written, with the value their rows mean: a candle
+# stored before `is_complete` existed covered its whole interval (the contract refused the others).
+ADDED_COLUMNS: dict[str, Any] = {"is_complete": True}
 
 
 def candle_row(item: Delivered) -> dict[str, Any]:
@@ -45,6 +54,17 @@ def candle_row(item: Delivered) -> dict[str, Any]:
 def trade_row(item: Delivered) -> dict[str, Any]:
     trade = item.record
     return {**trade.to_dict(), "date": utc_day(trade.ts), "kafka_partition": item.partition, "kafka_offset": item.offset}
+
+
+def _with_added_columns(old: Any, schema: Any) -> Any:
+    """An older file's rows with the columns of ``schema`` it predates, filled from :data:`ADDED_COLUMNS`."""
+    import pyarrow as pa
+
+    for name in schema.names:
+        if name not in old.column_names:
+            old = old.append_column(schema.field(name), pa.array([ADDED_COLUMNS[name]] * old.num_rows,
+                                                                 schema.field(name).type))
+    return old
 
 
 def write_chunks(lake: LakeResource, batch: Batch, dataset: str, partition_cols: list[str],
@@ -69,7 +89,7 @@ def write_chunks(lake: LakeResource, batch: Batch, dataset: str, partition_cols:
             hive = pa.schema([table.schema.field(name) for name in partition_cols])
             old = lake.read_named(dataset, basename, hive)
             if old is not None:
-                kept = old.filter(pc.field("kafka_offset") < starts[partition])
+                kept = _with_added_columns(old.filter(pc.field("kafka_offset") < starts[partition]), table.schema)
                 table = pa.concat_tables([kept.select(table.column_names).cast(table.schema), table])
         lake.write_dataset(table, dataset, partition_cols, basename)
     return len(batch.records)
@@ -83,14 +103,16 @@ def write_chunks(lake: LakeResource, batch: Batch, dataset: str, partition_cols:
     description="Every 1m candle from `candles.1m`, as delivered, in the lake's raw zone: "
     "`raw/candles/interval=1m/symbol=BTCUSDT/date=2024-01-01/p<partition>-o<block start>-0.parquet`, one file "
     f"per block of {OFFSETS_PER_FILE:,} offsets. Replays rewrite the same files, so each Kafka message is stored "
-    "once; bad messages go to `deadletter`.",
+    "once; bad messages go to `deadletter`. Candles the venue closed early are kept with `is_complete` false and "
+    "counted in `early_closed`.",
 )
 def candles_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                  lake: LakeResource) -> dg.MaterializeResult:
     batch = read_batch(context, kafka, config, CANDLES_1M, dead_letter=True, align_to=OFFSETS_PER_FILE)
     rows = write_chunks(lake, batch, RAW_CANDLES, ["interval", "symbol", "date"], candle_row)
     commit_batch(context, kafka, batch)
-    return dg.MaterializeResult(metadata={**batch_metadata(rows, batch), "dataset": lake.path(RAW_CANDLES)})
+    return dg.MaterializeResult(metadata={**batch_metadata(rows, batch), "early_closed": early_closed(batch),
+                                          "dataset": lake.path(RAW_CANDLES)})
 
 
 @dg.asset(

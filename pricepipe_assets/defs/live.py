@@ -23,6 +23,7 @@ from pricepipe_assets.defs.kafka_fed import (
     OffsetRangesConfig,
     batch_metadata,
     commit_batch,
+    early_closed,
     read_batch,
     read_while_writing,
 )
@@ -35,8 +36,8 @@ from pricepipe_assets.storage.live_tables import (
     UPDATE_LAST_TRADE,
     UPDATE_QUOTE,
     UPDATE_SYMBOL,
-    UPSERT_CANDLE,
     UPSERT_TRADE,
+    UPSERT_VENUE_CANDLE,
 )
 from pricepipe_assets.transforms.trade_stats import (
     HOUR_MS,
@@ -69,7 +70,7 @@ def _trade_row(t: Trade) -> tuple[Any, ...]:
 def _candle_row(c: Candle) -> tuple[Any, ...]:
     start = c.open_time - c.open_time % DAY_MS
     return (c.symbol, c.interval, _bucket(c.interval, start), c.open_time, c.close_time, c.exchange, c.open, c.high,
-            c.low, c.close, c.volume, c.quote_volume, c.trades)
+            c.low, c.close, c.volume, c.quote_volume, c.trades, c.is_complete)
 
 
 def record_activity(cassandra: CassandraResource, batch: Batch) -> None:
@@ -104,14 +105,16 @@ def _candle_rows(records: Sequence[Delivered]) -> list[tuple[Any, ...]]:
     deps=["cassandra_schema", topic_key(CANDLES_1M)],
     freshness_policy=LIVE_TABLE_FRESHNESS,
     description="1m candles from `candles.1m` in Cassandra's `candles` table (one partition per symbol and day), "
-    "upserted on (symbol, interval, open_time): the API's candle charts read it.",
+    "upserted on (symbol, interval, open_time): the API's candle charts read it. `is_complete` is false for a "
+    "candle the venue closed early (an outage); `early_closed` counts the batch's.",
 )
 def candles_live(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                  cassandra: CassandraResource) -> dg.MaterializeResult:
-    batch, written = read_while_writing(context, kafka, config, CANDLES_1M, cassandra, UPSERT_CANDLE, _candle_rows)
+    batch, written = read_while_writing(context, kafka, config, CANDLES_1M, cassandra, UPSERT_VENUE_CANDLE,
+                                        _candle_rows)
     record_activity(cassandra, batch)
     commit_batch(context, kafka, batch)
-    return dg.MaterializeResult(metadata=batch_metadata(written, batch))
+    return dg.MaterializeResult(metadata={**batch_metadata(written, batch), "early_closed": early_closed(batch)})
 
 
 @dg.asset(

@@ -55,7 +55,7 @@ FEEDS = [
 
 # What writes each topic: the feeds outside Dagster, and the assets that publish.
 WRITERS: dict[str, tuple[dg.AssetKey, ...]] = {
-    CANDLES_1M: (BINANCE_FEED, dg.AssetKey("binance_history")),
+    CANDLES_1M: (BINANCE_FEED, dg.AssetKey("binance_history"), dg.AssetKey("trade_candles")),
     CANDLES_1H: (BINANCE_FEED,),
     CANDLES_1D: (BINANCE_FEED,),
     TRADES: (BINANCE_FEED, BITMEX_FEED),

@@ -197,4 +197,13 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        6,
+        "candles keep whether they cover their whole interval",
+        (
+            # false: the venue closed the candle early (an outage), close_time is the real one. Rows
+            # written before this column read null, which means true: only full candles were stored.
+            "ALTER TABLE candles ADD IF NOT EXISTS is_complete boolean",
+        ),
+    ),
 )

@@ -5,11 +5,12 @@ Every write is an upsert on the row's natural key, so a batch delivered again re
 
 from __future__ import annotations
 
-UPSERT_CANDLE = """
-INSERT INTO candles (symbol, interval, bucket, open_time, close_time, exchange, open, high, low, close, volume,
-                     quote_volume, trades)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
+_CANDLE_COLUMNS = ("symbol, interval, bucket, open_time, close_time, exchange, open, high, low, close, volume, "
+                   "quote_volume, trades")
+# Rolled-up candles (defs/analytics.py): their completeness is the curated zone's `is_complete`.
+UPSERT_CANDLE = f"INSERT INTO candles ({_CANDLE_COLUMNS}) VALUES ({', '.join('?' * 13)})"
+# Candles from Kafka, with the contract's `is_complete` (false: the venue closed the candle early).
+UPSERT_VENUE_CANDLE = f"INSERT INTO candles ({_CANDLE_COLUMNS}, is_complete) VALUES ({', '.join('?' * 14)})"
 UPSERT_TRADE = """
 INSERT INTO trades (symbol, bucket, ts, trade_id, exchange, side, size, price) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
 """

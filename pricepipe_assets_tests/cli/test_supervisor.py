@@ -23,6 +23,7 @@ from pricepipe_assets.cli import supervisor
 from pricepipe_assets.cli.supervisor import Child, children
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource
 from pricepipe_assets.settings import Settings
+from pricepipe_assets_tests.support.kline_files import KLINE_COLUMNS, kline_file
 
 BIN = Path(sys.executable).parent
 
@@ -273,9 +274,6 @@ def test_run_starts_the_api_with_the_configured_workers_and_a_graceful_shutdown_
     assert option(api_command({}), "--workers") == str(os.cpu_count() or 1)
     assert option(api_command({}), "--timeout-graceful-shutdown") == str(supervisor.API_GRACEFUL_SHUTDOWN_S)
 SOURCE_DAY = "2024-01-01"
-KLINES = "binance/data/spot/daily/klines/{symbol}/1m/{symbol}-1m-{day}.zip"
-KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades",
-                 "taker_buy_base", "taker_buy_quote", "ignore"]
 
 
 def _wait_for(what: str, check: Callable[[], bool], timeout_s: float, run: subprocess.Popen[str]) -> None:
@@ -313,7 +311,7 @@ def test_run_brings_the_platform_up_and_data_flows_from_feed_to_api_then_ctrl_c_
            "PRICEPIPE_BINANCE_REST_URL": f"http://127.0.0.1:{free_port()}",
            "PRICEPIPE_BINANCE_DUMPS_URL": (shared_data / "binance").as_uri(), "PRICEPIPE_REPLAY_HISTORY_DAYS": "1",
            "PRICEPIPE_REPLAY_START": SOURCE_DAY, "PRICEPIPE_REPLAY_END": SOURCE_DAY, "PRICEPIPE_REPLAY_TRADES": ""}
-    source = pd.read_csv(shared_data / KLINES.format(symbol="BTCUSDT", day=SOURCE_DAY), header=None,
+    source = pd.read_csv(kline_file(shared_data, "BTCUSDT", SOURCE_DAY), header=None,
                          names=KLINE_COLUMNS)
     run = subprocess.Popen([str(Path(sys.executable).parent / "pricepipe"), "run"], env=env,
                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 
 import pytest
 
@@ -18,9 +19,16 @@ from pricepipe_assets.contract.records import (
     Trade,
 )
 
+# A real BTCUSDT minute (Binance spot dump, 2024-01-01 00:00).
+BTC_MINUTE = Candle("binance", "BTCUSDT", "1m", 1704067200000, 1704067259999, 42283.58, 42298.62, 42261.02, 42298.61,
+                    35.92724, 1519031.6945192, 1327, True)
+# The same minute had the venue stopped trading 31.25 s into it.
+EARLY_CLOSED = dataclasses.replace(BTC_MINUTE, close_time=1704067231250, is_complete=False)
+
 
 @pytest.mark.parametrize("record", [
     Candle("binance", "ETHUSDT", "1d", 1704067200000, 1704153599999, 2352.0, 2400.0, 2300.0, 2380.0, 1.0, 2.0, 3, True),
+    EARLY_CLOSED,
     Trade("bitmex", "XBTUSD", "t-1", 1704067200123, "buy", 1.0, 42000.0),
     Quote("bitmex", "XBTUSD", 1704067200123, 1.0, 2.0, 3.0, 4.0),
     Prediction("BTCUSDT", "sgd", "3", "1m", 1704067200000, 1704067260000, 42000.0, 41900.0, 42100.0),
@@ -65,3 +73,39 @@ def test_dead_letter_keeps_raw_bytes_and_reason() -> None:
     assert back.raw_bytes() == b"\x00\xffbroken"
     assert (back.source_topic, back.source_partition, back.source_offset, back.error) == ("trades", 2, 17, "not valid JSON")
     assert back.key == "trades"
+
+
+def test_a_candle_built_without_the_flag_covers_its_interval() -> None:
+    assert BTC_MINUTE.is_complete is True
+    assert json.loads(BTC_MINUTE.to_json())["is_complete"] is True
+
+
+@pytest.mark.parametrize("flag", ["absent", None])
+def test_a_message_from_before_the_flag_decodes_as_a_complete_candle(flag: str | None) -> None:
+    message = json.loads(BTC_MINUTE.to_json())
+    del message["is_complete"]
+    if flag is None:
+        message["is_complete"] = None
+    assert records.decode("candles.1m", json.dumps(message).encode()) == BTC_MINUTE
+
+
+def test_an_early_closed_candle_keeps_its_real_close_time_as_its_event_time() -> None:
+    back = records.decode("candles.1m", EARLY_CLOSED.to_json())
+    assert (back.close_time, back.is_complete, back.event_time) == (1704067231250, False, 1704067231250)
+    assert back.timestamp == BTC_MINUTE.open_time
+
+
+@pytest.mark.parametrize(("changes", "reason"), [
+    ({"close_time": 1704067231250}, "is_complete must be false for close_time 1704067231250 (open_time + 31250)"),
+    ({"is_complete": False}, "is_complete must be true for close_time 1704067259999 (open_time + 59999)"),
+    ({"close_time": 1704067260000, "is_complete": False},
+     "close_time 1704067260000 is outside its 1m candle [open_time, open_time + 59999]"),
+    ({"close_time": 1704067199999, "is_complete": False},
+     "close_time 1704067199999 is outside its 1m candle [open_time, open_time + 59999]"),
+    ({"is_complete": "false"}, "is_complete must be true or false"),
+])
+def test_a_close_time_outside_the_candle_or_against_the_flag_is_refused(changes: dict[str, object],
+                                                                        reason: str) -> None:
+    message = {**json.loads(BTC_MINUTE.to_json()), **changes}
+    with pytest.raises(RecordError, match=re.escape(reason)):
+        records.decode("candles.1m", json.dumps(message).encode())

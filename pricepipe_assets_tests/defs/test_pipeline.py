@@ -21,6 +21,7 @@ from pricepipe_assets.contract.records import Candle
 from pricepipe_assets.contract.topics import CANDLES_1M, TRADES
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset
+from pricepipe_assets.sources.binance.formats import candle_from_binance_row
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.storage.clock import platform_now
 from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
@@ -100,20 +101,55 @@ def _minute_candles(minutes: range) -> list[Candle]:
                    1.0, 1.5, 1, True) for m in minutes]
 
 
-def test_a_gap_in_the_input_shows_in_the_gap_check(
-        kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource) -> None:
+EARLY_MINUTE, EARLY_CLOSE_MS = 9, 31_250  # the venue stopped trading 31.25 s into 00:09
+OUTAGES = (range(10, 13), range(60, 180))  # the minutes after the early close, and a two-hour outage
+
+
+def _real_rows_with_an_outage(shared_data: Path) -> list[list[str]]:
+    """The first 200 real minutes of the day as a dump would hold them had the venue stopped at
+    00:09:31.25 and again from 01:00 to 02:59: the early-closed 00:09 row keeps its real prices,
+    only its close_time is the moment trading stopped."""
+    source = source_candles(shared_data).head(200).astype(str).values.tolist()
+    source[EARLY_MINUTE][6] = str(int(source[EARLY_MINUTE][0]) + EARLY_CLOSE_MS)
+    lost = {m for outage in OUTAGES for m in outage}
+    return [row for minute, row in enumerate(source) if minute not in lost]
+
+
+def test_an_early_closed_candle_is_kept_flagged_counted_and_named_beside_the_gap_after_it(
+        kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource, shared_data: Path) -> None:
     publisher = kafka.publisher()
-    for candle in _minute_candles(range(30)):
-        if candle.open_time not in {DAY_MS + 60_000 * m for m in (10, 11, 12)}:
-            publisher.publish(candle)
+    for row in _real_rows_with_an_outage(shared_data):
+        publisher.publish(candle_from_binance_row(row, "BTCUSDT", "1m"))
     publisher.flush()
     (run,) = drain(definitions(kafka, cassandra, local_lake), CANDLES_1M, kafka, dg.DagsterInstance.ephemeral())
 
-    (gaps,) = [c for c in run.get_asset_check_evaluations() if c.check_name == "candles_lake_gaps"]
+    early_open = DAY_MS + 60_000 * EARLY_MINUTE
+    for asset in ("candles_live", "candles_lake"):
+        metadata = run.asset_materializations_for_node(asset)[0].metadata
+        assert (metadata["early_closed"].value, metadata["dead_letters"].value) == (1, 0)
+    stored = {r.open_time: r for r in cassandra.session().execute(
+        "SELECT open_time, close_time, is_complete FROM candles WHERE symbol = 'BTCUSDT' AND interval = '1m' "
+        "AND bucket = %s", (CANDLE_DAY,))}
+    assert len(stored) == 200 - sum(len(outage) for outage in OUTAGES)
+    early_row = stored[dt.datetime(2024, 1, 1, 0, EARLY_MINUTE)]
+    assert early_row.close_time == dt.datetime(2024, 1, 1, 0, EARLY_MINUTE, 31, 250000)
+    assert [r.open_time.minute for r in stored.values() if not r.is_complete] == [EARLY_MINUTE]
+    raw = local_lake.read_dataset(RAW_CANDLES, partitioning=HIVE).to_pandas().set_index("open_time")
+    assert (raw.loc[early_open, "close_time"], raw.loc[early_open, "is_complete"]) == (early_open + EARLY_CLOSE_MS, False)
+    assert raw["is_complete"].sum() == len(raw) - 1
+
+    checks = {c.check_name: c for c in run.get_asset_check_evaluations()}
+    assert checks["candles_live_ohlc"].passed and checks["candles_live_ohlc"].metadata["early_closed"].value == 1
+    gaps = checks["candles_lake_gaps"]
     assert not gaps.passed
-    assert gaps.metadata["missing_minutes"].value == 3
-    assert gaps.metadata["first_missing_by_symbol"].value == {
-        "BTCUSDT": ["2024-01-01T00:10:00+00:00", "2024-01-01T00:11:00+00:00", "2024-01-01T00:12:00+00:00"]}
+    assert gaps.metadata["missing_minutes"].value == 123
+    assert gaps.metadata["gaps_by_symbol"].value == {"BTCUSDT": [
+        {"first": "2024-01-01T00:10:00+00:00", "last": "2024-01-01T00:12:00+00:00", "minutes": 3,
+         "after_early_close": {"open_time": "2024-01-01T00:09:00+00:00", "close_time": "2024-01-01T00:09:31.250000+00:00"}},
+        {"first": "2024-01-01T01:00:00+00:00", "last": "2024-01-01T02:59:00+00:00", "minutes": 120}]}
+    assert gaps.metadata["early_closed"].value == 1
+    assert gaps.metadata["early_closed_by_symbol"].value == {"BTCUSDT": [
+        {"open_time": "2024-01-01T00:09:00+00:00", "close_time": "2024-01-01T00:09:31.250000+00:00"}]}
 
 
 def test_a_rewritten_lake_block_keeps_rows_kafka_retention_already_dropped(

@@ -13,20 +13,9 @@ import pandas as pd
 import pytest
 
 from pricepipe_assets.forecasting.features import daily_features, minute_features, to_pandas
+from pricepipe_assets_tests.support.kline_files import read_minutes
 
-KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades",
-                 "taker_buy_base", "taker_buy_quote", "ignore"]
-CANDLE_COLUMNS = ["symbol", "open_time", "open", "high", "low", "close", "volume", "quote_volume", "trades"]
 MINUTE_DAYS = ("2024-01-01", "2024-01-02", "2024-01-03")
-
-
-def read_minutes(shared_data: Path, symbol: str, days: tuple[str, ...]) -> pd.DataFrame:
-    """Binance spot 1m klines of ``days`` (zipped CSV without header, times in ms before 2025)."""
-    folder = shared_data / "binance" / "data" / "spot" / "daily" / "klines" / symbol / "1m"
-    frames = [pd.read_csv(folder / f"{symbol}-1m-{day}.zip", header=None, names=KLINE_COLUMNS) for day in days]
-    candles = pd.concat(frames, ignore_index=True)
-    candles["symbol"] = symbol
-    return candles[CANDLE_COLUMNS]
 
 
 @pytest.fixture(scope="session")

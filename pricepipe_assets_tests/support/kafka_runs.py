@@ -14,13 +14,13 @@ from pricepipe_assets.defs.jobs import TOPIC_JOBS, job_name
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource, ModelRulesResource
 from pricepipe_assets.defs.resources.spark import spark_resource
 from pricepipe_assets.defs.sensors import kafka_sensor
+from pricepipe_assets.defs.trade_candles import trade_candles_asset
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset
+from pricepipe_assets_tests.support.kline_files import KLINE_COLUMNS, kline_file
 
 CANDLE_DAY = dt.date(2024, 1, 1)
 TRADE_DAY = dt.date(2026, 5, 8)
-KLINE_COLUMNS = ["open_time", "open", "high", "low", "close", "volume", "close_time", "quote_volume", "trades",
-                 "taker_buy_base", "taker_buy_quote", "ignore"]
 
 
 def publish_candles(kafka: KafkaResource, shared_data: Path, cache_dir: Path, day: dt.date = CANDLE_DAY) -> int:
@@ -35,8 +35,7 @@ def publish_trades(kafka: KafkaResource, shared_data: Path, cache_dir: Path) -> 
 
 
 def source_candles(shared_data: Path, day: dt.date = CANDLE_DAY) -> pd.DataFrame:
-    path = shared_data / f"binance/data/spot/daily/klines/BTCUSDT/1m/BTCUSDT-1m-{day.isoformat()}.zip"
-    return pd.read_csv(path, header=None, names=KLINE_COLUMNS)
+    return pd.read_csv(kline_file(shared_data, "BTCUSDT", day.isoformat()), header=None, names=KLINE_COLUMNS)
 
 
 def source_trades(shared_data: Path) -> pd.DataFrame:
@@ -58,10 +57,12 @@ def expected_minute_stats(source: pd.DataFrame) -> pd.DataFrame:
     return stats.reset_index()
 
 
-def definitions(kafka: KafkaResource, cassandra: CassandraResource, lake_resource: LakeResource) -> dg.Definitions:
-    """The code location's Kafka-fed assets, checks and jobs over the test's own resources."""
+def definitions(kafka: KafkaResource, cassandra: CassandraResource, lake_resource: LakeResource,
+                grace_s: int = Settings().trade_candle_grace_s) -> dg.Definitions:
+    """The code location's Kafka-fed assets, checks and jobs over the test's own resources
+    (``grace_s``: the trade candles' grace period)."""
     return dg.Definitions(
-        assets=dg.load_assets_from_modules([lake, live, predictions, ml]),
+        assets=[*dg.load_assets_from_modules([lake, live, predictions, ml]), trade_candles_asset(grace_s)],
         asset_checks=ASSET_CHECKS,
         jobs=list(TOPIC_JOBS.values()),
         resources={"kafka": kafka, "cassandra": cassandra, "lake": lake_resource, "model_rules": ModelRulesResource(),

@@ -18,20 +18,25 @@ from pricepipe_assets.contract.record_values import (
     parse_symbol,
     to_millis,
 )
-from pricepipe_assets.contract.records import Candle, Trade
+from pricepipe_assets.contract.records import Candle, Trade, covers_interval
 
 
 def candle_from_binance_row(row: Sequence[Any], symbol: str, interval: str, *, exchange: str = "binance",
                             is_closed: bool = True) -> Candle:
-    """A Binance kline row: a dump CSV line (ms or µs times) or a REST ``/api/v3/klines`` array."""
+    """A Binance kline row: a dump CSV line (ms or µs times) or a REST ``/api/v3/klines`` array.
+
+    Binance has no completeness column: a candle the venue closed early (an outage inside its
+    interval) is told only by its ``close_time``, so ``is_complete`` is derived from it.
+    """
     if len(row) < 9:  # Binance sends 12 columns; the first 9 are the ones the contract keeps
         raise RecordError(f"a Binance kline row needs at least 9 columns, got {len(row)}")
+    open_time, close_time = to_millis(row[0], "open_time"), to_millis(row[6], "close_time")
     candle = Candle(
         exchange=exchange,
         symbol=symbol,
         interval=interval,
-        open_time=to_millis(row[0], "open_time"),
-        close_time=to_millis(row[6], "close_time"),
+        open_time=open_time,
+        close_time=close_time,
         open=parse_finite(row[1], "open"),
         high=parse_finite(row[2], "high"),
         low=parse_finite(row[3], "low"),
@@ -40,6 +45,7 @@ def candle_from_binance_row(row: Sequence[Any], symbol: str, interval: str, *, e
         quote_volume=parse_finite(row[7], "quote_volume"),
         trades=parse_integer(row[8], "trades"),
         is_closed=is_closed,
+        is_complete=covers_interval(interval, open_time, close_time),
     )
     candle.check()
     return candle

@@ -95,6 +95,7 @@ def test_backfilled_day_arrives_in_kafka_once_per_candle_as_in_the_csv(
             "open_time": int(row[0]), "close_time": int(row[6]),
             "open": float(row[1]), "high": float(row[2]), "low": float(row[3]), "close": float(row[4]),
             "volume": float(row[5]), "quote_volume": float(row[7]), "trades": int(row[8]), "is_closed": True,
+            "is_complete": True,
         }
 
 

@@ -54,6 +54,22 @@ def test_open_outside_low_high_is_kept_and_reported_as_a_quirk() -> None:
     assert candle.quirks() == ["open 42300.0 outside [low 42261.02, high 42298.62]"]
 
 
+def test_a_kline_the_venue_closed_early_is_kept_with_its_real_close_time() -> None:
+    row = SPOT_2024_ROW.split(",")
+    row[6] = "1704067231250"  # trading stopped 31.25 s into the minute; the dump keeps the candle
+    candle = formats.candle_from_binance_row(row, "BTCUSDT", "1m")
+    assert (candle.close_time, candle.is_complete, candle.close) == (1704067231250, False, 42298.61)
+    assert formats.candle_from_binance_row(SPOT_2024_ROW.split(","), "BTCUSDT", "1m").is_complete is True
+
+
+def test_an_early_close_in_microseconds_is_compared_after_normalising() -> None:
+    row = SPOT_2026_1H_ROW.split(",")
+    row[6] = "1778200000000000"  # 26 min 40 s into the hour
+    candle = formats.candle_from_binance_row(row, "BTCUSDT", "1h")
+    assert (candle.close_time, candle.is_complete) == (1778200000000, False)
+    assert formats.candle_from_binance_row(SPOT_2026_1H_ROW.split(","), "BTCUSDT", "1h").is_complete is True
+
+
 @pytest.mark.parametrize(
     ("column", "value", "reason"),
     [
@@ -65,7 +81,8 @@ def test_open_outside_low_high_is_kept_and_reported_as_a_quirk() -> None:
         (5, "-3", "volume must not be negative"),
         (5, "lots", "volume must be a number, got 'lots'"),
         (0, "1704067200001", "open_time 1704067200001 is not aligned to a 1m boundary"),
-        (6, "1704067260000", "close_time 1704067260000 must be open_time + 59999"),
+        (6, "1704067260000", "close_time 1704067260000 is outside its 1m candle [open_time, open_time + 59999]"),
+        (6, "1704067199999", "close_time 1704067199999 is outside its 1m candle [open_time, open_time + 59999]"),
         (0, "99", "open_time 99 is not a plausible time"),
         (8, "12.5", "trades must be an integer"),
     ],
