@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pricepipe_assets.contract.topics import CANDLES_1M, PREDICTIONS, QUOTES, TRADES
+from pricepipe_assets.contract.topics import CANDLES_1D, CANDLES_1H, CANDLES_1M, PREDICTIONS, QUOTES, TRADES
 
 # Which assets consume which topic, each through its own consumer group (`pricepipe.<asset>`).
 TOPIC_ASSETS: dict[str, tuple[str, ...]] = {
     CANDLES_1M: ("candles_lake", "candles_live"),
+    CANDLES_1H: ("candles_lake", "candles_live"),
+    CANDLES_1D: ("candles_lake", "candles_live"),
     TRADES: ("trades_lake", "trade_stats_minute", "trade_stats_hour", "latest_prices", "trade_candles"),
     QUOTES: ("latest_prices",),
     PREDICTIONS: ("predictions_live",),

@@ -69,6 +69,15 @@ def read_while_writing(context: dg.AssetExecutionContext, kafka: KafkaResource, 
         return batch, sum(future.result() for future in writes)
 
 
+def run_topics(config: OffsetRangesConfig, topics: Sequence[str]) -> list[str]:
+    """The ones of ``topics`` this run covers: those its sensor chose a range of, or all of them for
+    a manual materialization (no ranges), so an asset fed by several topics reads only its run's."""
+    if not config.offset_ranges:
+        return list(topics)
+    chosen = {r.topic for r in kafka_batches.parse_ranges(config.offset_ranges)}
+    return [topic for topic in topics if topic in chosen]
+
+
 def commit_batch(context: dg.AssetExecutionContext, kafka: KafkaResource, batch: Batch) -> None:
     """Record the asset's progress; called only once the batch's write has succeeded."""
     kafka_batches.commit(kafka, consumer_group(context.asset_key.to_user_string()), batch.ranges)

@@ -14,7 +14,8 @@ from typing import Any
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from pricepipe_assets.contract.topics import CANDLES_1M, TRADES
+from pricepipe_assets.contract.records import CANDLE_TOPICS
+from pricepipe_assets.contract.topics import TRADES
 from pricepipe_assets.contract.utc import utc_day
 from pricepipe_assets.defs.kafka_fed import (
     OffsetRangesConfig,
@@ -22,6 +23,7 @@ from pricepipe_assets.defs.kafka_fed import (
     commit_batch,
     early_closed,
     read_batch,
+    run_topics,
 )
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.defs.resources.lake import LakeResource
@@ -99,8 +101,9 @@ def write_chunks(lake: LakeResource, batch: Batch, dataset: str, partition_cols:
     group_name="lake",
     kinds={"kafka", "parquet"},
     op_tags=AFTER_LIVE_TABLES,
-    deps=[topic_key(CANDLES_1M)],
-    description="Every 1m candle from `candles.1m`, as delivered, in the lake's raw zone: "
+    deps=[topic_key(topic) for topic in CANDLE_TOPICS.values()],
+    description="Every candle from `candles.1m` (and `candles.1h` / `candles.1d`), as delivered, in the lake's raw "
+    "zone: "
     "`raw/candles/interval=1m/symbol=BTCUSDT/date=2024-01-01/p<partition>-o<block start>-0.parquet`, one file "
     f"per block of {OFFSETS_PER_FILE:,} offsets. Replays rewrite the same files, so each Kafka message is stored "
     "once; bad messages go to `deadletter`. Candles the venue closed early are kept with `is_complete` false and "
@@ -108,10 +111,14 @@ def write_chunks(lake: LakeResource, batch: Batch, dataset: str, partition_cols:
 )
 def candles_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                  lake: LakeResource) -> dg.MaterializeResult:
-    batch = read_batch(context, kafka, config, CANDLES_1M, dead_letter=True, align_to=OFFSETS_PER_FILE)
-    rows = write_chunks(lake, batch, RAW_CANDLES, ["interval", "symbol", "date"], candle_row)
-    commit_batch(context, kafka, batch)
-    return dg.MaterializeResult(metadata={**batch_metadata(rows, batch), "early_closed": early_closed(batch),
+    batches, rows = [], 0
+    for topic in run_topics(config, list(CANDLE_TOPICS.values())):
+        batch = read_batch(context, kafka, config, topic, dead_letter=True, align_to=OFFSETS_PER_FILE)
+        rows += write_chunks(lake, batch, RAW_CANDLES, ["interval", "symbol", "date"], candle_row)
+        commit_batch(context, kafka, batch)
+        batches.append(batch)
+    return dg.MaterializeResult(metadata={**batch_metadata(rows, *batches),
+                                          "early_closed": sum(early_closed(batch) for batch in batches),
                                           "dataset": lake.path(RAW_CANDLES)})
 
 

@@ -17,8 +17,8 @@ from typing import Any
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from pricepipe_assets.contract.records import INTERVAL_MS, Candle, Quote, Trade
-from pricepipe_assets.contract.topics import CANDLES_1M, QUOTES, TRADES
+from pricepipe_assets.contract.records import CANDLE_TOPICS, INTERVAL_MS, Candle, Quote, Trade
+from pricepipe_assets.contract.topics import QUOTES, TRADES
 from pricepipe_assets.defs.kafka_fed import (
     OffsetRangesConfig,
     batch_metadata,
@@ -26,6 +26,7 @@ from pricepipe_assets.defs.kafka_fed import (
     early_closed,
     read_batch,
     read_while_writing,
+    run_topics,
 )
 from pricepipe_assets.defs.resources.cassandra import CassandraResource, cql_date
 from pricepipe_assets.defs.resources.kafka import KafkaResource
@@ -102,19 +103,24 @@ def _candle_rows(records: Sequence[Delivered]) -> list[tuple[Any, ...]]:
 @dg.asset(
     group_name="live",
     kinds={"kafka", "cassandra"},
-    deps=["cassandra_schema", topic_key(CANDLES_1M)],
+    deps=["cassandra_schema", *(topic_key(topic) for topic in CANDLE_TOPICS.values())],
     freshness_policy=LIVE_TABLE_FRESHNESS,
-    description="1m candles from `candles.1m` in Cassandra's `candles` table (one partition per symbol and day), "
-    "upserted on (symbol, interval, open_time): the API's candle charts read it. `is_complete` is false for a "
-    "candle the venue closed early (an outage); `early_closed` counts the batch's.",
+    description="Candles from `candles.1m` (and the hourly and daily ones of `candles.1h` / `candles.1d`, e.g. an "
+    "imported history) in Cassandra's `candles` table (one partition per symbol and day, month or year), upserted "
+    "on (symbol, interval, open_time): the API's candle charts read it. `is_complete` is false for a candle the "
+    "venue closed early (an outage); `early_closed` counts the batch's.",
 )
 def candles_live(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                  cassandra: CassandraResource) -> dg.MaterializeResult:
-    batch, written = read_while_writing(context, kafka, config, CANDLES_1M, cassandra, UPSERT_VENUE_CANDLE,
-                                        _candle_rows)
-    record_activity(cassandra, batch)
-    commit_batch(context, kafka, batch)
-    return dg.MaterializeResult(metadata={**batch_metadata(written, batch), "early_closed": early_closed(batch)})
+    batches, written = [], 0
+    for topic in run_topics(config, list(CANDLE_TOPICS.values())):
+        batch, rows = read_while_writing(context, kafka, config, topic, cassandra, UPSERT_VENUE_CANDLE, _candle_rows)
+        record_activity(cassandra, batch)
+        commit_batch(context, kafka, batch)
+        batches.append(batch)
+        written += rows
+    return dg.MaterializeResult(metadata={**batch_metadata(written, *batches),
+                                          "early_closed": sum(early_closed(batch) for batch in batches)})
 
 
 @dg.asset(

@@ -31,6 +31,7 @@ from pricepipe_assets.kafka.batches import GroupOffsets
 
 BINANCE_FEED = dg.AssetKey("binance_feed")
 BITMEX_FEED = dg.AssetKey("bitmex_feed")
+CANDLE_FILES = dg.AssetKey("candle_files")
 
 
 def topic_key(topic: str) -> dg.AssetKey:
@@ -51,13 +52,18 @@ FEEDS = [
         description="BitMEX trades and quotes from its realtime WebSocket, published by `pricepipe feed`. Observed by "
         "`feeds_sensor`.",
     ),
+    dg.AssetSpec(
+        CANDLE_FILES, group_name="exchanges", kinds={"csv"},
+        description="Candles kept as CSV files (a multi-year daily history exported elsewhere, in Binance's 12 kline "
+        "columns or timestamp,open,high,low,close,volume), published by `pricepipe import-candles`.",
+    ),
 ]
 
 # What writes each topic: the feeds outside Dagster, and the assets that publish.
 WRITERS: dict[str, tuple[dg.AssetKey, ...]] = {
     CANDLES_1M: (BINANCE_FEED, dg.AssetKey("binance_history"), dg.AssetKey("trade_candles")),
-    CANDLES_1H: (BINANCE_FEED,),
-    CANDLES_1D: (BINANCE_FEED,),
+    CANDLES_1H: (BINANCE_FEED, CANDLE_FILES),
+    CANDLES_1D: (BINANCE_FEED, CANDLE_FILES),
     TRADES: (BINANCE_FEED, BITMEX_FEED),
     QUOTES: (BITMEX_FEED,),
     PREDICTIONS: (dg.AssetKey("daily_forecast"), dg.AssetKey("minute_predictions")),
@@ -68,8 +74,9 @@ WRITERS: dict[str, tuple[dg.AssetKey, ...]] = {
 
 DESCRIPTIONS: dict[str, str] = {
     CANDLES_1M: "1m candles, one JSON record per closed candle, keyed by symbol.",
-    CANDLES_1H: "Hourly candles published by `pricepipe backfill --interval 1h`.",
-    CANDLES_1D: "Daily candles published by `pricepipe backfill --interval 1d`.",
+    CANDLES_1H: "Hourly candles published by `pricepipe backfill --interval 1h` or `pricepipe import-candles`.",
+    CANDLES_1D: "Daily candles (e.g. a multi-year history) published by `pricepipe backfill --interval 1d` or "
+    "`pricepipe import-candles`.",
     TRADES: "Trades of every venue, keyed by symbol.",
     QUOTES: "Best bid and ask updates (BitMEX), keyed by symbol.",
     PREDICTIONS: "Forecasts of the daily and minute models, with their 90 % intervals.",

@@ -1,18 +1,23 @@
-"""OHLCV files into Kafka: both layouts of the real daily histories are published whole, and a bad
-row goes to the dead-letter topic with its line."""
+"""OHLCV files into Kafka: both layouts of the real daily histories are published whole, a bad row
+goes to the dead-letter topic with its line, and the daily topic's readers store them."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
+import dagster as dg
+import pyarrow.dataset as ds
 import pytest
 
 from pricepipe_assets.contract.records import Candle
 from pricepipe_assets.contract.topics import CANDLES_1D, DEADLETTER
-from pricepipe_assets.defs.resources import KafkaResource
+from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets.sources.candle_files import import_candles
+from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
 from pricepipe_assets_tests.support.kafka_reads import consume
+from pricepipe_assets_tests.support.kafka_runs import definitions, drain
 
 DAY_MS = 86_400_000
 
@@ -70,3 +75,23 @@ def test_a_file_in_neither_layout_is_refused_before_anything_is_published(kafka:
     path.write_text("date,price\n2024-01-01,42000\n")
     with pytest.raises(ValueError, match="neither"):
         import_candles(kafka.publisher(), path, "BTCUSDT", "1d")
+
+
+def test_imported_daily_candles_reach_cassandra_and_the_lake_through_the_daily_topics_readers(
+        kafka: KafkaResource, cassandra: CassandraResource, local_lake: LakeResource, shared_data: Path,
+        tmp_path: Path) -> None:
+    lines = _lines(shared_data / "daily_candles" / "ronaldlu66_spot_BTCUSDT_1d.csv")[:32]
+    path = tmp_path / "january.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert import_candles(kafka.publisher(), path, "BTCUSDT", "1d").published == 31
+
+    runs = drain(definitions(kafka, cassandra, local_lake), CANDLES_1D, kafka, dg.DagsterInstance.ephemeral())
+
+    assert runs and all(run.success for run in runs)
+    stored = list(cassandra.session().execute(
+        "SELECT open_time, close FROM candles WHERE symbol = 'BTCUSDT' AND interval = '1d' AND bucket = %s",
+        (dt.date(2021, 1, 1),)))
+    assert len(stored) == 31 and stored[0].close == float(lines[1].split(",")[4])
+    lake = ds.dataset(local_lake.path(RAW_CANDLES, "interval=1d"), filesystem=local_lake.filesystem(), format="parquet",
+                      partitioning="hive")
+    assert lake.count_rows() == 31
