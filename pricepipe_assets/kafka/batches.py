@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -254,11 +254,16 @@ def _drop_finished(consumer: Consumer, remaining: dict[tuple[str, int], int]) ->
         consumer.pause([tp for tp in positions if (tp.topic, tp.partition) not in remaining])
 
 
-def commit(kafka: KafkaCluster, group_id: str, ranges: Iterable[OffsetRange]) -> None:
-    """Commit each range's end for ``group_id``: called only after the write covering it succeeded."""
+def commit(kafka: KafkaCluster, group_id: str, ranges: Iterable[OffsetRange],
+           metadata: Mapping[int, str] | None = None) -> None:
+    """Commit each range's end for ``group_id``: called only after the write covering it succeeded.
+    ``metadata`` (per partition) is stored with the offset in the same request, so the two never
+    disagree."""
     from confluent_kafka import TopicPartition
 
-    offsets = [TopicPartition(kafka.topic(r.topic), r.partition, r.end) for r in ranges]
+    metadata = metadata or {}
+    offsets = [TopicPartition(kafka.topic(r.topic), r.partition, r.end, metadata=metadata.get(r.partition, ""))
+               for r in ranges]
     if not offsets:
         return
     consumer = kafka.consumer(group_id)

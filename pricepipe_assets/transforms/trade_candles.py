@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 from pricepipe_assets.contract.records import INTERVAL_MS, Candle, Trade
-from pricepipe_assets.kafka.batches import Delivered, OffsetRange, partitions_of
+from pricepipe_assets.kafka.batches import Delivered, OffsetRange, commit, partitions_of
 from pricepipe_assets.kafka.client import KafkaCluster
 from pricepipe_assets.storage.cassandra import CassandraCluster
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
@@ -194,16 +194,6 @@ def commit_with_watermarks(kafka: KafkaCluster, group_id: str, ranges: Iterable[
     """Commit each range's end together with its partition's watermarks, in one request, so they
     can never disagree (Kafka keeps up to ``offset.metadata.max.bytes``, 4 KiB by default, a
     hundred-odd symbols per partition)."""
-    from confluent_kafka import TopicPartition
-
-    offsets = [TopicPartition(kafka.topic(r.topic), r.partition, r.end,
-                              metadata=json.dumps(watermarks.get(r.partition, {}), sort_keys=True,
-                                                  separators=(",", ":")))
-               for r in ranges]
-    if not offsets:
-        return
-    consumer = kafka.consumer(group_id)
-    try:
-        consumer.commit(offsets=offsets, asynchronous=False)
-    finally:
-        consumer.close()
+    ranges = list(ranges)
+    commit(kafka, group_id, ranges, {r.partition: json.dumps(watermarks.get(r.partition, {}), sort_keys=True,
+                                                             separators=(",", ":")) for r in ranges})
