@@ -20,9 +20,13 @@ install: $(INSTALLED)
 ## daemon, and the API, in the foreground; Ctrl-C stops everything it started.
 ## Offline, the feed replays history from the Binance dumps; a local mirror of them beside the
 ## checkout (as on the project's own machines) is used unless PRICEPIPE_BINANCE_DUMPS_URL says otherwise.
+## The daily histories beside it (years of daily candles) go in first, so the daily model can train.
 DUMPS_MIRROR := $(abspath ../shared/data/binance)
+DAILY_HISTORY := $(abspath ../shared/data/daily_candles)
 run: install
-	$(if $(wildcard $(DUMPS_MIRROR)),PRICEPIPE_BINANCE_DUMPS_URL="$${PRICEPIPE_BINANCE_DUMPS_URL:-file://$(DUMPS_MIRROR)}") $(BIN)/pricepipe run
+	$(if $(wildcard $(DUMPS_MIRROR)),PRICEPIPE_BINANCE_DUMPS_URL="$${PRICEPIPE_BINANCE_DUMPS_URL:-file://$(DUMPS_MIRROR)}") \
+	$(if $(wildcard $(DAILY_HISTORY)),PRICEPIPE_DAILY_HISTORY_DIR="$${PRICEPIPE_DAILY_HISTORY_DIR:-$(DAILY_HISTORY)}") \
+	$(BIN)/pricepipe run
 
 ## Lint, then tests against real servers: pytest starts those not running yet and stops them again at the end.
 test: install

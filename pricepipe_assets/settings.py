@@ -233,6 +233,10 @@ class Settings:
     replay_history_days: int = _setting(60, lambda s: _parse_int(s, minimum=0), "offline demo: days from "
                                         "PRICEPIPE_REPLAY_START published at once, as history, before the paced replay")
     replay_end: dt.date = _setting(dt.date(2024, 3, 31), _parse_date, "offline demo: last day replayed")
+    daily_history_dir: Path | None = _setting(
+        None, _path, "offline demo: a folder of daily OHLCV CSV files (`*<SYMBOL>_1d.csv`, either layout of "
+        "`pricepipe import-candles`) whose candles before PRICEPIPE_REPLAY_START are published first, so the daily "
+        "model has years to train on; unset: none")
     replay_speed: float = _setting(60.0, _parse_speed, "offline demo: market time per wall time of the paced replay")
     replay_trades: str = _setting("futures/cm/BTCUSD_PERP@2026-05-08", _parse_trades_replay, "offline demo: "
                                   "aggTrades replayed beside the candles, <market>/<SYMBOL>@<day>[..<day>]; empty: none")

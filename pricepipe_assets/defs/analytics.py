@@ -8,6 +8,7 @@ as far back as Cassandra's aggregates window reaches (``PRICEPIPE_HOT_DAYS_AGGRE
 
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
 import datetime as dt
+import math
 from typing import Any
 
 import dagster as dg
@@ -28,8 +29,8 @@ from pricepipe_assets.storage.lake_datasets import (
     RAW_TRADES,
 )
 from pricepipe_assets.storage.live_tables import UPSERT_CANDLE, UPSERT_MOVING_AVERAGE
-from pricepipe_assets.transforms.lake_frames import NoHistoryError, raw_minutes, write_curated
-from pricepipe_assets.transforms.rollups import moving_averages, rollup_candles, trade_aggregates
+from pricepipe_assets.transforms.lake_frames import NoHistoryError, raw_candles, write_curated
+from pricepipe_assets.transforms.rollups import moving_averages, rollup_candles, trade_aggregates, with_venue_candles
 
 
 def _time(ms: int) -> dt.datetime:
@@ -48,12 +49,19 @@ def hot_only(frame: Any, cassandra: CassandraResource) -> Any:
     return frame[frame["open_time"] >= frame["symbol"].map(first_hot).fillna(0)]
 
 
+def _behind(minutes: float) -> str:
+    """What a candle was made of: its count of 1m candles, or none for the venue's own (null minutes)."""
+    return "the venue's candle" if math.isnan(minutes) else f"{int(minutes)} min"
+
+
 def _candles_asset(interval: str, name: str, description: str) -> dg.AssetsDefinition:
     @dg.asset(name=name, group_name="analytics", kinds={"spark", "parquet", "cassandra"},
               deps=["candles_lake", "cassandra_schema"], description=description)
     def _rollup(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
                 cassandra: CassandraResource) -> dg.MaterializeResult:
-        candles = rollup_candles(raw_minutes(spark.spark_session, lake), interval)
+        session = spark.spark_session
+        candles = with_venue_candles(rollup_candles(raw_candles(session, lake), interval),
+                                     raw_candles(session, lake, interval))
         write_curated(candles, lake, CURATED_CANDLES, ["interval", "symbol"])
         frame = candles.drop("date").toPandas().sort_values(["symbol", "open_time"])
         rows = [(r.symbol, interval, candle_bucket(interval, r.open_time), _time(r.open_time), _time(r.close_time),
@@ -66,7 +74,7 @@ def _candles_asset(interval: str, name: str, description: str) -> dg.AssetsDefin
             **time_range_metadata(frame),
             "incomplete_candles": len(incomplete),
             "incomplete_open_times": dg.MetadataValue.json(
-                [f"{r.symbol} {utc_iso(r.open_time)} ({r.minutes} min)" for r in incomplete.head(20).itertuples()]),
+                [f"{r.symbol} {utc_iso(r.open_time)} ({_behind(r.minutes)})" for r in incomplete.head(20).itertuples()]),
             "dataset": lake.path(CURATED_CANDLES, f"interval={interval}"),
         })
 
@@ -76,12 +84,15 @@ def _candles_asset(interval: str, name: str, description: str) -> dg.AssetsDefin
 candles_hourly = _candles_asset(
     "1h", "candles_hourly",
     "Hourly candles per symbol rolled up with Spark from the lake's raw 1m candles (each candle's newest "
-    "delivery): curated zone `curated/candles/interval=1h/` and Cassandra's `candles` table for the API. "
+    "delivery), where an hour lacks minutes the venue's own hourly candle from `candles.1h` if one arrived: "
+    "curated zone `curated/candles/interval=1h/` and Cassandra's `candles` table for the API. "
     "`minutes`/`is_complete` mark hours with missing 1m candles.")
 
 candles_daily = _candles_asset(
     "1d", "candles_daily",
-    "Daily candles per symbol rolled up with Spark from the lake's raw 1m candles: curated zone "
+    "Daily candles per symbol rolled up with Spark from the lake's raw 1m candles, and the venue's own daily "
+    "candles from `candles.1d` (imported or backfilled history) for days whose minutes the lake does not all hold, "
+    "each day once: curated zone "
     "`curated/candles/interval=1d/` and Cassandra's `candles` table. The daily model and the moving averages "
     "start here; `is_complete` is false for the current day and for days with exchange outages.")
 

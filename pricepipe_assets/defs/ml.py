@@ -28,7 +28,7 @@ from pricepipe_assets.defs.resources.model_rules import ModelRulesResource
 from pricepipe_assets.storage import model_store
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.storage.lake_datasets import CURATED_CANDLES
-from pricepipe_assets.transforms.lake_frames import raw_minutes, write_curated
+from pricepipe_assets.transforms.lake_frames import raw_candles, write_curated
 
 MINUTE_FEATURES_DATASET = "features/minute"
 DAILY_FEATURES_DATASET = "features/daily"
@@ -115,7 +115,7 @@ def minute_features(context: AssetExecutionContext, spark: LazyPySparkResource,
                     lake: LakeResource) -> dg.MaterializeResult:
     from pricepipe_assets.forecasting.features import minute_features as build
 
-    features = build(raw_minutes(spark.spark_session, lake))
+    features = build(raw_candles(spark.spark_session, lake))
     return dg.MaterializeResult(metadata=_write_features(spark, lake, features, MINUTE_FEATURES_DATASET))
 
 

@@ -38,6 +38,7 @@ class ImportResult:
     rows: int
     published: int
     dead_letters: int
+    later: int = 0  # rows at or after the import's ``before``, left out
 
 
 def _plain_candle(row: list[str], symbol: str, interval: str, exchange: str) -> Candle:
@@ -76,13 +77,17 @@ def _rows(path: Path) -> Iterator[tuple[int, list[str], bool]]:
 
 
 def import_candles(publisher: Publisher, path: Path, symbol: str, interval: str, *, exchange: str = "binance",
-                   progress: bool = False) -> ImportResult:
+                   before_ms: int | None = None, progress: bool = False) -> ImportResult:
     """Publish every candle of ``path`` to ``interval``'s candle topic, bad rows to ``deadletter``;
-    returns once Kafka confirmed them all (:meth:`Publisher.flush` raises otherwise)."""
+    returns once Kafka confirmed them all (:meth:`Publisher.flush` raises otherwise).
+
+    With ``before_ms``, only candles that open earlier are published: a replay that starts there
+    must not find its history already holding the days it is about to replay.
+    """
     if interval not in CANDLE_TOPICS:
         raise ValueError(f"interval must be one of {', '.join(CANDLE_TOPICS)}, got {interval!r}")
     topic = CANDLE_TOPICS[interval]
-    rows = published = dead = 0
+    rows = published = dead = later = 0
     for line, row, plain in tqdm(_rows(path), desc=path.name, unit=" rows", disable=not progress):
         rows += 1
         raw = ",".join(row)
@@ -93,7 +98,32 @@ def import_candles(publisher: Publisher, path: Path, symbol: str, interval: str,
             publisher.dead_letter(topic, raw, f"{path.name} line {line}: {error}")
             dead += 1
             continue
+        if before_ms is not None and candle.open_time >= before_ms:
+            later += 1
+            continue
         publisher.publish(candle)
         published += 1
     publisher.flush()
-    return ImportResult(rows, published, dead)
+    return ImportResult(rows, published, dead, later)
+
+
+def daily_history_file(folder: Path, symbol: str) -> Path | None:
+    """The spot daily history of ``symbol`` in ``folder``: among the files named ``*<symbol>_1d.csv``
+    (``futures`` ones left out, since their prices are another market's), the one reaching furthest
+    back; None when there is none."""
+    found = [path for path in folder.glob(f"*{symbol}_1d.csv") if "futures" not in path.name
+             and (path.name == f"{symbol}_1d.csv" or path.name.endswith(f"_{symbol}_1d.csv"))]
+    usable = sorted((first, path.name, path) for path in found if (first := _first_open_time(path)) is not None)
+    return usable[0][2] if usable else None
+
+
+def _first_open_time(path: Path) -> int | None:
+    for _, row, plain in _rows(path):
+        try:
+            stamp = row[0].strip()
+            if plain and not stamp.isdigit():
+                return iso_to_millis(stamp, "timestamp")
+            return to_millis(stamp, "open_time")
+        except RecordError:
+            return None
+    return None

@@ -68,6 +68,30 @@ def publish_history(settings: Settings, start: dt.date, end: dt.date) -> None:
         print(f"[feed] history: {symbol} {start} .. {end}: {result.records_published:,} candles", file=sys.stderr)
 
 
+def publish_daily_history(settings: Settings) -> int:
+    """Each configured symbol's daily candles from ``PRICEPIPE_DAILY_HISTORY_DIR`` that open before the
+    replay starts, so the daily model has the years it trains on and no daily candle is later than
+    the replay's clock; returns how many were published."""
+    from pricepipe_assets.sources.candle_files import daily_history_file, import_candles
+
+    folder = settings.daily_history_dir
+    if folder is None:
+        return 0
+    publisher = kafka_cluster(settings).publisher()
+    before_ms = int(dt.datetime.combine(settings.replay_start, dt.time(), dt.UTC).timestamp() * 1000)
+    published = 0
+    for symbol in settings.symbols:
+        path = daily_history_file(folder, symbol)
+        if path is None:
+            print(f"[feed] daily history: no {symbol} file in {folder}", file=sys.stderr)
+            continue
+        result = import_candles(publisher, path, symbol, "1d", before_ms=before_ms, progress=True)
+        published += result.published
+        print(f"[feed] daily history: {symbol} from {path.name}: {result.published:,} daily candles before "
+              f"{settings.replay_start}, {result.dead_letters:,} rows to deadletter", file=sys.stderr)
+    return published
+
+
 def run_demo_feed(settings: Settings) -> int:
     """Stream live data if an exchange answers; otherwise publish the history, then replay the rest."""
     reason = unreachable_reason(settings)
@@ -82,6 +106,7 @@ def run_demo_feed(settings: Settings) -> int:
                if settings.replay_history_days else "")
     print(f"[feed] exchanges unreachable ({reason}): replaying real history from {settings.binance_dumps_url} "
           f"instead, {history}up to {settings.replay_end} at {settings.replay_speed:g}x", file=sys.stderr)
+    publish_daily_history(settings)
     if settings.replay_history_days:
         publish_history(settings, settings.replay_start, paced_from - dt.timedelta(days=1))
     runners = {}

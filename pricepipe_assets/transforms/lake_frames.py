@@ -1,4 +1,4 @@
-"""Spark DataFrames over the lake: the raw zone's 1m candles in, curated partitions out."""
+"""Spark DataFrames over the lake: the raw zone's candles in, curated partitions out."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ class NoHistoryError(RuntimeError):
     """The lake holds nothing to roll up yet; the message says what to run first."""
 
 
-def raw_minutes(spark: Any, lake: Lake) -> Any:
-    """The newest delivery of every 1m candle in the raw zone, as a Spark DataFrame."""
+def raw_candles(spark: Any, lake: Lake, interval: str = "1m") -> Any:
+    """The newest delivery of every ``interval`` candle in the raw zone, as a Spark DataFrame (empty
+    when none of that interval arrived: the daily and hourly topics carry only imported history)."""
     from pyspark.sql import functions as F
 
     if not lake.exists(RAW_CANDLES):
         raise NoHistoryError(f"no raw candles under {lake.path(RAW_CANDLES)} yet: materialize `candles_lake` "
                              "(its sensor does so once candles reach Kafka) or backfill `binance_history`")
-    raw = spark.read.parquet(lake.spark_uri(RAW_CANDLES)).filter(F.col("interval") == "1m")
+    raw = spark.read.parquet(lake.spark_uri(RAW_CANDLES)).filter(F.col("interval") == interval)
     return newest_delivery(raw, ["symbol", "open_time"])
 
 

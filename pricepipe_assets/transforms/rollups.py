@@ -58,6 +58,27 @@ def rollup_candles(minutes: DataFrame, interval: str) -> DataFrame:
     )
 
 
+def with_venue_candles(rollup: DataFrame, venue: DataFrame) -> DataFrame:
+    """One candle per symbol and period from two sources: ``rollup`` (from the lake's 1m candles) and
+    ``venue`` (the exchange's own candles of the same interval, imported or backfilled).
+
+    A rollup with every minute of its period wins: it is built from the finest data the lake
+    holds and keeps up with a day still filling. Otherwise the venue's candle wins, since it saw
+    minutes the lake lacks (years of daily history come only that way); a partial rollup is left
+    only for periods the venue has no candle of. Each period is counted once, so features never
+    see a day twice. ``minutes`` stays null on a venue's candle: no 1m candle is behind it.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    columns = {"minutes": F.lit(None), "date": F.to_date(F.timestamp_millis("open_time"))}
+    venue_rows = venue.select(*(columns.get(name, F.col(name)).cast(rollup.schema[name].dataType).alias(name)
+                                for name in rollup.columns)).withColumn("_rank", F.lit(1))
+    ranked = rollup.withColumn("_rank", F.when(F.col("is_complete"), 0).otherwise(2)).unionByName(venue_rows)
+    order = Window.partitionBy("symbol", "open_time").orderBy("_rank")
+    return ranked.withColumn("_pick", F.row_number().over(order)).filter("_pick = 1").drop("_pick", "_rank")
+
+
 def moving_averages(daily: DataFrame, windows: Sequence[int] = MOVING_AVERAGE_WINDOWS) -> DataFrame:
     """Trailing N-day simple moving averages of daily close: the day itself and the N-1 before it.
 

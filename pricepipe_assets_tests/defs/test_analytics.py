@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from dagster_pyspark import LazyPySparkResource
 
+from pricepipe_assets.contract.records import Candle
 from pricepipe_assets.defs.analytics import candles_daily, candles_hourly, moving_averages_daily, trade_stats_history
 from pricepipe_assets.defs.lake import trade_row, write_chunks
 from pricepipe_assets.defs.resources import CassandraResource, LakeResource
@@ -87,6 +88,54 @@ def test_daily_candles_reach_cassandra_for_the_api(
     assert len(rows) == 35
     assert rows["close"].tolist() == expected["close"].tolist()
     assert rows["volume"].tolist() == pytest.approx(expected["volume"].tolist(), rel=1e-12)
+
+
+DAY_MS = 86_400_000
+
+
+def _venue_days(shared_data: Path, first: dt.date, last: dt.date) -> list[Candle]:
+    """Binance's own daily BTCUSDT candles of [first, last], from the real daily history file."""
+    frame = pd.read_csv(shared_data / "daily_candles" / "yanniedog_spot_BTCUSDT_1d.csv")
+    frame = frame[(frame["timestamp"] >= first.isoformat()) & (frame["timestamp"] <= last.isoformat())]
+    candles = []
+    for row in frame.itertuples():
+        open_time = int(dt.datetime.fromisoformat(row.timestamp).replace(tzinfo=dt.UTC).timestamp() * 1000)
+        candles.append(Candle(exchange="binance", symbol="BTCUSDT", interval="1d", open_time=open_time,
+                              close_time=open_time + DAY_MS - 1, open=row.open, high=row.high, low=row.low,
+                              close=row.close, volume=row.volume, quote_volume=0.0, trades=0, is_closed=True))
+    return candles
+
+
+def test_daily_candles_take_the_venues_own_for_days_the_lake_lacks_minutes_of_and_count_each_day_once(
+        spark: Any, spark_config: dict[str, str], local_lake: LakeResource, cassandra: CassandraResource,
+        shared_data: Path, tmp_path: Path) -> None:
+    minutes = real_minutes(shared_data, tmp_path / "cache", "BTCUSDT", dt.date(2024, 1, 1), dt.date(2024, 1, 5))
+    outage = (dt.datetime(2024, 1, 3, 10, tzinfo=dt.UTC).timestamp() * 1000,
+              dt.datetime(2024, 1, 3, 12, tzinfo=dt.UTC).timestamp() * 1000)
+    write_raw_candles(local_lake, [c for c in minutes if not outage[0] <= c.open_time < outage[1]])
+    venue = _venue_days(shared_data, dt.date(2023, 12, 1), dt.date(2024, 1, 4))
+    write_raw_candles(local_lake, venue)
+
+    result = dg.materialize([candles_daily], resources={
+        "spark": LazyPySparkResource(spark_config=spark_config), "lake": local_lake, "cassandra": cassandra},
+        instance=dg.DagsterInstance.ephemeral())
+
+    assert result.success
+    days = (spark.read.parquet(local_lake.spark_uri(CURATED_CANDLES, "interval=1d"))
+            .toPandas().sort_values("open_time").reset_index(drop=True))
+    assert len(days) == 31 + 5 and days["open_time"].is_unique
+    by_day = days.set_index(pd.to_datetime(days["open_time"], unit="ms").dt.date)
+    from_venue = {c.open_time: c for c in venue}
+    for day in pd.date_range("2023-12-01", "2023-12-31").date:  # before the 1m history: the venue's candles
+        row = by_day.loc[day]
+        assert pd.isna(row["minutes"]) and row["close"] == from_venue[row["open_time"]].close
+    outage_day = by_day.loc[dt.date(2024, 1, 3)]  # 120 minutes missing: the venue's candle, which saw them
+    assert pd.isna(outage_day["minutes"]) and outage_day["volume"] == from_venue[outage_day["open_time"]].volume
+    for day in (dt.date(2024, 1, 1), dt.date(2024, 1, 2), dt.date(2024, 1, 4), dt.date(2024, 1, 5)):
+        assert by_day.loc[day, "minutes"] == 1440  # every minute in the lake: the rollup
+    assert days["is_complete"].all()
+    metadata = result.asset_materializations_for_node("candles_daily")[0].metadata
+    assert metadata["first_time"].value == "2023-12-01T00:00:00+00:00"
 
 
 def test_moving_averages_are_trailing_and_only_where_the_window_is_full(

@@ -14,7 +14,7 @@ import pytest
 from pricepipe_assets.contract.records import Candle
 from pricepipe_assets.contract.topics import CANDLES_1D, DEADLETTER
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
-from pricepipe_assets.sources.candle_files import import_candles
+from pricepipe_assets.sources.candle_files import daily_history_file, import_candles
 from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
 from pricepipe_assets_tests.support.kafka_reads import consume
 from pricepipe_assets_tests.support.kafka_runs import definitions, drain
@@ -95,3 +95,14 @@ def test_imported_daily_candles_reach_cassandra_and_the_lake_through_the_daily_t
     lake = ds.dataset(local_lake.path(RAW_CANDLES, "interval=1d"), filesystem=local_lake.filesystem(), format="parquet",
                       partitioning="hive")
     assert lake.count_rows() == 31
+
+
+def test_the_daily_history_of_a_symbol_is_its_spot_file_reaching_furthest_back(shared_data: Path,
+                                                                             tmp_path: Path) -> None:
+    folder = shared_data / "daily_candles"
+    assert daily_history_file(folder, "BTCUSDT") == folder / "yanniedog_spot_BTCUSDT_1d.csv"  # 2017, not 2021
+    assert daily_history_file(folder, "ETHUSDT") == folder / "yanniedog_spot_ETHUSDT_1d.csv"
+    assert daily_history_file(folder, "SOLUSDT") is None
+    (tmp_path / "futures_um_XRPUSDT_1d.csv").write_text("timestamp,open,high,low,close,volume\n2017-01-01,1,1,1,1,1\n")
+    (tmp_path / "XRPUSDT_1d.csv").write_text("timestamp,open,high,low,close,volume\n2019-01-01,1,1,1,1,1\n")
+    assert daily_history_file(tmp_path, "XRPUSDT") == tmp_path / "XRPUSDT_1d.csv"  # futures are another market
