@@ -37,7 +37,7 @@ from pricepipe_assets.defs.resources import LakeResource
 from pricepipe_assets.kafka.batches import committed_and_watermarks, lag
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.backfill import backfill
-from pricepipe_assets.sources.binance.dumps import Dataset, days
+from pricepipe_assets.sources.binance.dump_files import Dataset, days
 from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
 from pricepipe_assets_tests.support.kline_files import KLINE_COLUMNS
 

@@ -233,6 +233,10 @@ class Settings:
     replay_history_days: int = _setting(60, lambda s: _parse_int(s, minimum=0), "offline demo: days from "
                                         "PRICEPIPE_REPLAY_START published at once, as history, before the paced replay")
     replay_end: dt.date = _setting(dt.date(2024, 3, 31), _parse_date, "offline demo: last day replayed")
+    history_days: int = _setting(30, lambda s: _parse_int(s, minimum=0), "live start: days of 1m candles fetched "
+                                 "from the dumps and REST before the live stream (what the lake lacks); 0: none")
+    history_daily_years: int = _setting(10, lambda s: _parse_int(s, minimum=0), "live start: years of daily candles "
+                                        "fetched from the monthly dumps and REST (since listing when shorter); 0: none")
     daily_history_dir: Path | None = _setting(
         None, _path, "offline demo: a folder of daily OHLCV CSV files (`*<SYMBOL>_1d.csv`, either layout of "
         "`pricepipe import-candles`) whose candles before PRICEPIPE_REPLAY_START are published first, so the daily "

@@ -53,7 +53,9 @@ def _feed(args: argparse.Namespace, settings: Settings) -> int:
         replay = ReplayOptions(start=args.start, end=args.end or args.start, speed=args.speed or None,
                                symbols=tuple(args.symbols or settings.symbols), trades_symbol=args.trades,
                                trades_market=args.trades_market, origin=args.origin)
-    return run_feed(args.source, settings, replay)
+    if args.history and args.source != "binance":
+        raise SystemExit("pricepipe feed --history goes with --source binance")
+    return run_feed(args.source, settings, replay, history=args.history)
 
 
 def _backfill(args: argparse.Namespace, settings: Settings) -> int:
@@ -110,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     feed.add_argument("--symbols", nargs="+", help="replay: symbols of the 1m candles (default: PRICEPIPE_SYMBOLS)")
     feed.add_argument("--trades", metavar="SYMBOL", help="replay: also replay this symbol's trades")
     feed.add_argument("--trades-market", default="futures/cm", help="replay: market of --trades (spot, futures/um, futures/cm)")
+    feed.add_argument("--history", action="store_true",
+                      help="binance: first fetch the history the lake lacks (PRICEPIPE_HISTORY_DAILY_YEARS of daily "
+                      "candles, PRICEPIPE_HISTORY_DAYS of 1m), as `pricepipe run` does online")
     feed.set_defaults(handler=_feed)
 
     backfill = commands.add_parser("backfill", help="publish a symbol's history for a date range into Kafka")

@@ -98,8 +98,9 @@ def run_demo_feed(settings: Settings) -> int:
     publisher = kafka_cluster(settings).publisher()
     stop = threading.Event()
     if reason is None:
-        print("[feed] Binance answers: streaming live 1m klines, and BitMEX trades and quotes", file=sys.stderr)
-        return run_runners(publisher, {"binance": binance_runner(settings, publisher),
+        print("[feed] Binance answers: fetching the history the lake lacks, then streaming live 1m klines, and "
+              "BitMEX trades and quotes", file=sys.stderr)
+        return run_runners(publisher, {"binance": binance_runner(settings, publisher, history=True),
                                        "bitmex": bitmex_runner(settings, publisher)}, stop)
     paced_from = settings.replay_start + dt.timedelta(days=settings.replay_history_days)
     history = (f"{settings.replay_start} .. {paced_from - dt.timedelta(days=1)} at once, then "

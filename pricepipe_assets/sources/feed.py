@@ -96,16 +96,24 @@ def bitmex_runner(settings: Settings, publisher: Publisher) -> Runner:
     return client.run, client.status_line
 
 
-def binance_runner(settings: Settings, publisher: Publisher) -> Runner:
+def binance_runner(settings: Settings, publisher: Publisher, *, history: bool = False) -> Runner:
+    """Binance's live klines; with ``history``, each symbol's history first (see ``start_history``),
+    which the stream's first gap fill continues from without a hole or a double."""
     from pricepipe_assets.sources.binance.rest import BinanceRestClient
     from pricepipe_assets.sources.binance.ws import BinanceKlineStream
 
+    last_open_times = None
+    if history:
+        from pricepipe_assets.sources.start_history import fetch_start_history
+
+        last_open_times = fetch_start_history(settings, publisher)
     rest = BinanceRestClient(settings.binance_rest_url)
-    stream = BinanceKlineStream(settings.symbols, publisher, rest, base_url=settings.binance_ws_url)
+    stream = BinanceKlineStream(settings.symbols, publisher, rest, base_url=settings.binance_ws_url,
+                                last_open_times=last_open_times)
     return stream.run, stream.counts.status_line
 
 
-def run_feed(source: str, settings: Settings, replay: ReplayOptions | None = None) -> int:
+def run_feed(source: str, settings: Settings, replay: ReplayOptions | None = None, *, history: bool = False) -> int:
     """Run ``source`` until it ends (a replay) or Ctrl-C; everything sent is confirmed by Kafka before returning."""
     if source not in SOURCES:
         raise ValueError(f"unknown source {source!r}: choose from {', '.join(SOURCES)}")
@@ -118,7 +126,7 @@ def run_feed(source: str, settings: Settings, replay: ReplayOptions | None = Non
     elif source == "bitmex":
         runner = bitmex_runner(settings, publisher)
     else:
-        runner = binance_runner(settings, publisher)
+        runner = binance_runner(settings, publisher, history=history)
     return run_runners(publisher, {source: runner}, stop)
 
 

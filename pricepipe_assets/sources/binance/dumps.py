@@ -16,8 +16,7 @@ import os
 import re
 import tempfile
 import zipfile
-import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,10 +26,13 @@ from urllib.request import url2pathname
 import requests
 from tqdm import tqdm
 
-from pricepipe_assets.contract.records import INTERVAL_MS, Candle, Record, RecordError
-from pricepipe_assets.sources.binance.formats import (
-    candle_from_binance_row,
-    trade_from_binance_agg_row,
+from pricepipe_assets.contract.records import Candle, Record, RecordError
+from pricepipe_assets.sources.binance.dump_files import (
+    Dataset,
+    DumpError,
+    DumpFile,
+    DumpRow,
+    read_rows,
 )
 from pricepipe_assets.sources.replay import Rejected
 
@@ -38,21 +40,9 @@ if TYPE_CHECKING:
     from pricepipe_assets.kafka.publisher import Publisher
 
 DEFAULT_BASE_URL = "https://data.binance.vision"
-KLINES = "klines"
-AGG_TRADES = "aggTrades"
-# The market's folder on the dumps site -> the ``exchange`` of its records: spot and the two futures
-# markets list the same symbol names for different instruments, so they must stay apart downstream.
-MARKETS: dict[str, str] = {"spot": "binance", "futures/um": "binanceusdm", "futures/cm": "binancecoinm"}
 
-# A header is a first line of column names only; a data row always holds numbers.
-_HEADER = re.compile(rb"[A-Za-z_][A-Za-z0-9_ ]*(?:,[A-Za-z_][A-Za-z0-9_ ]*)+")
-_SYMBOL = re.compile(r"[A-Z0-9_]{1,32}")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20
-
-
-class DumpError(RuntimeError):
-    """A dump could not be fetched or read; the message is a sentence meant for the user."""
 
 
 class MissingDayError(DumpError):
@@ -71,105 +61,6 @@ class ChecksumError(DumpError):
 
 class _NotFound(Exception):
     pass
-
-
-@dataclass(frozen=True)
-class Dataset:
-    """One series of daily dump files: a market, a kind (``klines`` or ``aggTrades``), a symbol, an interval."""
-
-    market: str
-    kind: str
-    symbol: str
-    interval: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.market not in MARKETS:
-            raise ValueError(f"market must be one of {', '.join(MARKETS)}, got {self.market!r}")
-        if self.kind not in (KLINES, AGG_TRADES):
-            raise ValueError(f"kind must be {KLINES} or {AGG_TRADES}, got {self.kind!r}")
-        if not _SYMBOL.fullmatch(self.symbol):
-            raise ValueError(f"symbol must be written as Binance does (upper-case, e.g. BTCUSDT), got {self.symbol!r}")
-        if self.kind == KLINES and self.interval not in INTERVAL_MS:
-            raise ValueError(f"kline interval must be one of {', '.join(INTERVAL_MS)}, got {self.interval!r}")
-        if self.kind == AGG_TRADES and self.interval is not None:
-            raise ValueError("aggTrades dumps have no interval")
-
-    @classmethod
-    def klines(cls, symbol: str, interval: str, market: str = "spot") -> Dataset:
-        return cls(market, KLINES, symbol, interval)
-
-    @classmethod
-    def agg_trades(cls, symbol: str, market: str = "spot") -> Dataset:
-        return cls(market, AGG_TRADES, symbol)
-
-    @property
-    def exchange(self) -> str:
-        return MARKETS[self.market]
-
-    def __str__(self) -> str:
-        return " ".join(part for part in (self.market, self.kind, self.symbol, self.interval) if part)
-
-    def path(self, day: dt.date) -> str:
-        """The file's path below the base URL, exactly as on data.binance.vision."""
-        folder = f"data/{self.market}/daily/{self.kind}/{self.symbol}"
-        if self.interval:
-            folder += f"/{self.interval}"
-        return f"{folder}/{self.symbol}-{self.interval or self.kind}-{day.isoformat()}.zip"
-
-    def parse(self, fields: Sequence[str]) -> Record:
-        if self.kind == KLINES:
-            assert self.interval is not None
-            return candle_from_binance_row(fields, self.symbol, self.interval, exchange=self.exchange)
-        return trade_from_binance_agg_row(fields, self.symbol, exchange=self.exchange)
-
-
-@dataclass(frozen=True)
-class DumpFile:
-    """A day's zip in the cache; ``verified`` when it matched the server's CHECKSUM on download."""
-
-    day: dt.date
-    source: str
-    path: Path
-    verified: bool
-
-
-@dataclass(frozen=True)
-class DumpRow:
-    """One CSV line as it is in the file, with where it came from (the dead-letter source)."""
-
-    dataset: Dataset
-    source: str
-    line: int
-    raw: bytes
-
-    def parse(self) -> Record:
-        """The validated record; the :class:`RecordError` names the line so a dead letter can be found."""
-        try:
-            return self.dataset.parse(self.raw.decode("utf-8").split(","))
-        except UnicodeDecodeError:
-            raise RecordError(f"line {self.line}: not UTF-8 text") from None
-        except RecordError as error:
-            raise RecordError(f"line {self.line}: {error}") from None
-
-
-def read_rows(file: DumpFile, dataset: Dataset) -> Iterator[DumpRow]:
-    """Every data row of a dump zip in file order; a header row (futures files) is skipped."""
-    try:
-        with zipfile.ZipFile(file.path) as archive, archive.open(_csv_member(archive, file)) as lines:
-            for number, line in enumerate(lines, start=1):
-                raw = line.rstrip(b"\r\n")
-                if number == 1 and _HEADER.fullmatch(raw):
-                    continue
-                yield DumpRow(dataset, file.source, number, raw)
-    except (zipfile.BadZipFile, zlib.error, EOFError):
-        raise DumpError(f"the cached {file.path} is damaged; delete it so the next run downloads it again") from None
-
-
-def _csv_member(archive: zipfile.ZipFile, file: DumpFile) -> str:
-    names = [name for name in archive.namelist() if name.endswith(".csv")]
-    if len(names) != 1:
-        raise DumpError(f"{file.path} should hold exactly one CSV file, but holds {names or 'none'}")
-    return names[0]
 
 
 @dataclass(frozen=True)
@@ -234,11 +125,13 @@ class _Tally:
                               downloads.missing_days)
 
 
-def days(start: dt.date, end: dt.date) -> list[dt.date]:
-    """The days from ``start`` to ``end``, both included."""
-    if end < start:
-        raise ValueError(f"the end date {end.isoformat()} is before the start date {start.isoformat()}")
-    return [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
+def _held(row: DumpRow, after: int | None) -> bool:
+    """Whether ``row`` is a record at or before ``after``; a row that does not parse is not held (it
+    goes on to the dead-letter topic)."""
+    try:
+        return after is not None and row.parse().timestamp <= after
+    except RecordError:
+        return False
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -279,7 +172,7 @@ class BinanceDumps:
         """
         files: list[DumpFile] = []
         missing: list[dt.date] = []
-        for day in self._bar(days(start, end), unit=" file", desc=f"download {dataset}"):
+        for day in self._bar(dataset.file_days(start, end), unit=" file", desc=f"download {dataset}"):
             try:
                 files.append(self.fetch(dataset, day))
             except MissingDayError:
@@ -294,17 +187,24 @@ class BinanceDumps:
         return self.download(dataset, start, end, skip_missing=skip_missing).records()
 
     def backfill(self, publisher: Publisher, dataset: Dataset, start: dt.date, end: dt.date, *,
-                 skip_missing: bool = False) -> BackfillResult:
+                 skip_missing: bool = False, after: int | None = None) -> BackfillResult:
         """Publish every row of a date range: records to their topics, bad rows to the dead-letter topic.
 
         Kafka confirms each file's messages before the next file is read, so a failure loses at
-        most one day's work and never reports unconfirmed data as published.
+        most one day's work and never reports unconfirmed data as published. ``after`` (ms UTC)
+        leaves out the records at or before it, which the caller already holds, so a resumed
+        backfill publishes no double; rows are in time order, so only the first rows are checked.
         """
         downloads = self.download(dataset, start, end, skip_missing=skip_missing)
         tally = _Tally()
+        resuming = after is not None
         with self._bar(unit=" rows", desc=f"publish {dataset}") as bar:
             for file in downloads.files:
                 for row in read_rows(file, dataset):
+                    if resuming:
+                        if _held(row, after):
+                            continue
+                        resuming = False
                     tally.count(publisher.offer(row.source, row.raw, row.parse))
                     bar.update()
                 publisher.flush()

@@ -44,7 +44,7 @@ def rest_row(row: list[str]) -> list[Any]:
 
 
 class BinanceRestServer(ThreadingHTTPServer):
-    """Klines of 1m candles per symbol.
+    """Klines of 1m candles per symbol (and of 1d candles for the symbols in ``daily``).
 
     ``rate_limited_calls`` are the numbers (from 1) of the calls answered with 429 instead;
     ``requests`` records every call's query so a test can see how a client paged.
@@ -52,12 +52,13 @@ class BinanceRestServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, candles: dict[str, list[list[str]]], *, rate_limited_calls: Collection[int] = (),
-                 retry_after_s: int = 1) -> None:
+    def __init__(self, candles: dict[str, list[list[str]]], *, daily: dict[str, list[list[str]]] | None = None,
+                 rate_limited_calls: Collection[int] = (), retry_after_s: int = 1) -> None:
         super().__init__(("127.0.0.1", 0), KlinesHandler)
         # Rows are found by the open time of the dump line they came from, so a replaced row is
         # served where the original was even when it is too broken to have an open time.
         self.rows = {symbol: {int(row[0]): rest_row(row) for row in rows} for symbol, rows in candles.items()}
+        self.daily = {symbol: {int(row[0]): rest_row(row) for row in rows} for symbol, rows in (daily or {}).items()}
         self.retry_after_s = retry_after_s
         self.rate_limited_calls = set(rate_limited_calls)
         self.requests: list[dict[str, str]] = []
@@ -79,6 +80,8 @@ class BinanceRestServer(ThreadingHTTPServer):
                 return 429, TOO_MANY_REQUESTS
         if query.get("symbol") not in self.rows:
             return 400, INVALID_SYMBOL
+        if query.get("interval") == "1d":
+            return 200, self.klines(self.daily.get(query["symbol"], {}), query)
         if query.get("interval") != "1m":
             return 400, INVALID_INTERVAL
         return 200, self.klines(self.rows[query["symbol"]], query)
