@@ -38,7 +38,8 @@ def test_daily_half_widths_ignore_the_moves_that_had_not_ended_by_the_newest_row
     frame = _daily(400, 1)
     up_to = frame.iloc[:300].copy()
     widths = volatility.daily_move_half_widths(up_to, 0.9)
-    assert np.all(np.isfinite(widths)) and widths[-1] > 2 * widths[0]  # 15-day moves are wider than 1-day ones
+    assert np.all(np.isfinite(widths))
+    np.testing.assert_allclose(widths / widths[0], np.sqrt(np.arange(1, 16)), rtol=1e-12)  # one quantile, times √h
     # the frame still holds the later outcomes of its last 15 rows; making them absurd changes nothing
     reaches_past = up_to["open_time"].to_numpy()[:, None] + np.arange(1, 16) * DAY_MS > up_to["open_time"].iloc[-1]
     targets = up_to[list(DAILY_TARGETS)].to_numpy()
@@ -51,6 +52,29 @@ def test_daily_half_widths_ignore_the_moves_that_had_not_ended_by_the_newest_row
     ratio = volatility.daily_scale(wild)[-1] / volatility.daily_scale(frame.iloc[:300])[-1]
     assert ratio > 1.5
     np.testing.assert_allclose(volatility.daily_move_half_widths(wild, 0.9) / widths, ratio, rtol=1e-12)
+
+
+def test_daily_half_widths_are_calibrated_on_the_recent_window_of_moves_only() -> None:
+    frame = _daily(600, 4)
+    up_to = frame.iloc[:500].copy()
+    widths = volatility.daily_move_half_widths(up_to, 0.9)
+    start = up_to["open_time"].to_numpy()
+    inside = start > start[-1] - volatility.DAILY_WINDOW_DAYS * DAY_MS
+    # moves that started before the window do not count, however large
+    old = up_to.copy()
+    old.loc[~inside, list(DAILY_TARGETS)] = 5.0
+    np.testing.assert_array_equal(volatility.daily_move_half_widths(old, 0.9), widths)
+    # moves inside it do: tripling them all (the volatility scale untouched) triples the band
+    tripled = up_to.copy()
+    tripled.loc[inside, list(DAILY_TARGETS)] *= 3.0
+    np.testing.assert_allclose(volatility.daily_move_half_widths(tripled, 0.9), 3.0 * widths, rtol=1e-12)
+
+
+def test_a_short_history_has_no_daily_band() -> None:
+    # 10 days hold 9 one-day moves and fewer of every longer one: enough pooled scores for 90 %,
+    # while 2 days hold a single move
+    assert np.all(np.isfinite(volatility.daily_move_half_widths(_daily(10, 5), 0.9)))
+    assert np.all(np.isinf(volatility.daily_move_half_widths(_daily(2, 5), 0.9)))
 
 
 def test_the_minute_scale_of_a_row_needs_only_that_row() -> None:
