@@ -8,7 +8,7 @@ import pytest
 
 from pricepipe_assets.forecasting import volatility
 from pricepipe_assets.forecasting.feature_names import DAILY_TARGETS
-from pricepipe_assets.forecasting.intervals import rolling_half_widths
+from pricepipe_assets.forecasting.intervals import conformal_quantile, rolling_half_widths
 from pricepipe_assets.forecasting.metrics import interval_score
 
 DAY_MS = 86_400_000
@@ -68,6 +68,16 @@ def test_daily_half_widths_are_calibrated_on_the_recent_window_of_moves_only() -
     tripled = up_to.copy()
     tripled.loc[inside, list(DAILY_TARGETS)] *= 3.0
     np.testing.assert_allclose(volatility.daily_move_half_widths(tripled, 0.9), 3.0 * widths, rtol=1e-12)
+
+
+def test_per_step_bands_take_each_steps_own_quantile_of_all_earlier_moves() -> None:
+    frame = _daily(400, 6)
+    widths = volatility.daily_move_half_widths(frame.iloc[:300], 0.9, window_days=None, pooled=False)
+    scale = volatility.daily_scale(frame.iloc[:300])
+    for h in (1, 7, 15):
+        ended = frame.iloc[:300 - h]  # the moves of step h that had ended by row 299
+        scores = ended[f"target_{h}"].to_numpy() / scale[:300 - h]
+        assert widths[h - 1] == pytest.approx(conformal_quantile(scores, 0.9) * scale[-1], rel=1e-12)
 
 
 def test_a_short_history_has_no_daily_band() -> None:
