@@ -80,7 +80,7 @@ def test_per_step_bands_take_each_steps_own_quantile_of_all_earlier_moves() -> N
         assert widths[h - 1] == pytest.approx(conformal_quantile(scores, 0.9) * scale[-1], rel=1e-12)
 
 
-def test_a_short_history_has_no_daily_band() -> None:
+def test_a_daily_band_needs_nine_pooled_moves_at_90_percent() -> None:
     # 10 days hold 9 one-day moves and fewer of every longer one: enough pooled scores for 90 %,
     # while 2 days hold a single move
     assert np.all(np.isfinite(volatility.daily_move_half_widths(_daily(10, 5), 0.9)))
