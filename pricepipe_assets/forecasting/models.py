@@ -196,8 +196,8 @@ class DailyModel:
 
     Still, the forest lost to the naive forecast there, so what is served is its predicted returns
     times the weight its walk-forward record earned (:mod:`~pricepipe_assets.forecasting.combination`),
-    set by :meth:`calibrate`. Intervals need no calibration of their own: they come from every
-    earlier h-day move in the features, scaled by volatility (:func:`daily_move_half_widths`).
+    set by :meth:`calibrate`. Intervals need no calibration of their own: they come from the
+    recent h-day moves in the features, scaled by volatility (:func:`daily_move_half_widths`).
     """
 
     name = "rf_daily"

@@ -23,11 +23,17 @@ from scipy.signal import lfilter
 
 from pricepipe_assets.contract.records import INTERVAL_MS
 from pricepipe_assets.forecasting.feature_names import DAILY_TARGETS
-from pricepipe_assets.forecasting.intervals import half_widths
+from pricepipe_assets.forecasting.intervals import conformal_quantile, half_widths
 
 # A half-life of 46 days: volatility mean-reverts within the 15 days a daily forecast spans, so
 # the one-day RiskMetrics decay (0.94, a half-life of 11 days) chases moves that will not last.
 DAILY_DECAY = 0.985
+# The daily band is calibrated on the moves of the last 120 days only: how far an h-day move runs
+# relative to the daily volatility changes from one market regime to the next, and a band
+# calibrated on all history keeps the width of regimes long gone. Pooled over the 15 steps,
+# 120 days still give about 1,700 scores. Chosen on the periods before the benchmark's
+# (docs/forecasting.md, "How the defaults were chosen").
+DAILY_WINDOW_DAYS = 120
 # The minute scale enters as its square root: a one-hour volatility estimate is noisy, and
 # trusting it fully narrows calm minutes less than it widens busy ones.
 MINUTE_SCALE_POWER = 0.5
@@ -36,8 +42,9 @@ SCALE_FLOOR = 1e-6
 # Parkinson: E[log(high / low) ** 2] = 4 ln 2 * variance for a random walk within the candle.
 _PARKINSON = 4.0 * math.log(2.0)
 
-DAILY_METHOD = (f"split conformal on every earlier h-day move scaled by volatility (EWMA λ={DAILY_DECAY} of "
-                "daily returns), centred on the forecast")
+DAILY_METHOD = (f"split conformal on the h-day moves of the last {DAILY_WINDOW_DAYS} days, each divided by √h times "
+                f"the volatility at its start (EWMA λ={DAILY_DECAY} of daily returns), one quantile for all steps, "
+                "centred on the forecast")
 MINUTE_METHOD = (f"split conformal on the last residuals scaled by volatility (15/60-minute and high-low range, "
                  f"to the power {MINUTE_SCALE_POWER:g})")
 
@@ -54,12 +61,12 @@ def ewma_variance(returns: ArrayLike, decay: float) -> np.ndarray:
     return weighted / weights
 
 
-def daily_scale(features: pd.DataFrame) -> np.ndarray:
+def daily_scale(features: pd.DataFrame, decay: float = DAILY_DECAY) -> np.ndarray:
     """Volatility of each daily row from ``ret_1`` of that row and the rows before it.
 
     The features' rows must be one symbol's, in time order: the estimate runs along them.
     """
-    variance = ewma_variance(features["ret_1"].to_numpy(dtype=float), DAILY_DECAY)
+    variance = ewma_variance(features["ret_1"].to_numpy(dtype=float), decay)
     return np.maximum(np.sqrt(variance), SCALE_FLOOR)
 
 
@@ -74,18 +81,28 @@ def minute_scale(features: pd.DataFrame) -> np.ndarray:
     return np.maximum(np.sqrt(variance), SCALE_FLOOR) ** MINUTE_SCALE_POWER
 
 
-def daily_move_half_widths(features: pd.DataFrame, level: float) -> np.ndarray:
+def daily_move_half_widths(features: pd.DataFrame, level: float, *, window_days: int | None = DAILY_WINDOW_DAYS,
+                           pooled: bool = True, decay: float = DAILY_DECAY) -> np.ndarray:
     """Half-widths per day ahead for a forecast from the newest row of ``features``.
 
-    Every earlier h-day move that had ended by the newest row's day is a score once divided by
-    the volatility at its start; the conformal quantile of the scores, times the newest row's
-    volatility, is the half-width for step h. Moves ending later are ignored even where the
-    frame holds them, so a walk-forward origin can pass the rows up to it as they are.
+    Every h-day move that started in the last ``window_days`` days (``None``: at any time) and had
+    ended by the newest row's day is a score once divided by √h times the volatility at its
+    start. Under a random walk the scores of all 15 steps share one distribution, so they are
+    pooled into one conformal quantile q (fifteen times the scores a single step has, a steadier
+    quantile from a short window); ``pooled=False`` takes one quantile per step instead. The
+    half-width for step h is q·√h times the newest row's volatility. Moves ending later are
+    ignored even where the frame holds them, so a walk-forward origin can pass the rows up to it
+    as they are. The keyword arguments exist so that ``benchmarks/daily_bands.py`` can compare
+    the alternatives; the model uses the defaults.
     """
-    scale = daily_scale(features)
+    scale = daily_scale(features, decay)
     times = features["open_time"].to_numpy()
     steps = np.arange(1, len(DAILY_TARGETS) + 1)
     moves = features[list(DAILY_TARGETS)].to_numpy(dtype=float)
-    ended = times[:, None] + steps[None, :] * INTERVAL_MS["1d"] <= times[-1]
-    scores = np.where(ended, moves, np.nan) / scale[:, None]
-    return half_widths(scores, level) * scale[-1]
+    counted = times[:, None] + steps[None, :] * INTERVAL_MS["1d"] <= times[-1]
+    if window_days is not None:
+        counted &= (times > times[-1] - window_days * INTERVAL_MS["1d"])[:, None]
+    horizon = np.sqrt(steps)
+    scores = np.where(counted, moves, np.nan) / (scale[:, None] * horizon[None, :])
+    quantile = conformal_quantile(scores.ravel(), level) if pooled else half_widths(scores, level)
+    return quantile * horizon * scale[-1]

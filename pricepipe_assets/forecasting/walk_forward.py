@@ -133,10 +133,11 @@ def evaluate_minute(model: MinuteModel, features: pd.DataFrame, *, warmup: int =
                       interval_method=model.interval_method)
 
 
-def _origins(rows: pd.DataFrame, n_origins: int, step: int, min_train: int) -> list[int]:
-    """Row indices of the (at most ``n_origins``) origins: every ``step`` rows back from the newest
-    row whose 15 days are known, keeping only rows whose own 15 days are known (a gap can leave
-    them unknown) and that have ``min_train`` complete training rows before them."""
+def daily_origins(rows: pd.DataFrame, n_origins: int, step: int, min_train: int) -> list[int]:
+    """Row indices of the (at most ``n_origins``) origins in one symbol's time-ordered ``rows``:
+    every ``step`` rows back from the newest row whose 15 days are known, keeping only rows whose
+    own 15 days are known (a gap can leave them unknown) and that have ``min_train`` complete
+    training rows before them."""
     complete = rows[list(DAILY_TARGETS)].notna().all(axis=1).to_numpy()
     times = rows["open_time"].to_numpy()
     known = np.flatnonzero(complete)
@@ -155,6 +156,12 @@ def known_by(origin_times: np.ndarray, k: int) -> np.ndarray:
     return origin_times[:k, None] + steps[None, :] * DAY_MS <= origin_times[k]
 
 
+def naive_origin_half_widths(origin_times: np.ndarray, actual_returns: np.ndarray, k: int, level: float) -> np.ndarray:
+    """The naive band's half-width per step at origin k: the plain conformal quantile of the
+    moves after the earlier origins that were known by then (``actual_returns``: origins, steps)."""
+    return half_widths(np.where(known_by(origin_times, k), actual_returns[:k], np.nan), level)
+
+
 def evaluate_daily(model: DailyModel, features: pd.DataFrame, *, n_origins: int = 40, step: int = 15,
                    min_train: int = 365) -> Evaluation:
     """Expanding-window evaluation of 15-day forecasts on ``daily_features`` rows of one symbol.
@@ -171,7 +178,7 @@ def evaluate_daily(model: DailyModel, features: pd.DataFrame, *, n_origins: int 
     Pass the result to :meth:`DailyModel.calibrate` after fitting ``model`` on all rows.
     """
     rows = _one_symbol(features)
-    chosen = _origins(rows, n_origins, step, min_train)
+    chosen = daily_origins(rows, n_origins, step, min_train)
     if not chosen:
         raise ValueError(f"no origin has {min_train} complete training rows before it; the daily history is too short")
     times = rows["open_time"].to_numpy()
@@ -194,7 +201,7 @@ def evaluate_daily(model: DailyModel, features: pd.DataFrame, *, n_origins: int 
     for k, i in enumerate(chosen):
         close = float(rows["close"].iloc[i])
         model_widths = daily_move_half_widths(rows.iloc[:i + 1], model.level)
-        naive_widths = half_widths(np.where(known_by(origin_times, k), actual_returns[:k], np.nan), model.level)
+        naive_widths = naive_origin_half_widths(origin_times, actual_returns, k, model.level)
         predicted, lower, upper = price_interval(close, predicted_returns[k], model_widths)
         naive = naive_model.predict(close, HORIZON_DAYS)[0]
         _, naive_lower, naive_upper = price_interval(close, np.zeros(HORIZON_DAYS), naive_widths)

@@ -8,7 +8,7 @@ import pytest
 
 from pricepipe_assets.forecasting import volatility
 from pricepipe_assets.forecasting.feature_names import DAILY_TARGETS
-from pricepipe_assets.forecasting.intervals import rolling_half_widths
+from pricepipe_assets.forecasting.intervals import conformal_quantile, rolling_half_widths
 from pricepipe_assets.forecasting.metrics import interval_score
 
 DAY_MS = 86_400_000
@@ -38,7 +38,8 @@ def test_daily_half_widths_ignore_the_moves_that_had_not_ended_by_the_newest_row
     frame = _daily(400, 1)
     up_to = frame.iloc[:300].copy()
     widths = volatility.daily_move_half_widths(up_to, 0.9)
-    assert np.all(np.isfinite(widths)) and widths[-1] > 2 * widths[0]  # 15-day moves are wider than 1-day ones
+    assert np.all(np.isfinite(widths))
+    np.testing.assert_allclose(widths / widths[0], np.sqrt(np.arange(1, 16)), rtol=1e-12)  # one quantile, times √h
     # the frame still holds the later outcomes of its last 15 rows; making them absurd changes nothing
     reaches_past = up_to["open_time"].to_numpy()[:, None] + np.arange(1, 16) * DAY_MS > up_to["open_time"].iloc[-1]
     targets = up_to[list(DAILY_TARGETS)].to_numpy()
@@ -51,6 +52,39 @@ def test_daily_half_widths_ignore_the_moves_that_had_not_ended_by_the_newest_row
     ratio = volatility.daily_scale(wild)[-1] / volatility.daily_scale(frame.iloc[:300])[-1]
     assert ratio > 1.5
     np.testing.assert_allclose(volatility.daily_move_half_widths(wild, 0.9) / widths, ratio, rtol=1e-12)
+
+
+def test_daily_half_widths_are_calibrated_on_the_recent_window_of_moves_only() -> None:
+    frame = _daily(600, 4)
+    up_to = frame.iloc[:500].copy()
+    widths = volatility.daily_move_half_widths(up_to, 0.9)
+    start = up_to["open_time"].to_numpy()
+    inside = start > start[-1] - volatility.DAILY_WINDOW_DAYS * DAY_MS
+    # moves that started before the window do not count, however large
+    old = up_to.copy()
+    old.loc[~inside, list(DAILY_TARGETS)] = 5.0
+    np.testing.assert_array_equal(volatility.daily_move_half_widths(old, 0.9), widths)
+    # moves inside it do: tripling them all (the volatility scale untouched) triples the band
+    tripled = up_to.copy()
+    tripled.loc[inside, list(DAILY_TARGETS)] *= 3.0
+    np.testing.assert_allclose(volatility.daily_move_half_widths(tripled, 0.9), 3.0 * widths, rtol=1e-12)
+
+
+def test_per_step_bands_take_each_steps_own_quantile_of_all_earlier_moves() -> None:
+    frame = _daily(400, 6)
+    widths = volatility.daily_move_half_widths(frame.iloc[:300], 0.9, window_days=None, pooled=False)
+    scale = volatility.daily_scale(frame.iloc[:300])
+    for h in (1, 7, 15):
+        ended = frame.iloc[:300 - h]  # the moves of step h that had ended by row 299
+        scores = ended[f"target_{h}"].to_numpy() / scale[:300 - h]
+        assert widths[h - 1] == pytest.approx(conformal_quantile(scores, 0.9) * scale[-1], rel=1e-12)
+
+
+def test_a_daily_band_needs_nine_pooled_moves_at_90_percent() -> None:
+    # 10 days hold 9 one-day moves and fewer of every longer one: enough pooled scores for 90 %,
+    # while 2 days hold a single move
+    assert np.all(np.isfinite(volatility.daily_move_half_widths(_daily(10, 5), 0.9)))
+    assert np.all(np.isinf(volatility.daily_move_half_widths(_daily(2, 5), 0.9)))
 
 
 def test_the_minute_scale_of_a_row_needs_only_that_row() -> None:
