@@ -24,13 +24,12 @@ import os
 import shlex
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from benchmarks.forecast import DEFAULT_DATA, day, read_daily_csv
+from benchmarks.forecast import add_daily_arguments, day, read_daily_csv
 from pricepipe_assets.contract.forecasts import HORIZON_DAYS
 from pricepipe_assets.defs.resources.spark import spark_resource
 from pricepipe_assets.forecasting.feature_names import DAILY_TARGETS
@@ -85,11 +84,7 @@ def name(variant: tuple[float, int | None, bool]) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="daily candles CSV (default: %(default)s)")
-    parser.add_argument("--symbol", default="BTCUSDT")
-    parser.add_argument("--origins", type=int, default=40, help="walk-forward origins per period (default: %(default)s)")
-    parser.add_argument("--step", type=int, default=15, help="days between origins (default: %(default)s)")
-    parser.add_argument("--level", type=float, default=0.9, help="interval level (default: %(default)s)")
+    add_daily_arguments(parser, "walk-forward origins per period")
     parser.add_argument("--until", default="2022-08-23,2024-03-31,",
                         help="last day of each period, comma-separated; empty for all the data (default: %(default)s)")
     args = parser.parse_args(argv)

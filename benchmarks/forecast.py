@@ -174,13 +174,19 @@ def run_minutes(args: argparse.Namespace, session: Any) -> Evaluation:
     return evaluation
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def add_daily_arguments(parser: argparse.ArgumentParser, origins: str = "walk-forward origins") -> None:
+    """The daily walk-forward's options, shared with ``benchmarks.daily_bands`` so both read the same data
+    the same way."""
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="daily candles CSV (default: %(default)s)")
     parser.add_argument("--symbol", default="BTCUSDT")
-    parser.add_argument("--origins", type=int, default=40, help="walk-forward origins (default: %(default)s)")
+    parser.add_argument("--origins", type=int, default=40, help=f"{origins} (default: %(default)s)")
     parser.add_argument("--step", type=int, default=15, help="days between origins (default: %(default)s)")
     parser.add_argument("--level", type=float, default=0.9, help="interval level (default: %(default)s)")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_daily_arguments(parser)
     parser.add_argument("--minutes", default=DEFAULT_MINUTES, help="FIRST:LAST days of 1m dumps (default: %(default)s)")
     parser.add_argument("--minute-batch", type=int, default=60,
                         help="minutes forecast per model update, as the minute_model asset does (default: %(default)s)")

@@ -6,16 +6,13 @@ import datetime as dt
 import sys
 
 from pricepipe_assets.contract.records import INTERVAL_MS
+from pricepipe_assets.contract.utc import day_start_ms
 from pricepipe_assets.kafka.client import kafka_cluster
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.binance.dumps import Dataset
 from pricepipe_assets.sources.binance.endpoints import binance_endpoints
 from pricepipe_assets.storage.cassandra import CassandraCluster, CassandraUnavailable, cassandra_cluster
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
-
-
-def _day_ms(day: dt.date) -> int:
-    return int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
 
 
 def last_stored_open_time(cassandra: CassandraCluster, symbol: str, interval: str, start_ms: int,
@@ -50,7 +47,7 @@ def backfill(settings: Settings, symbol: str, start: dt.date, end: dt.date, *, s
     from pricepipe_assets.sources.binance.rest import BinanceRestClient
     from pricepipe_assets.sources.binance.rest import backfill as rest_backfill
 
-    start_ms, end_ms = _day_ms(start), _day_ms(end + dt.timedelta(days=1))
+    start_ms, end_ms = day_start_ms(start), day_start_ms(end + dt.timedelta(days=1))
     try:
         after = last_stored_open_time(cassandra_cluster(settings), symbol, interval, start_ms, end_ms)
     except CassandraUnavailable as error:

@@ -44,8 +44,7 @@ class ImportResult:
 def _plain_candle(row: list[str], symbol: str, interval: str, exchange: str) -> Candle:
     if len(row) != len(PLAIN_HEADER):
         raise RecordError(f"a plain OHLCV row needs {len(PLAIN_HEADER)} columns, got {len(row)}")
-    stamp = row[0].strip()
-    open_time = to_millis(stamp, "timestamp") if stamp.isdigit() else iso_to_millis(stamp, "timestamp")
+    open_time = _plain_open_time(row[0])
     close_time = open_time + INTERVAL_MS[interval] - 1
     candle = Candle(exchange=exchange, symbol=symbol, interval=interval, open_time=open_time, close_time=close_time,
                     open=parse_finite(row[1], "open"), high=parse_finite(row[2], "high"),
@@ -54,6 +53,12 @@ def _plain_candle(row: list[str], symbol: str, interval: str, exchange: str) -> 
                     is_complete=covers_interval(interval, open_time, close_time))
     candle.check()
     return candle
+
+
+def _plain_open_time(cell: str) -> int:
+    """The plain layout's ``timestamp``: epoch milliseconds, or an ISO date or time (UTC)."""
+    stamp = cell.strip()
+    return to_millis(stamp, "timestamp") if stamp.isdigit() else iso_to_millis(stamp, "timestamp")
 
 
 def _rows(path: Path) -> Iterator[tuple[int, list[str], bool]]:
@@ -120,10 +125,7 @@ def daily_history_file(folder: Path, symbol: str) -> Path | None:
 def _first_open_time(path: Path) -> int | None:
     for _, row, plain in _rows(path):
         try:
-            stamp = row[0].strip()
-            if plain and not stamp.isdigit():
-                return iso_to_millis(stamp, "timestamp")
-            return to_millis(stamp, "open_time")
+            return _plain_open_time(row[0]) if plain else to_millis(row[0].strip(), "open_time")
         except RecordError:
             return None
     return None

@@ -14,6 +14,7 @@ import sys
 import threading
 from dataclasses import dataclass
 
+from pricepipe_assets.contract.utc import day_start_ms
 from pricepipe_assets.kafka.client import kafka_cluster
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.binance.dumps import Dataset
@@ -78,7 +79,7 @@ def publish_daily_history(settings: Settings) -> int:
     if folder is None:
         return 0
     publisher = kafka_cluster(settings).publisher()
-    before_ms = int(dt.datetime.combine(settings.replay_start, dt.time(), dt.UTC).timestamp() * 1000)
+    before_ms = day_start_ms(settings.replay_start)
     published = 0
     for symbol in settings.symbols:
         path = daily_history_file(folder, symbol)

@@ -24,6 +24,7 @@ from collections.abc import Callable
 
 from pricepipe_assets.contract.record_values import now_ms as wall_ms
 from pricepipe_assets.contract.records import INTERVAL_MS
+from pricepipe_assets.contract.utc import day_start_ms, utc_day
 from pricepipe_assets.kafka.publisher import Publisher
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.binance.dump_files import Dataset
@@ -36,10 +37,6 @@ from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
 
 DAY_MS = INTERVAL_MS["1d"]
 MINUTE_MS = INTERVAL_MS["1m"]
-
-
-def day_ms(day: dt.date) -> int:
-    return int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
 
 
 def newest_in_lake(lake: Lake, symbol: str, interval: str) -> int | None:
@@ -97,18 +94,18 @@ class StartHistory:
             published += result.records_published
             if result.last_event_ms is not None:
                 last = result.last_event_ms - result.last_event_ms % DAY_MS
-        yesterday = day_ms(today) - DAY_MS
+        yesterday = day_start_ms(today) - DAY_MS
         if last is None or last < yesterday:  # the current month, and any month the dumps do not have yet
-            fill = rest_backfill(self.rest, self.publisher, symbol, "1d", day_ms(start), yesterday, after_open_time=last)
+            fill = rest_backfill(self.rest, self.publisher, symbol, "1d", day_start_ms(start), yesterday, after_open_time=last)
             published += fill.candles
         self.say(f"[history] {symbol} 1d: {published:,} daily candles published"
-                 + (f" after the lake's newest of {_iso_day(held)}" if held is not None else ""))
+                 + (f" after the lake's newest of {utc_day(held)}" if held is not None else ""))
 
     def _minutes(self, symbol: str, now_ms: int) -> int | None:
         today = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC).date()
         held = newest_in_lake(self.lake, symbol, "1m")
         first = today - dt.timedelta(days=self.days)
-        if held is not None and held >= day_ms(first):
+        if held is not None and held >= day_start_ms(first):
             first = dt.datetime.fromtimestamp(held / 1000, dt.UTC).date()
         else:
             held = None
@@ -121,8 +118,8 @@ class StartHistory:
             if result.last_event_ms is not None:
                 last = max(last or 0, result.last_event_ms - result.last_event_ms % MINUTE_MS)
             for day in result.missing_days:  # not (yet) in the dumps: the same minutes over REST
-                fill = rest_backfill(self.rest, self.publisher, symbol, "1m", day_ms(day),
-                                     day_ms(day) + DAY_MS - MINUTE_MS, after_open_time=held)
+                fill = rest_backfill(self.rest, self.publisher, symbol, "1m", day_start_ms(day),
+                                     day_start_ms(day) + DAY_MS - MINUTE_MS, after_open_time=held)
                 published += fill.candles
                 if fill.last_open_time is not None:
                     last = max(last or 0, fill.last_open_time)
@@ -138,6 +135,3 @@ def fetch_start_history(settings: Settings, publisher: Publisher) -> dict[str, i
                            data_lake(settings), days=settings.history_days, daily_years=settings.history_daily_years)
     return history.fetch(settings.symbols, wall_ms())
 
-
-def _iso_day(ms: int) -> str:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).date().isoformat()

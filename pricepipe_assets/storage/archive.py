@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pricepipe_assets.contract.utc import day_start_ms
 from pricepipe_assets.storage.cassandra import CassandraCluster
 from pricepipe_assets.storage.cassandra_schema import MOVING_AVERAGE_WINDOWS, candle_bucket
 from pricepipe_assets.storage.lake import Lake
@@ -84,19 +85,15 @@ class HotPart:
         return start, start + dt.timedelta(days=1)
 
 
-def _day_ms(day: dt.date) -> int:
-    return int(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
-
-
 def _bucketed(*fixed: Any, interval: str) -> Callable[[str, dt.date], list[Slice]]:
     """Partitions ``(symbol, *fixed, bucket)`` bucketed like candles of ``interval``."""
     def slices(symbol: str, day: dt.date) -> list[Slice]:
-        return [Slice((symbol, *fixed, candle_bucket(interval, _day_ms(day))), whole_partition=interval == "1m")]
+        return [Slice((symbol, *fixed, candle_bucket(interval, day_start_ms(day))), whole_partition=interval == "1m")]
     return slices
 
 
 def _moving_average_slices(symbol: str, day: dt.date) -> list[Slice]:
-    bucket = candle_bucket("1d", _day_ms(day))
+    bucket = candle_bucket("1d", day_start_ms(day))
     return [Slice((symbol, window, bucket), whole_partition=False) for window in MOVING_AVERAGE_WINDOWS]
 
 

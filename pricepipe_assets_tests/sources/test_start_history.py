@@ -18,11 +18,12 @@ import pytest
 
 from pricepipe_assets.contract import topics
 from pricepipe_assets.contract.records import Candle
+from pricepipe_assets.contract.utc import day_start_ms
 from pricepipe_assets.defs.resources import KafkaResource, LakeResource
 from pricepipe_assets.sources.binance.dumps import BinanceDumps
 from pricepipe_assets.sources.binance.rest import BinanceRestClient
 from pricepipe_assets.sources.binance.ws import BinanceKlineStream
-from pricepipe_assets.sources.start_history import StartHistory, day_ms
+from pricepipe_assets.sources.start_history import StartHistory
 from pricepipe_assets_tests.support.exchange_servers import binance_rest_server, binance_ws_server
 from pricepipe_assets_tests.support.exchange_servers.binance_mirror import BinanceMirror
 from pricepipe_assets_tests.support.exchange_servers.binance_rest_server import load_day
@@ -45,7 +46,7 @@ def _daily_rows(shared_data: Path, first: dt.date, last: dt.date) -> list[list[s
         for line in csv.DictReader(file):
             day = dt.date.fromisoformat(line["timestamp"])
             if first <= day <= last:
-                start = day_ms(day)
+                start = day_start_ms(day)
                 rows.append([str(start), line["open"], line["high"], line["low"], line["close"], line["volume"],
                              str(start + DAY_MS - 1), "0", "0", "0", "0", "0"])
     return rows
@@ -107,7 +108,7 @@ def test_a_live_start_fetches_daily_and_minute_history_then_streams_with_no_hole
         history = StartHistory(publisher, BinanceDumps(tmp_path / "cache", mirror.url), client, local_lake,
                                days=3, daily_years=1, say=lambda line: None)
         newest = history.fetch((SYMBOL,), ws.now_ms())
-        assert newest == {SYMBOL: day_ms(dt.date(2024, 1, 30)) + DAY_MS - 60_000}
+        assert newest == {SYMBOL: day_start_ms(dt.date(2024, 1, 30)) + DAY_MS - 60_000}
         stream = BinanceKlineStream([SYMBOL], publisher, client, base_url=ws.base_url, clock=ws.now_ms,
                                     last_open_times=newest, stop_poll_s=0.05)
         _stream(stream, ws)
@@ -118,7 +119,7 @@ def test_a_live_start_fetches_daily_and_minute_history_then_streams_with_no_hole
     assert [c.open_time for c in published] == [int(row[0]) for row in expected_minutes]
     assert [c.close for c in published] == [float(row[4]) for row in expected_minutes]
     days = [Candle.from_json(m.value()) for m in consume(kafka, topics.CANDLES_1D, 365 + 30)]
-    assert [c.open_time for c in days] == [day_ms(dt.date(2023, 1, 1)) + n * DAY_MS for n in range(365 + 30)]
+    assert [c.open_time for c in days] == [day_start_ms(dt.date(2023, 1, 1)) + n * DAY_MS for n in range(365 + 30)]
     assert [c.close for c in days] == [float(row[4]) for row in _daily_rows(shared_data, dt.date(2023, 1, 1),
                                                                             dt.date(2024, 1, 30))]
 
@@ -129,7 +130,7 @@ def test_a_second_start_fetches_only_what_the_lake_lacks(
     _mirror(tmp_path / "mirror", shared_data)
     held_minutes = [c for c in real_minutes(shared_data, tmp_path / "cache", SYMBOL, dt.date(2024, 1, 28),
                                             dt.date(2024, 1, 29))
-                    if c.open_time < day_ms(dt.date(2024, 1, 29)) + 12 * 3_600_000]
+                    if c.open_time < day_start_ms(dt.date(2024, 1, 29)) + 12 * 3_600_000]
     held_days = [Candle(exchange="binance", symbol=SYMBOL, interval="1d", open_time=int(row[0]),
                         close_time=int(row[6]), open=float(row[1]), high=float(row[2]), low=float(row[3]),
                         close=float(row[4]), volume=float(row[5]), quote_volume=0.0, trades=0, is_closed=True)
@@ -143,12 +144,12 @@ def test_a_second_start_fetches_only_what_the_lake_lacks(
         history = StartHistory(kafka.publisher(), BinanceDumps(tmp_path / "cache", mirror.url),
                                BinanceRestClient(rest.base_url), local_lake, days=3, daily_years=1,
                                say=lambda line: None)
-        history.fetch((SYMBOL,), day_ms(TODAY) + LIVE_FROM_MINUTE * 60_000)
+        history.fetch((SYMBOL,), day_start_ms(TODAY) + LIVE_FROM_MINUTE * 60_000)
         monthly = [path for path, _ in mirror.requests if "/monthly/" in path and path.endswith(".zip")]
 
     assert all(not path.endswith(f"2023-0{month}.zip") for path in monthly for month in range(1, 6))
     minutes = [Candle.from_json(m.value()) for m in consume(kafka, topics.CANDLES_1M, 36 * 60)]
     assert minutes[0].open_time == held_minutes[-1].open_time + 60_000 and len({c.open_time for c in minutes}) == 36 * 60
     days = [Candle.from_json(m.value()) for m in consume(kafka, topics.CANDLES_1D, 184 + 30)]
-    assert days[0].open_time == day_ms(dt.date(2023, 7, 1)) and len({c.open_time for c in days}) == 184 + 30
+    assert days[0].open_time == day_start_ms(dt.date(2023, 7, 1)) and len({c.open_time for c in days}) == 184 + 30
 
