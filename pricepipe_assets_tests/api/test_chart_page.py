@@ -68,14 +68,18 @@ def save_screenshot(page: Page, tmp_path: Path, name: str) -> None:
     shutil.copyfile(shot, ARTIFACTS / name)
 
 
-def wait_for_draw(page: Page, interval: str, candles: int) -> None:
-    """Until the chart shows as many of this interval's candles as the API answered (a draw replaces all traces at once)."""
+def wait_for_draw(page: Page, interval: str, candles: list[dict[str, Any]]) -> None:
+    """Until the chart's bars of this interval begin with the candles the API answered, ending at
+    the last of them; the live stream may already have added the forming bar after it, so the
+    count alone would race the stream (a draw replaces all traces at once)."""
     page.wait_for_function(
-        """([interval, candles]) => {
+        """([interval, count, last]) => {
             const chart = document.getElementById("chart");
-            return chart.data && chart.data[0].name === `${interval} candles` && chart.data[0].x.length === candles;
+            const trace = chart.data && chart.data[0];
+            return trace && trace.name === `${interval} candles` && trace.x.length >= count
+                && trace.x[count - 1] === last;
         }""",
-        arg=[interval, candles],
+        arg=[interval, len(candles), candles[-1]["open_time"].removesuffix("Z")],
     )
 
 
@@ -91,9 +95,9 @@ def test_chart_page_draws_the_api_candles_and_forecast_and_goes_live(api_base_ur
     assert candles, "the API fixture should serve a day of candles for the default (day, 1m) view"
     assert forecast, "the API fixture should serve a forecast"
 
-    wait_for_draw(page, "1m", len(candles))
+    wait_for_draw(page, "1m", candles)
     traces = chart_traces(page)
-    assert traces[0]["type"] == "candlestick" and traces[0]["points"] == len(candles)
+    assert traces[0]["type"] == "candlestick" and traces[0]["points"] in (len(candles), len(candles) + 1)
     assert page.locator("#chart g.trace.boxes path").count() > 0, "no candlestick drawn"
     forecast_traces = [trace for trace in traces if trace["xaxis"] == "x2"]
     assert [trace["points"] for trace in forecast_traces] == [len(forecast)] * 3, "band edges and predicted line"
@@ -119,7 +123,7 @@ def test_a_month_of_daily_candles_carries_the_moving_average(api_base_url: str, 
     candles = candles_info.value.json()["candles"]
     assert candles, "the API fixture should serve a month of daily candles"
 
-    wait_for_draw(page, "1d", len(candles))
+    wait_for_draw(page, "1d", candles)
     average_trace = chart_traces(page)[1]
     average = averages[-1].json()
     assert average["window"] == 7
