@@ -185,6 +185,7 @@ function reportAnswers(candles, average, forecast) {
   }
   if (forecast.error) showMessage(`forecast: ${forecast.error.message}`, "chart", "error");
   else if (forecast.value.forecast.length === 0) showMessage("no forecast yet", "chart");
+  else if (forecast.value.reason) showMessage(`forecast by ${forecast.value.model}: ${forecast.value.reason}`, "chart");
 }
 
 // The average over the range the candles answer covers, so both panels agree on it.

@@ -247,7 +247,8 @@ def daily_model(context: AssetExecutionContext, config: DailyModelConfig, lake: 
         model = DailyModel().fit(features).calibrate(evaluation)
         serve_baseline = not evaluation.better_than_baseline(margin)
         stored = model_store.StoredModel(DAILY_MODEL, symbol, model_store.new_version(), model, evaluation.metrics,
-                                         serve_baseline, {"naive_half_widths": naive_daily_half_widths(evaluation)})
+                                         serve_baseline, {"naive_half_widths": naive_daily_half_widths(evaluation),
+                                                          "origins": len(evaluation.origins)})
         path = model_store.save(lake, stored)
         ratios[symbol] = evaluation.mae_ratio
         metadata.update({**_evaluation_metadata(symbol, evaluation, serve_baseline, margin, None),
@@ -288,7 +289,8 @@ def _closed_daily_candles(lake: LakeResource) -> Any:
     "the naive baseline where the model lost to it or where the history is still too short to train one (its "
     "interval then comes from the history's own 1–15-day moves); `served_by` says which and why.",
 )
-def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: KafkaResource) -> dg.MaterializeResult:
+def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: KafkaResource,
+                   model_rules: ModelRulesResource) -> dg.MaterializeResult:
     from pricepipe_assets.contract.forecasts import FORECAST_LEVEL, HORIZON_DAYS, INTERVAL_METHODS
     from pricepipe_assets.forecasting.serving import naive_forecast, naive_half_widths_from_closes, to_predictions
 
@@ -298,7 +300,7 @@ def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: Ka
         stored = model_store.load_latest(lake, DAILY_MODEL, symbol)
         last = candles.iloc[-1]
         if stored is not None and not stored.serve_baseline:
-            name, version, why = stored.model.name, stored.version, "the daily model"
+            name, version, reason = stored.model.name, stored.version, None
             forecast = stored.model.forecast(_features_frame(lake, DAILY_FEATURES_DATASET, symbol))
         else:
             widths = (stored.extra["naive_half_widths"] if stored is not None
@@ -307,17 +309,27 @@ def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: Ka
                 metadata[f"{symbol}/skipped"] = f"{len(candles)} closed days: too few to calibrate an interval"
                 continue
             name, version = NAIVE, stored.version if stored is not None else "history"
-            why = "naive: the daily model lost to it" if stored is not None else "naive: no daily model yet"
+            reason = (_lost_reason(stored) if stored is not None else
+                      f"no daily model yet: {len(candles)} closed days of history, and it trains from "
+                      f"{model_rules.daily_min_train_days} days before its first walk-forward origin")
             forecast = naive_forecast(last, "1d", widths)
         made_at = int(last["open_time"]) + INTERVAL_MS["1d"]
-        published += to_predictions(forecast, str(symbol), name, version, "1d", made_at)
+        published += to_predictions(forecast, str(symbol), name, version, "1d", made_at, reason)
         table = forecast.assign(day=[utc_iso(t)[:10] for t in forecast["target_time"]])[["day", "predicted", "lower", "upper"]]
         metadata[f"{symbol}/forecast"] = dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".2f"))
-        metadata[f"{symbol}/served_by"] = f"{why} (version {version})"
+        metadata[f"{symbol}/served_by"] = f"{name} (version {version})" + (f": {reason}" if reason else "")
         metadata[f"{symbol}/interval_method"] = INTERVAL_METHODS[name]
     _publish(kafka, published)
     return dg.MaterializeResult(metadata={**metadata, "dagster/row_count": len(published),
                                           "topic": kafka.topic("predictions")})
+
+
+def _lost_reason(stored: model_store.StoredModel) -> str:
+    """What the daily model scored against the naive forecast it lost to, as served with the fallback."""
+    ratio = stored.metrics["model"]["mae"] / stored.metrics["naive"]["mae"]
+    origins = stored.extra.get("origins")
+    over = f"over {origins} walk-forward origins" if origins else "in walk-forward scoring"
+    return f"{stored.model.name} MAE {ratio:.2f} × naive {over}"
 
 
 def _recent_candles(cassandra: CassandraResource, symbol: str, newest_ms: int, count: int) -> Any:

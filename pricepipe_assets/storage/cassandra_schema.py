@@ -206,4 +206,12 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE candles ADD IF NOT EXISTS is_complete boolean",
         ),
     ),
+    Migration(
+        7,
+        "daily forecasts keep why a fallback answered",
+        (
+            # null: the daily model answered.
+            "ALTER TABLE forecasts ADD IF NOT EXISTS reason text",
+        ),
+    ),
 )

@@ -103,6 +103,9 @@ def test_chart_page_draws_the_api_candles_and_forecast_and_goes_live(api_base_ur
     assert [trace["points"] for trace in forecast_traces] == [len(forecast)] * 3, "band edges and predicted line"
     assert page.locator("#chart .scatterlayer path.js-fill").count() > 0, "no forecast band drawn"
     assert page.locator("#messages li.error").all_inner_texts() == []
+    reason = forecast_info.value.json()["reason"]
+    assert reason, "the API fixture's history is too short for the daily model, so the naive fallback says why"
+    expect(page.locator("#messages")).to_contain_text(f"forecast by naive: {reason}")
     assert page.locator("#symbol").input_value() == SYMBOL
 
     expect(page.locator("#stream-state")).to_have_text("live", timeout=LIVE_WITHIN_MS)
