@@ -146,5 +146,9 @@ def test_a_symbol_that_only_trades_is_charted_from_the_candles_of_its_trades(api
 
     wait_for_draw(page, "1m", candles)
     assert page.locator("#chart g.trace.boxes path").count() > 0, "no candlestick drawn"
+    assert [trace["xaxis"] for trace in chart_traces(page)] == ["x", "x"], "no forecast, so no forecast panel"
+    grid = page.locator("#chart .subplot.xy .ygrid").first.bounding_box()
+    axis = page.locator("#chart .xaxislayer-above").first.bounding_box()
+    assert grid is not None and axis is not None and grid["width"] >= 0.95 * axis["width"], "the grid spans the candles' axis"
     assert page.locator("#messages li.error").all_inner_texts() == []
     save_screenshot(page, tmp_path, "chart-page-btcusd-perp.png")
