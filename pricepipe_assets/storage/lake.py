@@ -82,7 +82,7 @@ class Lake(BaseModel):
     ) -> list[str]:
         """Write ``table`` under ``dataset`` as Hive partitions (``col=value/``), one file per partition.
 
-        Files are named ``<basename>.parquet`` inside each partition folder; writing the same
+        Files are named ``<basename>-0.parquet`` inside each partition folder; writing the same
         basename again overwrites, which is what makes replays idempotent. Each file is written
         under a hidden name first (readers skip names with a leading dot) and renamed into place,
         so a writer killed half-way leaves no truncated file behind. A table spanning more than
