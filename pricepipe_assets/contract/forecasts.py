@@ -7,7 +7,7 @@ FORECAST_LEVEL = 0.9
 # How each model's intervals are made, as the API and the chart page name them (the ``ml`` assets'
 # metadata gives the exact parameters).
 INTERVAL_METHODS: dict[str, str] = {
-    "rf_daily": "split conformal on the last 120 days' moves scaled by √h times an EWMA of daily volatility",
+    "rf_daily": "split conformal on recent moves scaled by √h times an EWMA of daily volatility",
     "sgd_minute": "split conformal on recent residuals scaled by the minute's volatility",
     "naive": "split conformal on the naive forecast's past moves, not scaled by volatility",
 }
