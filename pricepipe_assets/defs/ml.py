@@ -33,6 +33,7 @@ from pricepipe_assets.transforms.lake_frames import raw_candles, write_curated
 MINUTE_FEATURES_DATASET = "features/minute"
 DAILY_FEATURES_DATASET = "features/daily"
 MINUTE_MODEL = "minute_model"
+MINUTE_LSTM_MODEL = "minute_lstm_model"
 DAILY_MODEL = "daily_model"
 NAIVE = "naive"
 PLOTTED_MINUTES = 240
@@ -351,20 +352,22 @@ def _newest_candles(context: AssetExecutionContext) -> dict[str, int]:
 
 @dg.asset(
     group_name="ml",
-    kinds={"kafka", "scikitlearn"},
-    deps=["candles_live", "minute_model"],
+    kinds={"kafka", "scikitlearn", "keras"},
+    deps=["candles_live", "minute_model", MINUTE_LSTM_MODEL],
     description="Next-minute predictions, made in every `candles_1m_job` run right after `candles_live`: for each "
-    "symbol of the batch, the newest minute model (or the naive baseline where the model lost to it) forecasts "
-    "the close of the minute after the newest stored candle, with its interval, and publishes it to `predictions` "
-    "(horizon `1m`). Features are computed from the last two hours of candles in Cassandra.",
+    "symbol of the batch, the newest SGD minute model and the newest LSTM (or the naive baseline where a model lost "
+    "to it) forecast the close of the minute after the newest stored candle, with its interval, and publish it to "
+    "`predictions` (horizon `1m`) under their own model names. Features are computed from the last two hours of "
+    "candles in Cassandra.",
 )
 def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassandra: CassandraResource,
                        kafka: KafkaResource) -> dg.MaterializeResult:
     published = []
     skipped: dict[str, str] = {}
     for symbol, newest_ms in sorted(_newest_candles(context).items()):
-        stored = model_store.load_latest(lake, MINUTE_MODEL, symbol)
-        if stored is None:
+        models = [m for m in (model_store.load_latest(lake, name, symbol) for name in (MINUTE_MODEL, MINUTE_LSTM_MODEL))
+                  if m is not None]
+        if not models:
             skipped[symbol] = "no minute model trained yet"
             continue
         # Imported once a model exists: pandas and scikit-learn would add a second to every candles
@@ -372,16 +375,18 @@ def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassa
         from pricepipe_assets.forecasting.online import MINUTE_HISTORY, minute_features_tail
         from pricepipe_assets.forecasting.serving import naive_forecast, to_predictions
 
-        features = minute_features_tail(_recent_candles(cassandra, symbol, newest_ms, MINUTE_HISTORY))
+        # The LSTM reads the features of its last `window` minutes, each needing the warm-up before it.
+        history = MINUTE_HISTORY + max(getattr(m.model, "window", 1) for m in models) - 1
+        features = minute_features_tail(_recent_candles(cassandra, symbol, newest_ms, history))
         if features.empty or int(features["open_time"].iloc[-1]) != newest_ms:
-            skipped[symbol] = f"fewer than {MINUTE_HISTORY} consecutive candles up to {utc_iso(newest_ms)}"
+            skipped[symbol] = f"fewer than {history} consecutive candles up to {utc_iso(newest_ms)}"
             continue
-        last = features.iloc[-1]
-        if stored.serve_baseline:
-            name, forecast = NAIVE, naive_forecast(last, "1m", [stored.extra["naive_half_width"]])
-        else:
-            name, forecast = stored.model.name, stored.model.forecast(features)
-        published += to_predictions(forecast, symbol, name, stored.version, "1m", newest_ms + INTERVAL_MS["1m"])
+        for stored in models:
+            if stored.serve_baseline:
+                name, forecast = NAIVE, naive_forecast(features.iloc[-1], "1m", [stored.extra["naive_half_width"]])
+            else:
+                name, forecast = stored.model.name, stored.model.forecast(features)
+            published += to_predictions(forecast, symbol, name, stored.version, "1m", newest_ms + INTERVAL_MS["1m"])
     _publish(kafka, published)
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(published), "skipped": dg.MetadataValue.json(skipped),
