@@ -41,6 +41,8 @@ SELECT_RECENT_CANDLES = """
 SELECT symbol, open_time, high, low, close, volume, trades FROM candles
 WHERE symbol = ? AND interval = '1m' AND bucket = ? AND open_time <= ? ORDER BY open_time DESC LIMIT ?
 """
+UPSERT_MODEL_SCORE = ("INSERT INTO model_scores (symbol, horizon, model, model_version, mae_ratio, passed) "
+                      "VALUES (?, '1m', ?, ?, ?, ?)")
 
 
 def _features_frame(lake: LakeResource, dataset: str, symbol: str) -> Any:
@@ -362,7 +364,7 @@ def _newest_candles(context: AssetExecutionContext) -> dict[str, int]:
 )
 def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassandra: CassandraResource,
                        kafka: KafkaResource) -> dg.MaterializeResult:
-    published = []
+    published, scores = [], []
     skipped: dict[str, str] = {}
     for symbol, newest_ms in sorted(_newest_candles(context).items()):
         models = [m for m in (model_store.load_latest(lake, name, symbol) for name in (MINUTE_MODEL, MINUTE_LSTM_MODEL))
@@ -387,7 +389,10 @@ def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassa
             else:
                 name, forecast = stored.model.name, stored.model.forecast(features)
             published += to_predictions(forecast, symbol, name, stored.version, "1m", newest_ms + INTERVAL_MS["1m"])
+            scores.append((symbol, stored.model.name, stored.version,
+                           stored.metrics["model"]["mae"] / stored.metrics["naive"]["mae"], not stored.serve_baseline))
     _publish(kafka, published)
+    cassandra.write_all(UPSERT_MODEL_SCORE, scores)  # what `/predictions` picks its default model by
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(published), "skipped": dg.MetadataValue.json(skipped),
         "targets": dg.MetadataValue.json({p.symbol: utc_iso(p.target_time) for p in published})})
