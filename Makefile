@@ -25,7 +25,7 @@ DUMPS_MIRROR := $(abspath ../shared/data/binance)
 DAILY_HISTORY := $(abspath ../shared/data/daily_candles)
 run: install
 	$(if $(wildcard $(DUMPS_MIRROR)),PRICEPIPE_BINANCE_DUMPS_URL="$${PRICEPIPE_BINANCE_DUMPS_URL:-file://$(DUMPS_MIRROR)}") \
-	$(if $(wildcard $(DAILY_HISTORY)),PRICEPIPE_DAILY_HISTORY_DIR="$${PRICEPIPE_DAILY_HISTORY_DIR:-$(DAILY_HISTORY)}") \
+	$(if $(wildcard $(DAILY_HISTORY)),PRICEPIPE_DAILY_HISTORY_DIR="$${PRICEPIPE_DAILY_HISTORY_DIR-$(DAILY_HISTORY)}") \
 	$(BIN)/pricepipe run
 
 ## Lint, then tests against real servers: pytest starts those not running yet and stops them again at the end.

@@ -23,7 +23,7 @@ MOVING_AVERAGES = ("SELECT day, sma FROM moving_averages WHERE symbol = ? AND wi
 
 # `forecasts` clusters by made_at DESC: LIMIT 1 is the newest forecast of the partition.
 NEWEST_FORECAST = "SELECT made_at FROM forecasts WHERE symbol = ? AND bucket = ? LIMIT 1"
-FORECAST = ("SELECT target_time, model, model_version, predicted, lower, upper FROM forecasts "
+FORECAST = ("SELECT target_time, model, model_version, predicted, lower, upper, reason FROM forecasts "
             "WHERE symbol = ? AND bucket = ? AND made_at = ?")
 
 PREDICTIONS = ("SELECT target_time, made_at, model, model_version, predicted, lower, upper, actual FROM predictions "

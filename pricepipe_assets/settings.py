@@ -157,6 +157,11 @@ def _path(text: str) -> Path:
     return Path(text).expanduser().resolve()
 
 
+def _optional_path(text: str) -> Path | None:
+    """Empty means none: ``Path("")`` would be the working directory."""
+    return _path(text) if text.strip() else None
+
+
 def _setting(default: Any, parse: Callable[[str], Any], doc: str, *, secret: bool = False, shown: str = "") -> Any:
     """A settings field; ``shown`` is the default as a user would type it, when that differs from the parsed value."""
     return field(default=default, metadata={"parse": parse, "doc": doc, "secret": secret, "shown": shown})
@@ -238,9 +243,9 @@ class Settings:
     history_daily_years: int = _setting(10, lambda s: _parse_int(s, minimum=0), "live start: years of daily candles "
                                         "fetched from the monthly dumps and REST (since listing when shorter); 0: none")
     daily_history_dir: Path | None = _setting(
-        None, _path, "offline demo: a folder of daily OHLCV CSV files (`*<SYMBOL>_1d.csv`, either layout of "
+        None, _optional_path, "offline demo: a folder of daily OHLCV CSV files (`*<SYMBOL>_1d.csv`, either layout of "
         "`pricepipe import-candles`) whose candles before PRICEPIPE_REPLAY_START are published first, so the daily "
-        "model has years to train on; unset: none")
+        "model has years to train on; unset or empty: none")
     replay_speed: float = _setting(60.0, _parse_speed, "offline demo: market time per wall time of the paced replay")
     replay_trades: str = _setting("futures/cm/BTCUSD_PERP@2026-05-08", _parse_trades_replay, "offline demo: "
                                   "aggTrades replayed beside the candles, <market>/<SYMBOL>@<day>[..<day>]; empty: none")

@@ -96,3 +96,8 @@ def test_api_workers_default_to_the_number_of_cores() -> None:
 def test_the_closed_day_cache_is_sized_in_megabytes_and_may_be_off() -> None:
     assert Settings.from_env({}).api_closed_cache_mb == 64
     assert Settings.from_env({"PRICEPIPE_API_CLOSED_CACHE_MB": "0"}).api_closed_cache_mb == 0
+
+
+def test_an_empty_daily_history_dir_means_none_not_the_working_directory(tmp_path: Path) -> None:
+    assert Settings.from_env({"PRICEPIPE_DAILY_HISTORY_DIR": ""}).daily_history_dir is None
+    assert Settings.from_env({"PRICEPIPE_DAILY_HISTORY_DIR": str(tmp_path)}).daily_history_dir == tmp_path.resolve()

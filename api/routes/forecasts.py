@@ -55,11 +55,11 @@ async def forecast(context: ApiContext, symbol: str, days: int) -> dict[str, Any
             rows = (await context.store.rows(queries.FORECAST, (symbol, bucket, made_at)))[:days]
             return {"symbol": symbol, "model": rows[0].model, "model_version": rows[0].model_version,
                     "made_at": iso(made_at), "level": FORECAST_LEVEL,
-                    "interval_method": INTERVAL_METHODS.get(rows[0].model),
+                    "interval_method": INTERVAL_METHODS.get(rows[0].model), "reason": rows[0].reason,
                     "forecast": [{"target_time": iso(r.target_time), "predicted": finite(r.predicted),
                                   "lower": finite(r.lower), "upper": finite(r.upper)} for r in rows]}
     return {"symbol": symbol, "model": None, "model_version": None, "made_at": None, "level": FORECAST_LEVEL,
-            "interval_method": None, "forecast": []}
+            "interval_method": None, "reason": None, "forecast": []}
 
 
 async def best_model(context: ApiContext, symbol: str, horizon: str) -> str | None:
@@ -116,7 +116,10 @@ ENDPOINTS = (
                                                 "the naive baseline", nullable=True),
               model_version=s.string(nullable=True), made_at=s.time(nullable=True),
               level=s.number("coverage the intervals are calibrated for"),
-              interval_method=s.string("how the intervals were made", nullable=True), forecast=s.array(FORECAST_POINT)),
+              interval_method=s.string("how the intervals were made", nullable=True),
+              reason=s.string("why the naive fallback answers instead of the daily model, e.g. `rf_daily MAE 1.05 × "
+                              "naive over 40 walk-forward origins`; null when the model answered", nullable=True),
+              forecast=s.array(FORECAST_POINT)),
         params=(SYMBOL, Param("days", "query", "integer", "days of forecast wanted", default=HORIZON_DAYS,
                               minimum=1, maximum=HORIZON_DAYS)),
         description="Empty (`forecast: []`) until `daily_forecast` has run for the symbol.",

@@ -185,6 +185,7 @@ function reportAnswers(candles, average, forecast) {
   }
   if (forecast.error) showMessage(`forecast: ${forecast.error.message}`, "chart", "error");
   else if (forecast.value.forecast.length === 0) showMessage("no forecast yet", "chart");
+  else if (forecast.value.reason) showMessage(`forecast by ${forecast.value.model}: ${forecast.value.reason}`, "chart");
 }
 
 // The average over the range the candles answer covers, so both panels agree on it.
@@ -206,7 +207,8 @@ async function drawChart() {
   const rows = candles.value ? candles.value.candles : [];
   const points = average.value ? average.value.points : [];
   const traces = [candleTrace(rows), averageTrace(points)];
-  if (forecast.value) traces.push(...forecastTraces(forecast.value));
+  // Empty forecast traces would still claim the right-hand panel and squeeze the candles' grid into it.
+  if (forecast.value && forecast.value.forecast.length > 0) traces.push(...forecastTraces(forecast.value));
   const layout = chartLayout(candles.value || null, rows.length + points.length, forecast.value || null);
   await Plotly.react(chart, traces, layout, { responsive: true, displaylogo: false });
 }

@@ -283,7 +283,9 @@ class Quote(Record):
 class Prediction(Record):
     """A forecast of the close of one candle: ``horizon`` is the candle's interval (``1m`` for the
     next-minute model, ``1d`` for each day of the 15-day forecast), ``target_time`` its open time,
-    and ``[lower, upper]`` the prediction interval around ``predicted``."""
+    and ``[lower, upper]`` the prediction interval around ``predicted``. ``reason`` says why a
+    fallback answers instead of the trained model (``None``, JSON ``null``, when the model
+    answered), so a user who sees a naive forecast learns from the answer what the model lacked."""
 
     symbol: str
     model: str
@@ -294,6 +296,7 @@ class Prediction(Record):
     predicted: float
     lower: float
     upper: float
+    reason: str | None = None
 
     INTS: ClassVar[frozenset[str]] = frozenset({"made_at", "target_time"})
     FLOATS: ClassVar[frozenset[str]] = frozenset({"predicted", "lower", "upper"})

@@ -9,7 +9,6 @@ baseline instead, saying so in their model name.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
-import datetime as dt
 from typing import Any
 
 import dagster as dg
@@ -21,12 +20,10 @@ from pydantic import Field
 from pricepipe_assets.contract.records import INTERVAL_MS
 from pricepipe_assets.contract.utc import utc_iso
 from pricepipe_assets.defs.metadata import time_range_metadata
-from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.defs.resources.lake import LakeResource
 from pricepipe_assets.defs.resources.model_rules import ModelRulesResource
 from pricepipe_assets.storage import model_store
-from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.storage.lake_datasets import CURATED_CANDLES
 from pricepipe_assets.transforms.lake_frames import raw_candles, write_curated
 
@@ -37,14 +34,6 @@ MINUTE_LSTM_MODEL = "minute_lstm_model"
 DAILY_MODEL = "daily_model"
 NAIVE = "naive"
 PLOTTED_MINUTES = 240
-SELECT_RECENT_CANDLES = """
-SELECT symbol, open_time, high, low, close, volume, trades FROM candles
-WHERE symbol = ? AND interval = '1m' AND bucket = ? AND open_time <= ? ORDER BY open_time DESC LIMIT ?
-"""
-UPSERT_MODEL_SCORE = ("INSERT INTO model_scores (symbol, horizon, model, model_version, mae_ratio, passed) "
-                      "VALUES (?, '1m', ?, ?, ?, ?)")
-
-
 def _features_frame(lake: LakeResource, dataset: str, symbol: str) -> Any:
     """One symbol's features from the lake, in time order (pyarrow: no JVM for training)."""
     import pyarrow as pa
@@ -250,7 +239,8 @@ def daily_model(context: AssetExecutionContext, config: DailyModelConfig, lake: 
         model = DailyModel().fit(features).calibrate(evaluation)
         serve_baseline = not evaluation.better_than_baseline(margin)
         stored = model_store.StoredModel(DAILY_MODEL, symbol, model_store.new_version(), model, evaluation.metrics,
-                                         serve_baseline, {"naive_half_widths": naive_daily_half_widths(evaluation)})
+                                         serve_baseline, {"naive_half_widths": naive_daily_half_widths(evaluation),
+                                                          "origins": len(evaluation.origins)})
         path = model_store.save(lake, stored)
         ratios[symbol] = evaluation.mae_ratio
         metadata.update({**_evaluation_metadata(symbol, evaluation, serve_baseline, margin, None),
@@ -291,7 +281,8 @@ def _closed_daily_candles(lake: LakeResource) -> Any:
     "the naive baseline where the model lost to it or where the history is still too short to train one (its "
     "interval then comes from the history's own 1–15-day moves); `served_by` says which and why.",
 )
-def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: KafkaResource) -> dg.MaterializeResult:
+def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: KafkaResource,
+                   model_rules: ModelRulesResource) -> dg.MaterializeResult:
     from pricepipe_assets.contract.forecasts import FORECAST_LEVEL, HORIZON_DAYS, INTERVAL_METHODS
     from pricepipe_assets.forecasting.serving import naive_forecast, naive_half_widths_from_closes, to_predictions
 
@@ -301,7 +292,7 @@ def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: Ka
         stored = model_store.load_latest(lake, DAILY_MODEL, symbol)
         last = candles.iloc[-1]
         if stored is not None and not stored.serve_baseline:
-            name, version, why = stored.model.name, stored.version, "the daily model"
+            name, version, reason = stored.model.name, stored.version, None
             forecast = stored.model.forecast(_features_frame(lake, DAILY_FEATURES_DATASET, symbol))
         else:
             widths = (stored.extra["naive_half_widths"] if stored is not None
@@ -310,89 +301,24 @@ def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: Ka
                 metadata[f"{symbol}/skipped"] = f"{len(candles)} closed days: too few to calibrate an interval"
                 continue
             name, version = NAIVE, stored.version if stored is not None else "history"
-            why = "naive: the daily model lost to it" if stored is not None else "naive: no daily model yet"
+            reason = (_lost_reason(stored) if stored is not None else
+                      f"no daily model yet: {len(candles)} closed days of history, and it trains from "
+                      f"{model_rules.daily_min_train_days} days before its first walk-forward origin")
             forecast = naive_forecast(last, "1d", widths)
         made_at = int(last["open_time"]) + INTERVAL_MS["1d"]
-        published += to_predictions(forecast, str(symbol), name, version, "1d", made_at)
+        published += to_predictions(forecast, str(symbol), name, version, "1d", made_at, reason)
         table = forecast.assign(day=[utc_iso(t)[:10] for t in forecast["target_time"]])[["day", "predicted", "lower", "upper"]]
         metadata[f"{symbol}/forecast"] = dg.MetadataValue.md(table.to_markdown(index=False, floatfmt=".2f"))
-        metadata[f"{symbol}/served_by"] = f"{why} (version {version})"
+        metadata[f"{symbol}/served_by"] = f"{name} (version {version})" + (f": {reason}" if reason else "")
         metadata[f"{symbol}/interval_method"] = INTERVAL_METHODS[name]
     _publish(kafka, published)
     return dg.MaterializeResult(metadata={**metadata, "dagster/row_count": len(published),
                                           "topic": kafka.topic("predictions")})
 
 
-def _recent_candles(cassandra: CassandraResource, symbol: str, newest_ms: int, count: int) -> Any:
-    """The ``count`` 1m candles up to ``newest_ms`` from Cassandra: its day's partition, and the day
-    before when the day has not that many candles yet."""
-    import pandas as pd
-
-    session, select = cassandra.session(), cassandra.prepare(SELECT_RECENT_CANDLES)
-    day = candle_bucket("1m", newest_ms)
-    newest = dt.datetime.fromtimestamp(newest_ms / 1000, dt.UTC)
-    rows = list(session.execute(select, (symbol, day, newest, count)))
-    if len(rows) < count:
-        rows += list(session.execute(select, (symbol, day - dt.timedelta(days=1), newest, count - len(rows))))
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    frame["open_time"] = (frame["open_time"] - pd.Timestamp("1970-01-01")) // pd.Timedelta(milliseconds=1)
-    return frame.sort_values("open_time").reset_index(drop=True)
-
-
-def _newest_candles(context: AssetExecutionContext) -> dict[str, int]:
-    """Per symbol, the newest candle the latest `candles_live` run wrote (ms), from its metadata."""
-    event = context.instance.get_latest_materialization_event(dg.AssetKey("candles_live"))
-    if event is None or event.asset_materialization is None:
-        return {}
-    newest = event.asset_materialization.metadata.get("newest_by_symbol")
-    if newest is None:
-        return {}
-    return {symbol: int(dt.datetime.fromisoformat(text).timestamp() * 1000) for symbol, text in newest.value.items()}
-
-
-@dg.asset(
-    group_name="ml",
-    kinds={"kafka", "scikitlearn", "keras"},
-    deps=["candles_live", "minute_model", MINUTE_LSTM_MODEL],
-    description="Next-minute predictions, made in every `candles_1m_job` run right after `candles_live`: for each "
-    "symbol of the batch, the newest SGD minute model and the newest LSTM (or the naive baseline where a model lost "
-    "to it) forecast the close of the minute after the newest stored candle, with its interval, and publish it to "
-    "`predictions` (horizon `1m`) under their own model names. Features are computed from the last two hours of "
-    "candles in Cassandra.",
-)
-def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassandra: CassandraResource,
-                       kafka: KafkaResource) -> dg.MaterializeResult:
-    published, scores = [], []
-    skipped: dict[str, str] = {}
-    for symbol, newest_ms in sorted(_newest_candles(context).items()):
-        models = [m for m in (model_store.load_latest(lake, name, symbol) for name in (MINUTE_MODEL, MINUTE_LSTM_MODEL))
-                  if m is not None]
-        if not models:
-            skipped[symbol] = "no minute model trained yet"
-            continue
-        # Imported once a model exists: pandas and scikit-learn would add a second to every candles
-        # run of a platform that has not trained one, and the next run waits for this one to end.
-        from pricepipe_assets.forecasting.online import MINUTE_HISTORY, minute_features_tail
-        from pricepipe_assets.forecasting.serving import naive_forecast, to_predictions
-
-        # The LSTM reads the features of its last `window` minutes, each needing the warm-up before it.
-        history = MINUTE_HISTORY + max(getattr(m.model, "window", 1) for m in models) - 1
-        features = minute_features_tail(_recent_candles(cassandra, symbol, newest_ms, history))
-        if features.empty or int(features["open_time"].iloc[-1]) != newest_ms:
-            skipped[symbol] = f"fewer than {history} consecutive candles up to {utc_iso(newest_ms)}"
-            continue
-        for stored in models:
-            if stored.serve_baseline:
-                name, forecast = NAIVE, naive_forecast(features.iloc[-1], "1m", [stored.extra["naive_half_width"]])
-            else:
-                name, forecast = stored.model.name, stored.model.forecast(features)
-            published += to_predictions(forecast, symbol, name, stored.version, "1m", newest_ms + INTERVAL_MS["1m"])
-            scores.append((symbol, stored.model.name, stored.version,
-                           stored.metrics["model"]["mae"] / stored.metrics["naive"]["mae"], not stored.serve_baseline))
-    _publish(kafka, published)
-    cassandra.write_all(UPSERT_MODEL_SCORE, scores)  # what `/predictions` picks its default model by
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(published), "skipped": dg.MetadataValue.json(skipped),
-        "targets": dg.MetadataValue.json({p.symbol: utc_iso(p.target_time) for p in published})})
+def _lost_reason(stored: model_store.StoredModel) -> str:
+    """What the daily model scored against the naive forecast it lost to, as served with the fallback."""
+    ratio = stored.metrics["model"]["mae"] / stored.metrics["naive"]["mae"]
+    origins = stored.extra.get("origins")
+    over = f"over {origins} walk-forward origins" if origins else "in walk-forward scoring"
+    return f"{stored.model.name} MAE {ratio:.2f} × naive {over}"

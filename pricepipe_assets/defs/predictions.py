@@ -26,8 +26,8 @@ INSERT INTO predictions (symbol, horizon, bucket, target_time, made_at, model, m
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 UPSERT_FORECAST = """
-INSERT INTO forecasts (symbol, bucket, made_at, target_time, model, model_version, predicted, lower, upper)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+INSERT INTO forecasts (symbol, bucket, made_at, target_time, model, model_version, predicted, lower, upper, reason)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 UPSERT_MODEL_PREDICTION = """
 INSERT INTO model_predictions (symbol, horizon, bucket, model, target_time, made_at, model_version, predicted, lower,
@@ -89,7 +89,7 @@ def predictions_live(context: AssetExecutionContext, config: OffsetRangesConfig,
          p.model_version, p.predicted, p.lower, p.upper) for p in predictions])
     forecasts = cassandra.write_all(UPSERT_FORECAST, [
         (p.symbol, candle_bucket(DAILY, p.made_at), _time(p.made_at), _time(p.target_time), p.model, p.model_version,
-         p.predicted, p.lower, p.upper) for p in predictions if p.horizon == DAILY])
+         p.predicted, p.lower, p.upper, p.reason) for p in predictions if p.horizon == DAILY])
     # The bucket before each target's too: the last candle of a day is resolved by the next day's run.
     touched = {(p.symbol, p.horizon, candle_bucket(p.horizon, t)) for p in predictions
                for t in (p.target_time, p.target_time - INTERVAL_MS[p.horizon])}

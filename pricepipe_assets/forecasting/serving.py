@@ -50,11 +50,11 @@ def naive_forecast(last: pd.Series, interval: str, widths: np.ndarray) -> pd.Dat
 
 
 def to_predictions(forecast: pd.DataFrame, symbol: str, model: str, version: str, interval: str,
-                   made_at: int) -> list[Prediction]:
+                   made_at: int, reason: str | None = None) -> list[Prediction]:
     """Contract records of a forecast frame (``FORECAST_COLUMNS``), validated."""
     predictions = [
         Prediction(symbol, model, version, interval, made_at, int(row.target_time), float(row.predicted),
-                   float(row.lower), float(row.upper))
+                   float(row.lower), float(row.upper), reason)
         for row in forecast.itertuples()
     ]
     for prediction in predictions:

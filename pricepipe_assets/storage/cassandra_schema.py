@@ -207,6 +207,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
+        7,
+        "daily forecasts keep why a fallback answered",
+        (
+            # null: the daily model answered.
+            "ALTER TABLE forecasts ADD IF NOT EXISTS reason text",
+        ),
+    ),
+    Migration(
         9,
         "predictions kept per model, and the walk-forward score each model is served with",
         (

@@ -16,6 +16,10 @@ from pydantic import BaseModel, PrivateAttr
 
 from pricepipe_assets.settings import Settings
 
+# pyarrow's dataset writer refuses a table that spans more partitions than its ``max_partitions``
+# (default 1,024), and keeps at most ``max_open_files`` (default 1,024) files open at once.
+PARTITIONS_PER_WRITE = 1000
+
 if TYPE_CHECKING:
     import pyarrow as pa
     import pyarrow.dataset as ds
@@ -78,26 +82,30 @@ class Lake(BaseModel):
     ) -> list[str]:
         """Write ``table`` under ``dataset`` as Hive partitions (``col=value/``), one file per partition.
 
-        Files are named ``<basename>.parquet`` inside each partition folder; writing the same
+        Files are named ``<basename>-0.parquet`` inside each partition folder; writing the same
         basename again overwrites, which is what makes replays idempotent. Each file is written
         under a hidden name first (readers skip names with a leading dot) and renamed into place,
-        so a writer killed half-way leaves no truncated file behind. Returns the files written,
-        as lake paths.
+        so a writer killed half-way leaves no truncated file behind. A table spanning more than
+        ``PARTITIONS_PER_WRITE`` partitions (years of daily candles partitioned by day) is written
+        in slices of whole partitions, so each partition still gets exactly one file. Returns the
+        files written, as lake paths.
         """
         import pyarrow.dataset as ds
 
         staged: list[str] = []
-        ds.write_dataset(
-            table,
-            self.path(dataset),
-            format="parquet",
-            partitioning=ds.partitioning(table.select(partition_cols).schema, flavor="hive"),
-            basename_template=f".{basename}-{{i}}.parquet.tmp",
-            existing_data_behavior="overwrite_or_ignore",
-            filesystem=self.filesystem(),
-            file_visitor=lambda written_file: staged.append(written_file.path),
-            create_dir=True,
-        )
+        partitioning = ds.partitioning(table.select(partition_cols).schema, flavor="hive")
+        for part in _partition_slices(table, partition_cols, PARTITIONS_PER_WRITE):
+            ds.write_dataset(
+                part,
+                self.path(dataset),
+                format="parquet",
+                partitioning=partitioning,
+                basename_template=f".{basename}-{{i}}.parquet.tmp",
+                existing_data_behavior="overwrite_or_ignore",
+                filesystem=self.filesystem(),
+                file_visitor=lambda written_file: staged.append(written_file.path),
+                create_dir=True,
+            )
         return [self._publish(path) for path in staged]
 
     def _publish(self, staged: str) -> str:
@@ -208,3 +216,21 @@ class Lake(BaseModel):
 def data_lake(settings: Settings) -> Lake:
     """The lake the settings name."""
     return Lake(uri=settings.lake_uri, hdfs_user=settings.hdfs_user, hdfs_rpc_port=settings.hdfs_rpc_port)
+
+
+def _partition_slices(table: pa.Table, partition_cols: list[str], limit: int) -> list[pa.Table]:
+    """``table`` as slices of at most ``limit`` whole partitions each; the table itself when it
+    spans no more (the common case costs one group-by, no sort). The sort is stable, so rows keep
+    their order within a partition."""
+    import numpy as np
+
+    if table.num_rows == 0 or table.select(partition_cols).group_by(partition_cols).aggregate([]).num_rows <= limit:
+        return [table]
+    table = table.sort_by([(column, "ascending") for column in partition_cols])
+    changes = np.zeros(table.num_rows, dtype=bool)
+    changes[0] = True
+    for column in partition_cols:
+        values = table.column(column).to_numpy(zero_copy_only=False)
+        changes[1:] |= values[1:] != values[:-1]
+    starts = [*np.flatnonzero(changes)[::limit].tolist(), table.num_rows]
+    return [table.slice(begin, end - begin) for begin, end in zip(starts, starts[1:], strict=False)]

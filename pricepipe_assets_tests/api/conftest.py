@@ -7,7 +7,8 @@
   run predicting the next minute, so predictions and their actual closes reach Cassandra; the
   first part is preceded by 2024-01-30's candles, a day that ended before the symbol's clock;
 - the real day of BTCUSD_PERP aggTrades (2026-05-08) goes through Kafka into trades, minute and
-  hour statistics and latest prices.
+  hour statistics and latest prices, and the 1m candles `trade_candles` derives from them (the
+  symbol has no kline stream) go through `candles.1m` into Cassandra.
 """
 
 from __future__ import annotations
@@ -110,6 +111,7 @@ def filled(local_servers: None, spark_config: dict[str, str], shared_data: Path,
         drain(defs, PREDICTIONS, kafka, instance)
     publish_trades(kafka, shared_data, root / "cache")
     drain(defs, TRADES, kafka, instance)
+    drain(defs, CANDLES_1M, kafka, instance)
 
     yield Filled(settings, cassandra, _frame(live), _frame(closed), _frame(history), source_trades(shared_data))
     cassandra.session().execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")

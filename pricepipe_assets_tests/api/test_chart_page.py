@@ -16,6 +16,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
 
+from pricepipe_assets_tests.api.conftest import SYMBOL, TRADES_SYMBOL
+
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "build" / "test-artifacts"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,7 +30,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-SYMBOL = "BTCUSDT"
 LIVE_WITHIN_MS = 15_000
 
 
@@ -103,6 +104,9 @@ def test_chart_page_draws_the_api_candles_and_forecast_and_goes_live(api_base_ur
     assert [trace["points"] for trace in forecast_traces] == [len(forecast)] * 3, "band edges and predicted line"
     assert page.locator("#chart .scatterlayer path.js-fill").count() > 0, "no forecast band drawn"
     assert page.locator("#messages li.error").all_inner_texts() == []
+    reason = forecast_info.value.json()["reason"]
+    assert reason, "the API fixture's history is too short for the daily model, so the naive fallback says why"
+    expect(page.locator("#messages")).to_contain_text(f"forecast by naive: {reason}")
     assert page.locator("#symbol").input_value() == SYMBOL
 
     expect(page.locator("#stream-state")).to_have_text("live", timeout=LIVE_WITHIN_MS)
@@ -131,3 +135,20 @@ def test_a_month_of_daily_candles_carries_the_moving_average(api_base_url: str, 
     assert page.locator("#chart .scatterlayer .trace .lines path").count() > 0, "no moving average drawn"
     assert page.locator("#messages li.error").all_inner_texts() == []
     save_screenshot(page, tmp_path, "chart-page-month.png")
+
+
+def test_a_symbol_that_only_trades_is_charted_from_the_candles_of_its_trades(api_base_url: str, page: Page,
+                                                                             tmp_path: Path) -> None:
+    with page.expect_response(lambda r: f"/candles/{TRADES_SYMBOL}" in r.url) as candles_info:
+        page.goto(f"{api_base_url}/?symbol={TRADES_SYMBOL}")
+    candles = candles_info.value.json()["candles"]
+    assert len(candles) > 1000, "the day of BTCUSD_PERP aggTrades should chart as its 1m candles"
+
+    wait_for_draw(page, "1m", candles)
+    assert page.locator("#chart g.trace.boxes path").count() > 0, "no candlestick drawn"
+    assert [trace["xaxis"] for trace in chart_traces(page)] == ["x", "x"], "no forecast, so no forecast panel"
+    grid = page.locator("#chart .subplot.xy .ygrid").first.bounding_box()
+    axis = page.locator("#chart .xaxislayer-above").first.bounding_box()
+    assert grid is not None and axis is not None and grid["width"] >= 0.95 * axis["width"], "the grid spans the candles' axis"
+    assert page.locator("#messages li.error").all_inner_texts() == []
+    save_screenshot(page, tmp_path, "chart-page-btcusd-perp.png")

@@ -103,6 +103,7 @@ def test_forecast_has_15_daily_rows_with_ordered_bounds_after_the_last_day(api_c
     assert all(row["lower"] <= row["predicted"] <= row["upper"] for row in body["forecast"])
     assert body["model"] == "naive" and body["level"] == 0.9
     assert body["interval_method"] == INTERVAL_METHODS["naive"]
+    assert body["reason"].startswith("no daily model yet: ") and " closed days of history" in body["reason"]
     assert body["made_at"] == _iso(last_day + DAY_MS)
     assert len(_get(api_client, f"/forecast/{SYMBOL}?days=3")["forecast"]) == 3
 

@@ -32,6 +32,8 @@ EARLY_CLOSED = dataclasses.replace(BTC_MINUTE, close_time=1704067231250, is_comp
     Trade("bitmex", "XBTUSD", "t-1", 1704067200123, "buy", 1.0, 42000.0),
     Quote("bitmex", "XBTUSD", 1704067200123, 1.0, 2.0, 3.0, 4.0),
     Prediction("BTCUSDT", "sgd", "3", "1m", 1704067200000, 1704067260000, 42000.0, 41900.0, 42100.0),
+    Prediction("BTCUSDT", "naive", "history", "1d", 1704067200000, 1704153600000, 42000.0, 41000.0, 43000.0,
+               "no daily model yet: 60 closed days of history"),
 ])
 def test_json_round_trip_uses_exactly_the_contract_fields(record: records.Record) -> None:
     encoded = json.loads(record.to_json())
@@ -109,3 +111,11 @@ def test_a_close_time_outside_the_candle_or_against_the_flag_is_refused(changes:
     message = {**json.loads(BTC_MINUTE.to_json()), **changes}
     with pytest.raises(RecordError, match=re.escape(reason)):
         records.decode("candles.1m", json.dumps(message).encode())
+
+
+def test_a_prediction_message_from_before_the_reason_is_the_models_own() -> None:
+    prediction = Prediction("BTCUSDT", "rf_daily", "7", "1d", 1704067200000, 1704153600000, 42000.0, 41000.0, 43000.0)
+    message = json.loads(prediction.to_json())
+    assert message["reason"] is None
+    del message["reason"]
+    assert records.decode("predictions", json.dumps(message).encode()) == prediction

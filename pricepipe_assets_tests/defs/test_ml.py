@@ -53,7 +53,7 @@ def _daily_history(shared_data: Path) -> pa.Table:
 
 def _forecast_rows(cassandra: CassandraResource) -> list[Any]:
     return list(cassandra.session().execute(
-        "SELECT made_at, target_time, model, predicted, lower, upper FROM forecasts "
+        "SELECT made_at, target_time, model, predicted, lower, upper, reason FROM forecasts "
         "WHERE symbol = 'BTCUSDT' AND bucket = '2026-01-01'"))
 
 
@@ -97,10 +97,13 @@ def test_a_daily_model_worse_than_the_baseline_is_replaced_by_the_naive_forecast
 
     result = dg.materialize([daily_forecast], resources=_resources(spark_config, local_lake, kafka),
                             instance=dg.DagsterInstance.ephemeral())
-    assert "naive" in result.asset_materializations_for_node("daily_forecast")[0].metadata["BTCUSDT/served_by"].value
+    ratio = stored.metrics["model"]["mae"] / stored.metrics["naive"]["mae"]
+    reason = f"rf_daily MAE {ratio:.2f} × naive over 10 walk-forward origins"
+    served_by = result.asset_materializations_for_node("daily_forecast")[0].metadata["BTCUSDT/served_by"].value
+    assert served_by.startswith("naive (version ") and served_by.endswith(f": {reason}")
     drain(definitions(kafka, cassandra, local_lake), PREDICTIONS, kafka, dg.DagsterInstance.ephemeral())
     rows = _forecast_rows(cassandra)
-    assert len(rows) == 15 and {row.model for row in rows} == {"naive"}
+    assert len(rows) == 15 and {row.model for row in rows} == {"naive"} and {row.reason for row in rows} == {reason}
     assert {row.predicted for row in rows} == {_daily_history(shared_data)["close"][-1].as_py()}
 
 
@@ -144,7 +147,9 @@ def test_a_history_too_short_for_the_daily_model_still_gets_a_naive_forecast_tha
     assert "too short" in result.asset_materializations_for_node("daily_model")[0].metadata["BTCUSDT/skipped"].value
     forecast = result.asset_materializations_for_node("daily_forecast")[0].metadata
     assert forecast["dagster/row_count"].value == 15
-    assert forecast["BTCUSDT/served_by"].value == "naive: no daily model yet (version history)"
+    assert forecast["BTCUSDT/served_by"].value == (
+        "naive (version history): no daily model yet: 60 closed days of history, and it trains from "
+        f"{ModelRulesResource().daily_min_train_days} days before its first walk-forward origin")
 
 
 def test_the_baseline_check_fails_past_the_margin_and_names_the_symbols_that_fall_back() -> None:

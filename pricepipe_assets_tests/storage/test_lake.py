@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
@@ -61,3 +63,20 @@ def test_delete_removes_a_dataset(lake: LakeResource) -> None:
     lake.write_dataset(candles_table(), "raw/candles", ["symbol", "date"], basename="a")
     lake.delete("raw/candles")
     assert not lake.exists("raw/candles")
+
+
+def test_years_of_daily_partitions_written_at_once_get_one_file_each(local_lake: LakeResource) -> None:
+    """More partitions than pyarrow's writer takes in one call (1,024): two symbols' 1,200 days of
+    daily candles, as an import of years of history writes them."""
+    days = [(dt.date(2020, 1, 1) + dt.timedelta(days=n)).isoformat() for n in range(600)]
+    table = pa.table({
+        "symbol": ["BTCUSDT"] * 600 + ["ETHUSDT"] * 600,
+        "date": days * 2,
+        "open_time": pa.array(range(1200), pa.int64()),
+    })
+    assert table.group_by(["symbol", "date"]).aggregate([]).num_rows > 1024
+    files = local_lake.write_dataset(table, "raw/candles", ["symbol", "date"], basename="history")
+    assert len(files) == table.group_by(["symbol", "date"]).aggregate([]).num_rows
+    assert all(f.endswith("/history-0.parquet") for f in files)
+    back = local_lake.read_dataset("raw/candles", partitioning=PARTITIONS)
+    assert sorted(back.column("open_time").to_pylist()) == list(range(1200))
