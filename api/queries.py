@@ -29,11 +29,18 @@ FORECAST = ("SELECT target_time, model, model_version, predicted, lower, upper, 
 PREDICTIONS = ("SELECT target_time, made_at, model, model_version, predicted, lower, upper, actual FROM predictions "
                "WHERE symbol = ? AND horizon = ? AND bucket = ? ORDER BY target_time DESC LIMIT ?")
 
+# Per model (migration 9): the same rows, from the partition of the model asked for.
+MODEL_PREDICTIONS = ("SELECT target_time, made_at, model, model_version, predicted, lower, upper, actual "
+                     "FROM model_predictions WHERE symbol = ? AND horizon = ? AND bucket = ? AND model = ? "
+                     "ORDER BY target_time DESC LIMIT ?")
+MODEL_SCORES = "SELECT model, model_version, mae_ratio, passed FROM model_scores WHERE symbol = ? AND horizon = ?"
+
 TRADE_HOURS = ("SELECT hour, trades, volume, quote_volume FROM trade_stats_hour "
                "WHERE symbol = ? AND bucket = ? AND hour >= ? AND hour < ?")
 TRADES = "SELECT ts, trade_id, side, size, price FROM trades WHERE symbol = ? AND bucket = ? AND ts >= ? AND ts < ?"
 
 LATEST_PRICE = "SELECT exchange, bid, ask, quote_time, last_price, trade_time FROM latest_prices WHERE symbol = ?"
 
-ALL = (SYMBOLS, CANDLES, NEWEST_CANDLE, MOVING_AVERAGES, NEWEST_FORECAST, FORECAST, PREDICTIONS, TRADE_HOURS, TRADES,
+ALL = (SYMBOLS, CANDLES, NEWEST_CANDLE, MOVING_AVERAGES, NEWEST_FORECAST, FORECAST, PREDICTIONS, MODEL_PREDICTIONS,
+       MODEL_SCORES, TRADE_HOURS, TRADES,
        LATEST_PRICE)

@@ -4,8 +4,9 @@ Daily: naive, DailyModel (as served: its forecast weighted by what its record ea
 volatility-scaled conformal intervals) and statsforecast's AutoETS and AutoARIMA, walk-forward.
 Every model forecasts from the same origins with only the candles up to each origin, and is scored
 by the same functions on the same days, so the table compares like with like. Minute: the online
-MinuteModel, prequential, beside the naive forecast with its rolling conformal band, on the
-minutes ``docs/forecasting.md`` chose the model's defaults on.
+MinuteModel and the LSTM (LstmMinuteModel, fitted a day at a time), prequential on the same
+minutes, beside the naive forecast with its rolling conformal band, on the minutes
+``docs/forecasting.md`` chose the SGD model's defaults on.
 
 "vs naive" is a model's MAE over the naive MAE; coverage, width and the interval (Winkler) score
 are taken over the cases where the naive conformal band exists, the same cases for every model.
@@ -13,6 +14,7 @@ The run ends with ``figure: <name> = <value>`` lines.
 
     .venv/bin/python -m benchmarks.forecast [--data CSV] [--origins 40] [--step 15] [--level 0.9]
                                             [--minutes 2024-02-01:2024-02-20] [--minute-batch 60]
+                                            [--lstm-block 1440] [--minutes-only]
 
 Needs the ``bench`` extra (statsforecast). The default data is the multi-year BTCUSDT daily file
 of ``../shared/data`` (its last row, a candle still open, is dropped) and Binance's BTCUSDT 1m
@@ -32,8 +34,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from statsforecast import StatsForecast
-from statsforecast.models import AutoARIMA, AutoETS
 
 from pricepipe_assets.contract.forecasts import HORIZON_DAYS
 from pricepipe_assets.defs.resources.spark import spark_resource
@@ -83,7 +83,11 @@ def statsforecast_scores(candles: pd.DataFrame, evaluation: Evaluation, level: f
     """AutoETS and AutoARIMA refitted at each origin on the closes up to it, scored like the others.
 
     Their intervals are their own (``level=``), measured on the cases where the naive band exists.
+    Imported here, so the minute table alone runs without the ``bench`` extra.
     """
+    from statsforecast import StatsForecast
+    from statsforecast.models import AutoARIMA, AutoETS
+
     series = pd.DataFrame({"unique_id": candles["symbol"], "ds": pd.to_datetime(candles["open_time"], unit="ms"),
                            "y": candles["close"]})
     percent = round(level * 100)
@@ -155,7 +159,10 @@ def run_daily(args: argparse.Namespace, session: Any) -> Evaluation:
     return evaluation
 
 
-def run_minutes(args: argparse.Namespace, session: Any) -> Evaluation:
+def run_minutes(args: argparse.Namespace, session: Any) -> tuple[Evaluation, Evaluation]:
+    """The SGD minute model and the LSTM, each prequential on the same minutes beside the naive forecast."""
+    from pricepipe_assets.forecasting.lstm import LstmMinuteModel
+
     days = day_span(args.minutes)
     candles = read_minutes(SHARED, args.symbol, days)
     started = time.perf_counter()
@@ -167,11 +174,19 @@ def run_minutes(args: argparse.Namespace, session: Any) -> Evaluation:
     evaluation = evaluate_minute(model, features, warmup=model.calibration_window, batch=args.minute_batch)
     print(f"prequential ({model.name}, batch {args.minute_batch}): {evaluation.n_predictions} scored minutes after "
           f"{model.calibration_window} of warm-up, in {time.perf_counter() - started:.1f} s")
-    print(f"{model.name} intervals: {evaluation.interval_method}")
+    lstm = LstmMinuteModel(level=args.level, max_train_seconds=float("inf"))
+    started = time.perf_counter()
+    recurrent = evaluate_minute(lstm, features, warmup=lstm.calibration_window, batch=args.lstm_block)
+    print(f"prequential ({lstm.name}, {lstm.units} cells over {lstm.window} minutes, blocks of {args.lstm_block}, "
+          f"{lstm.epochs} epochs each): {recurrent.n_predictions} scored minutes in {time.perf_counter() - started:.1f} s "
+          f"({lstm.n_fits} fits, {lstm.train_seconds:.1f} s fitting)")
+    if recurrent.frame["time"].tolist() != evaluation.frame["time"].tolist():
+        raise RuntimeError("the two minute models were scored on different minutes")
+    print(f"{model.name} and {lstm.name} intervals: {evaluation.interval_method}")
     print()
-    table({"naive": evaluation.metrics["naive"], f"MinuteModel ({model.name})": evaluation.metrics["model"]},
-          args.level, ("bp", 1e4))
-    return evaluation
+    table({"naive": evaluation.metrics["naive"], f"MinuteModel ({model.name})": evaluation.metrics["model"],
+           f"LstmMinuteModel ({lstm.name})": recurrent.metrics["model"]}, args.level, ("bp", 1e4))
+    return evaluation, recurrent
 
 
 def add_daily_arguments(parser: argparse.ArgumentParser, origins: str = "walk-forward origins") -> None:
@@ -190,6 +205,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--minutes", default=DEFAULT_MINUTES, help="FIRST:LAST days of 1m dumps (default: %(default)s)")
     parser.add_argument("--minute-batch", type=int, default=60,
                         help="minutes forecast per model update, as the minute_model asset does (default: %(default)s)")
+    parser.add_argument("--lstm-block", type=int, default=1440,
+                        help="minutes forecast per LSTM fit, as the minute_lstm_model asset does (default: %(default)s)")
+    parser.add_argument("--minutes-only", action="store_true", help="run the minute table alone")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -197,19 +215,23 @@ def main(argv: list[str] | None = None) -> None:
     session = spark_resource(Settings.from_env({"PRICEPIPE_SPARK_MASTER": "local[2]"})).spark_session
     session.sparkContext.setLogLevel("ERROR")
     try:
-        daily = run_daily(args, session)
+        daily = None if args.minutes_only else run_daily(args, session)
         print()
-        minute = run_minutes(args, session)
+        minute, lstm = run_minutes(args, session)
     finally:
         session.stop()
     print(f"\nwall time: {time.perf_counter() - started:.0f} s")
-    figures = {
+    figures = {} if daily is None else {
         "daily_mae_vs_naive": daily.mae_ratio,
         "daily_coverage": daily.metrics["model"]["interval_coverage"],
         "daily_width_vs_naive": daily.metrics["model"]["interval_width"] / daily.metrics["naive"]["interval_width"],
+    }
+    figures.update({
         "minute_coverage": minute.metrics["model"]["interval_coverage"],
         "minute_width_vs_naive": minute.metrics["model"]["interval_width"] / minute.metrics["naive"]["interval_width"],
-    }
+        "lstm_minute_mae_vs_naive": lstm.mae_ratio,
+        "lstm_minute_coverage": lstm.metrics["model"]["interval_coverage"],
+    })
     for name, value in figures.items():
         print(f"figure: {name} = {value:.4f}")
 

@@ -9,7 +9,18 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pricepipe_assets.defs import analytics, bootstrap, lake, live, ml, predictions, retention, topics
+from pricepipe_assets.defs import (
+    analytics,
+    bootstrap,
+    lake,
+    live,
+    minute_lstm,
+    minute_predictions,
+    ml,
+    predictions,
+    retention,
+    topics,
+)
 from pricepipe_assets.defs.checks import ASSET_CHECKS
 from pricepipe_assets.defs.ingestion import binance_history_asset
 from pricepipe_assets.defs.jobs import TOPIC_JOBS, analytics_job, retention_job
@@ -21,7 +32,8 @@ from pricepipe_assets.settings import get_settings
 
 settings = get_settings()
 defs = dg.Definitions(
-    assets=[*dg.load_assets_from_modules([bootstrap, lake, live, predictions, analytics, ml, retention]),
+    assets=[*dg.load_assets_from_modules([bootstrap, lake, live, predictions, analytics, ml, minute_lstm,
+                                       minute_predictions, retention]),
             binance_history_asset(settings.symbols), trade_candles_asset(settings.trade_candle_grace_s), *topics.FEEDS, *topics.TOPICS],
     asset_checks=ASSET_CHECKS,
     jobs=[*TOPIC_JOBS.values(), analytics_job, retention_job],

@@ -17,6 +17,7 @@ from pricepipe_assets.contract.forecasts import FORECAST_LEVEL, HORIZON_DAYS, IN
 from pricepipe_assets.storage.cassandra_schema import MOVING_AVERAGE_WINDOWS, candle_bucket
 
 DEFAULT_MA_DAYS = 90
+NAIVE = "naive"
 MAX_MA_DAYS = 3660
 
 
@@ -61,19 +62,33 @@ async def forecast(context: ApiContext, symbol: str, days: int) -> dict[str, Any
             "interval_method": None, "reason": None, "forecast": []}
 
 
-async def predictions(context: ApiContext, symbol: str, horizon: str, limit: int) -> dict[str, Any]:
-    """The newest predictions, from the partition of the candle after the symbol's clock backwards."""
+async def best_model(context: ApiContext, symbol: str, horizon: str) -> str | None:
+    """The model with the lowest walk-forward MAE over naive among those that passed their check;
+    ``naive`` when every model failed it (the baseline answers for them); None before any score."""
+    scores = await context.store.rows(queries.MODEL_SCORES, (symbol, horizon))
+    passed = [row for row in scores if row.passed]
+    if not passed:
+        return NAIVE if scores else None
+    return min(passed, key=lambda row: row.mae_ratio).model
+
+
+async def predictions(context: ApiContext, symbol: str, horizon: str, limit: int, model: str | None) -> dict[str, Any]:
+    """The newest predictions of one model (by default the best that passed its check), from the
+    partition of the candle after the symbol's clock backwards."""
     info = await context.symbol(symbol)
     now = info.latest_event_time or dt.datetime.now(dt.UTC)
     newest_target = now + (STEP[horizon] if horizon == "1m" else dt.timedelta(days=HORIZON_DAYS))
     bucket = candle_bucket(horizon, to_ms(newest_target))
     previous = bucket - dt.timedelta(days=1) if horizon == "1m" else bucket.replace(year=bucket.year - 1)
+    chosen = model or await best_model(context, symbol, horizon)
+    # Before any model has a score (or for a daily forecast), the newest prediction of each candle.
+    query, key = (queries.MODEL_PREDICTIONS, (chosen,)) if chosen else (queries.PREDICTIONS, ())
     found: list[Any] = []
     for partition in (bucket, previous):
-        found += await context.store.rows(queries.PREDICTIONS, (symbol, horizon, partition, limit - len(found)))
+        found += await context.store.rows(query, (symbol, horizon, partition, *key, limit - len(found)))
         if len(found) >= limit:
             break
-    return {"symbol": symbol, "horizon": horizon, "level": FORECAST_LEVEL, "predictions": [
+    return {"symbol": symbol, "horizon": horizon, "model": chosen, "level": FORECAST_LEVEL, "predictions": [
         {"target_time": iso(r.target_time), "made_at": iso(r.made_at), "model": r.model,
          "model_version": r.model_version, "predicted": finite(r.predicted), "lower": finite(r.lower),
          "upper": finite(r.upper), "actual": finite(r.actual)} for r in found]}
@@ -111,7 +126,10 @@ ENDPOINTS = (
     ),
     Endpoint(
         "/predictions/{symbol}", predictions, "forecasts", "Latest predictions beside the actual closes once known",
-        s.obj(symbol=s.string(), horizon=s.string(), level=s.number(), predictions=s.array(s.obj(
+        s.obj(symbol=s.string(), horizon=s.string(),
+              model=s.string("the model answering: the one asked for, else the best-scoring that passed its check "
+                             "(`naive` when none did); null before any model was scored", nullable=True),
+              level=s.number(), predictions=s.array(s.obj(
             target_time=s.time("open time of the predicted candle"), made_at=s.time(), model=s.string(),
             model_version=s.string(), predicted=s.number(nullable=True), lower=s.number(nullable=True),
             upper=s.number(nullable=True), actual=s.number("the candle's close; null until it closed",
@@ -120,6 +138,9 @@ ENDPOINTS = (
         params=(SYMBOL,
                 Param("horizon", "query", "choice", "1m: next-minute predictions; 1d: the daily forecasts' days",
                       default="1m", choices=("1m", "1d")),
-                Param("limit", "query", "integer", "predictions wanted", default=60, minimum=1, maximum=1440)),
+                Param("limit", "query", "integer", "predictions wanted", default=60, minimum=1, maximum=1440),
+                Param("model", "query", "choice", "whose predictions: `sgd_minute`, `lstm_minute`, `rf_daily` or "
+                      "`naive` (default: the best walk-forward MAE among the models that passed their check)",
+                      choices=tuple(INTERVAL_METHODS))),
     ),
 )

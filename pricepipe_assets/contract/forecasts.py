@@ -9,5 +9,6 @@ FORECAST_LEVEL = 0.9
 INTERVAL_METHODS: dict[str, str] = {
     "rf_daily": "split conformal on recent moves scaled by √h times an EWMA of daily volatility",
     "sgd_minute": "split conformal on recent residuals scaled by the minute's volatility",
+    "lstm_minute": "split conformal on recent residuals scaled by the minute's volatility",
     "naive": "split conformal on the naive forecast's past moves, not scaled by volatility",
 }

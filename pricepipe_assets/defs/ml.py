@@ -9,7 +9,6 @@ baseline instead, saying so in their model name.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
-import datetime as dt
 from typing import Any
 
 import dagster as dg
@@ -21,27 +20,20 @@ from pydantic import Field
 from pricepipe_assets.contract.records import INTERVAL_MS
 from pricepipe_assets.contract.utc import utc_iso
 from pricepipe_assets.defs.metadata import time_range_metadata
-from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.defs.resources.lake import LakeResource
 from pricepipe_assets.defs.resources.model_rules import ModelRulesResource
 from pricepipe_assets.storage import model_store
-from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.storage.lake_datasets import CURATED_CANDLES
 from pricepipe_assets.transforms.lake_frames import raw_candles, write_curated
 
 MINUTE_FEATURES_DATASET = "features/minute"
 DAILY_FEATURES_DATASET = "features/daily"
 MINUTE_MODEL = "minute_model"
+MINUTE_LSTM_MODEL = "minute_lstm_model"
 DAILY_MODEL = "daily_model"
 NAIVE = "naive"
 PLOTTED_MINUTES = 240
-SELECT_RECENT_CANDLES = """
-SELECT symbol, open_time, high, low, close, volume, trades FROM candles
-WHERE symbol = ? AND interval = '1m' AND bucket = ? AND open_time <= ? ORDER BY open_time DESC LIMIT ?
-"""
-
-
 def _features_frame(lake: LakeResource, dataset: str, symbol: str) -> Any:
     """One symbol's features from the lake, in time order (pyarrow: no JVM for training)."""
     import pyarrow as pa
@@ -330,71 +322,3 @@ def _lost_reason(stored: model_store.StoredModel) -> str:
     origins = stored.extra.get("origins")
     over = f"over {origins} walk-forward origins" if origins else "in walk-forward scoring"
     return f"{stored.model.name} MAE {ratio:.2f} × naive {over}"
-
-
-def _recent_candles(cassandra: CassandraResource, symbol: str, newest_ms: int, count: int) -> Any:
-    """The ``count`` 1m candles up to ``newest_ms`` from Cassandra: its day's partition, and the day
-    before when the day has not that many candles yet."""
-    import pandas as pd
-
-    session, select = cassandra.session(), cassandra.prepare(SELECT_RECENT_CANDLES)
-    day = candle_bucket("1m", newest_ms)
-    newest = dt.datetime.fromtimestamp(newest_ms / 1000, dt.UTC)
-    rows = list(session.execute(select, (symbol, day, newest, count)))
-    if len(rows) < count:
-        rows += list(session.execute(select, (symbol, day - dt.timedelta(days=1), newest, count - len(rows))))
-    frame = pd.DataFrame(rows)
-    if frame.empty:
-        return frame
-    frame["open_time"] = (frame["open_time"] - pd.Timestamp("1970-01-01")) // pd.Timedelta(milliseconds=1)
-    return frame.sort_values("open_time").reset_index(drop=True)
-
-
-def _newest_candles(context: AssetExecutionContext) -> dict[str, int]:
-    """Per symbol, the newest candle the latest `candles_live` run wrote (ms), from its metadata."""
-    event = context.instance.get_latest_materialization_event(dg.AssetKey("candles_live"))
-    if event is None or event.asset_materialization is None:
-        return {}
-    newest = event.asset_materialization.metadata.get("newest_by_symbol")
-    if newest is None:
-        return {}
-    return {symbol: int(dt.datetime.fromisoformat(text).timestamp() * 1000) for symbol, text in newest.value.items()}
-
-
-@dg.asset(
-    group_name="ml",
-    kinds={"kafka", "scikitlearn"},
-    deps=["candles_live", "minute_model"],
-    description="Next-minute predictions, made in every `candles_1m_job` run right after `candles_live`: for each "
-    "symbol of the batch, the newest minute model (or the naive baseline where the model lost to it) forecasts "
-    "the close of the minute after the newest stored candle, with its interval, and publishes it to `predictions` "
-    "(horizon `1m`). Features are computed from the last two hours of candles in Cassandra.",
-)
-def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassandra: CassandraResource,
-                       kafka: KafkaResource) -> dg.MaterializeResult:
-    published = []
-    skipped: dict[str, str] = {}
-    for symbol, newest_ms in sorted(_newest_candles(context).items()):
-        stored = model_store.load_latest(lake, MINUTE_MODEL, symbol)
-        if stored is None:
-            skipped[symbol] = "no minute model trained yet"
-            continue
-        # Imported once a model exists: pandas and scikit-learn would add a second to every candles
-        # run of a platform that has not trained one, and the next run waits for this one to end.
-        from pricepipe_assets.forecasting.online import MINUTE_HISTORY, minute_features_tail
-        from pricepipe_assets.forecasting.serving import naive_forecast, to_predictions
-
-        features = minute_features_tail(_recent_candles(cassandra, symbol, newest_ms, MINUTE_HISTORY))
-        if features.empty or int(features["open_time"].iloc[-1]) != newest_ms:
-            skipped[symbol] = f"fewer than {MINUTE_HISTORY} consecutive candles up to {utc_iso(newest_ms)}"
-            continue
-        last = features.iloc[-1]
-        if stored.serve_baseline:
-            name, forecast = NAIVE, naive_forecast(last, "1m", [stored.extra["naive_half_width"]])
-        else:
-            name, forecast = stored.model.name, stored.model.forecast(features)
-        published += to_predictions(forecast, symbol, name, stored.version, "1m", newest_ms + INTERVAL_MS["1m"])
-    _publish(kafka, published)
-    return dg.MaterializeResult(metadata={
-        "dagster/row_count": len(published), "skipped": dg.MetadataValue.json(skipped),
-        "targets": dg.MetadataValue.json({p.symbol: utc_iso(p.target_time) for p in published})})

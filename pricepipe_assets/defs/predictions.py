@@ -8,6 +8,7 @@ the one writer: idempotent upserts keyed by the predicted candle, offsets commit
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
 import datetime as dt
 from collections import defaultdict
+from typing import Any
 
 import dagster as dg
 from dagster import AssetExecutionContext
@@ -28,11 +29,14 @@ UPSERT_FORECAST = """
 INSERT INTO forecasts (symbol, bucket, made_at, target_time, model, model_version, predicted, lower, upper, reason)
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
-SELECT_UNRESOLVED = """
-SELECT target_time, actual FROM predictions WHERE symbol = ? AND horizon = ? AND bucket = ?
+UPSERT_MODEL_PREDICTION = """
+INSERT INTO model_predictions (symbol, horizon, bucket, model, target_time, made_at, model_version, predicted, lower,
+                               upper)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 SELECT_CLOSES = "SELECT open_time, close FROM candles WHERE symbol = ? AND interval = ? AND bucket = ?"
-SET_ACTUAL = "UPDATE predictions SET actual = ? WHERE symbol = ? AND horizon = ? AND bucket = ? AND target_time = ?"
+# Per table: its partition key after (symbol, horizon, bucket), and so how a partition is read and updated.
+_RESOLVED = {"predictions": "", "model_predictions": " AND model = ?"}
 DAILY = "1d"
 
 
@@ -40,23 +44,28 @@ def _time(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
-def resolve_actuals(cassandra: CassandraResource, partitions: set[tuple[str, str, dt.date]]) -> int:
-    """Set ``actual`` on every prediction of the given partitions whose candle has closed since.
+def resolve_actuals(cassandra: CassandraResource, partitions: set[tuple[Any, ...]], table: str = "predictions") -> int:
+    """Set ``actual`` on every prediction of the given partitions of ``table`` whose candle has closed since.
 
-    Predictions and candles share their bucketing, so each partition is matched against exactly
-    one candle partition. Returns the predictions resolved now.
+    Predictions and candles share their bucketing, so each partition (``symbol, horizon, bucket``,
+    and ``model`` for `model_predictions`) is matched against exactly one candle partition.
+    Returns the predictions resolved now.
     """
+    key = _RESOLVED[table]
+    select = f"SELECT target_time, actual FROM {table} WHERE symbol = ? AND horizon = ? AND bucket = ?{key}"
+    update = f"UPDATE {table} SET actual = ? WHERE symbol = ? AND horizon = ? AND bucket = ?{key} AND target_time = ?"
     session = cassandra.session()
     updates = []
-    for symbol, horizon, bucket in partitions:
-        pending = [row.target_time for row in session.execute(cassandra.prepare(SELECT_UNRESOLVED),
-                                                               (symbol, horizon, bucket)) if row.actual is None]
+    for partition in partitions:
+        symbol, horizon, bucket = partition[:3]
+        pending = [row.target_time for row in session.execute(cassandra.prepare(select), partition)
+                   if row.actual is None]
         if not pending:
             continue
         closes = {row.open_time: row.close for row in session.execute(cassandra.prepare(SELECT_CLOSES),
                                                                        (symbol, horizon, bucket))}
-        updates += [(closes[t], symbol, horizon, bucket, t) for t in pending if t in closes]
-    return cassandra.write_all(SET_ACTUAL, updates)
+        updates += [(closes[t], *partition, t) for t in pending if t in closes]
+    return cassandra.write_all(update, updates)
 
 
 @dg.asset(
@@ -65,7 +74,8 @@ def resolve_actuals(cassandra: CassandraResource, partitions: set[tuple[str, str
     deps=["cassandra_schema", topic_key(PREDICTIONS)],
     description="Predictions from the `predictions` topic in Cassandra: every forecast candle in `predictions` (one "
     "partition per symbol, horizon and day/year; the newest prediction of a candle wins) with the actual close "
-    "filled in once that candle is stored, and each daily forecast kept whole in `forecasts` for `/forecast`.",
+    "filled in once that candle is stored, the same per model in `model_predictions` (for `/predictions?model=`), "
+    "and each daily forecast kept whole in `forecasts` for `/forecast`.",
 )
 def predictions_live(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                      cassandra: CassandraResource) -> dg.MaterializeResult:
@@ -74,6 +84,9 @@ def predictions_live(context: AssetExecutionContext, config: OffsetRangesConfig,
     written = cassandra.write_all(UPSERT_PREDICTION, [
         (p.symbol, p.horizon, candle_bucket(p.horizon, p.target_time), _time(p.target_time), _time(p.made_at),
          p.model, p.model_version, p.predicted, p.lower, p.upper) for p in predictions])
+    cassandra.write_all(UPSERT_MODEL_PREDICTION, [
+        (p.symbol, p.horizon, candle_bucket(p.horizon, p.target_time), p.model, _time(p.target_time), _time(p.made_at),
+         p.model_version, p.predicted, p.lower, p.upper) for p in predictions])
     forecasts = cassandra.write_all(UPSERT_FORECAST, [
         (p.symbol, candle_bucket(DAILY, p.made_at), _time(p.made_at), _time(p.target_time), p.model, p.model_version,
          p.predicted, p.lower, p.upper, p.reason) for p in predictions if p.horizon == DAILY])
@@ -81,6 +94,8 @@ def predictions_live(context: AssetExecutionContext, config: OffsetRangesConfig,
     touched = {(p.symbol, p.horizon, candle_bucket(p.horizon, t)) for p in predictions
                for t in (p.target_time, p.target_time - INTERVAL_MS[p.horizon])}
     resolved = resolve_actuals(cassandra, touched)
+    resolve_actuals(cassandra, {(*part, p.model) for p in predictions for part in touched if part[:2] == (p.symbol, p.horizon)},
+                    "model_predictions")
     commit_batch(context, kafka, batch)
     by_model: dict[str, int] = defaultdict(int)
     for prediction in predictions:

@@ -75,7 +75,36 @@ class NaiveLastValue:
         return np.repeat(close[:, None], steps, axis=1)
 
 
-class MinuteModel:
+class MinuteIntervals:
+    """Split-conformal intervals of a next-minute model, shared by every model that forecasts minutes.
+
+    A subclass sets ``name``, ``level`` and ``scores``, the deque of its latest out-of-sample
+    residuals, each divided by the volatility scale of its minute (:func:`minute_scale`); the
+    half-width is their conformal quantile times the scale of the minute forecast from.
+    """
+
+    name: str
+    interval = "1m"
+    interval_method = MINUTE_METHOD
+    level: float
+    scores: deque[float]
+
+    def half_width(self, scale: float) -> float:
+        """Conformal half-width (log return) at ``level`` for a minute of volatility ``scale``."""
+        return conformal_quantile(np.fromiter(self.scores, dtype=float), self.level) * scale
+
+    def next_minute(self, features: pd.DataFrame, predicted_return: np.ndarray) -> pd.DataFrame:
+        """The forecast row of the minute after the newest row of ``features``, from its predicted
+        log return, with the interval its calibration window gives."""
+        _single_symbol(features)
+        width = self.half_width(float(minute_scale(features.iloc[[-1]])[0]))
+        if not np.isfinite(width):
+            raise NotCalibratedError(f"{self.name} has {len(self.scores)} residuals, too few for "
+                                     f"{self.level:.0%} intervals; let it learn more minutes first")
+        return forecast_frame(features.iloc[-1], INTERVAL_MS[self.interval], predicted_return, np.array([width]))
+
+
+class MinuteModel(MinuteIntervals):
     """Next-minute log return from :data:`MINUTE_FEATURES`, learned one candle at a time.
 
     A linear model fitted by stochastic gradient descent (``SGDRegressor.partial_fit``) can keep
@@ -91,8 +120,6 @@ class MinuteModel:
     """
 
     name = "sgd_minute"
-    interval = "1m"
-    interval_method = MINUTE_METHOD
 
     def __init__(self, *, alpha: float = 1e-4, eta0: float = 1e-4, epsilon: float = 1.0,
                  feature_clip: float = 10.0, clip_sigma: float = 3.0, level: float = 0.9,
@@ -168,20 +195,9 @@ class MinuteModel:
         out[usable] = predicted
         return out
 
-    def half_width(self, scale: float) -> float:
-        """Conformal half-width (log return) at ``level`` for a minute of volatility ``scale``."""
-        return conformal_quantile(np.fromiter(self.scores, dtype=float), self.level) * scale
-
     def forecast(self, features: pd.DataFrame) -> pd.DataFrame:
         """The next minute after the newest row: one row of ``FORECAST_COLUMNS``."""
-        _single_symbol(features)
-        width = self.half_width(float(minute_scale(features.iloc[[-1]])[0]))
-        if not np.isfinite(width):
-            raise NotCalibratedError(f"{self.name} has {len(self.scores)} residuals, too few for "
-                                     f"{self.level:.0%} intervals; let it learn more minutes first")
-        last = features.iloc[-1]
-        predicted = self.predict_return(features.iloc[[-1]])
-        return forecast_frame(last, INTERVAL_MS[self.interval], predicted, np.array([width]))
+        return self.next_minute(features, self.predict_return(features.iloc[[-1]]))
 
 
 class DailyModel:

@@ -18,7 +18,9 @@ measures are taken over the cases where both have a band, so they compare like w
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -29,7 +31,7 @@ from pricepipe_assets.forecasting.combination import combination_weight
 from pricepipe_assets.forecasting.feature_names import DAILY_TARGETS
 from pricepipe_assets.forecasting.intervals import half_widths, price_interval, rolling_half_widths
 from pricepipe_assets.forecasting.metrics import all_metrics
-from pricepipe_assets.forecasting.models import DailyModel, MinuteModel, NaiveLastValue
+from pricepipe_assets.forecasting.models import DailyModel, NaiveLastValue
 from pricepipe_assets.forecasting.volatility import daily_move_half_widths, minute_scale
 
 DAY_MS = INTERVAL_MS["1d"]
@@ -92,7 +94,19 @@ def _one_symbol(features: pd.DataFrame) -> pd.DataFrame:
     return features.sort_values("open_time", kind="stable").reset_index(drop=True)
 
 
-def evaluate_minute(model: MinuteModel, features: pd.DataFrame, *, warmup: int = 1440, batch: int = 1) -> Evaluation:
+class MinuteLearner(Protocol):
+    """What the prequential evaluation needs of a next-minute model (the SGD and the LSTM one)."""
+
+    name: str
+    level: float
+    calibration_window: int
+    interval_method: str
+    scores: deque[float]
+
+    def learn(self, features: pd.DataFrame, *, batch: int = 1) -> np.ndarray: ...
+
+
+def evaluate_minute(model: MinuteLearner, features: pd.DataFrame, *, warmup: int = 1440, batch: int = 1) -> Evaluation:
     """Prequential evaluation of ``model`` on ``minute_features`` rows of one symbol.
 
     The model learns every row with a target as it goes (``batch`` as in :meth:`MinuteModel.learn`),

@@ -214,4 +214,41 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE forecasts ADD IF NOT EXISTS reason text",
         ),
     ),
+    Migration(
+        9,
+        "predictions kept per model, and the walk-forward score each model is served with",
+        (
+            # `predictions` keeps one prediction per candle (the newest wins); with several minute
+            # models each keeps its own here, so the API can answer for the one asked for.
+            """
+            CREATE TABLE IF NOT EXISTS model_predictions (
+                symbol text,
+                horizon text,
+                bucket date,
+                model text,
+                target_time timestamp,
+                made_at timestamp,
+                model_version text,
+                predicted double,
+                lower double,
+                upper double,
+                actual double,
+                PRIMARY KEY ((symbol, horizon, bucket, model), target_time)
+            ) WITH CLUSTERING ORDER BY (target_time DESC)
+            """,
+            # One row per model of a symbol and horizon: its newest version's walk-forward MAE over
+            # the naive forecast's and whether it passed not_worse_than_baseline (else naive answers).
+            """
+            CREATE TABLE IF NOT EXISTS model_scores (
+                symbol text,
+                horizon text,
+                model text,
+                model_version text,
+                mae_ratio double,
+                passed boolean,
+                PRIMARY KEY ((symbol, horizon), model)
+            )
+            """,
+        ),
+    ),
 )

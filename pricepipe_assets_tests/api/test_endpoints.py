@@ -123,6 +123,17 @@ def test_predictions_come_newest_first_with_the_actual_close_once_known(api_clie
     assert len(_get(api_client, f"/predictions/{SYMBOL}?limit=2")["predictions"]) == 2
 
 
+def test_predictions_answer_for_the_model_asked_for_and_by_default_for_the_best_that_passed(
+        api_client: TestClient) -> None:
+    default = _get(api_client, f"/predictions/{SYMBOL}")
+    # the fill trains one minute model: it answers, or the baseline does where it lost to it
+    assert default["model"] in {"sgd_minute", "naive"}
+    assert {p["model"] for p in default["predictions"]} == {default["model"]}
+    assert _get(api_client, f"/predictions/{SYMBOL}?model={default['model']}") == default
+    untrained = _get(api_client, f"/predictions/{SYMBOL}?model=lstm_minute")
+    assert untrained["model"] == "lstm_minute" and untrained["predictions"] == []
+
+
 def test_transactions_count_each_of_the_last_6_complete_hours(api_client: TestClient, filled: Filled) -> None:
     body = _get(api_client, "/transactions/6-hours")
     counts = _trades_by_hour(filled).size()

@@ -39,6 +39,7 @@ def test_unknown_symbol_is_404(api_client: TestClient, path: str) -> None:
     (f"/forecast/{SYMBOL}?days=16", "days"),
     (f"/predictions/{SYMBOL}?limit=100000", "limit"),
     (f"/predictions/{SYMBOL}?horizon=1w", "horizon"),
+    (f"/predictions/{SYMBOL}?model=arima", "model"),
     (f"/{SYMBOL}/trades/0", "n"),
     (f"/{SYMBOL}/trades/61", "n"),
     (f"/{SYMBOL}/trades/five", "n"),

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from pricepipe_assets.defs import lake, live, ml, predictions
+from pricepipe_assets.defs import lake, live, minute_lstm, minute_predictions, ml, predictions
 from pricepipe_assets.defs.checks import ASSET_CHECKS
 from pricepipe_assets.defs.jobs import TOPIC_JOBS, job_name
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource, ModelRulesResource
@@ -62,7 +62,7 @@ def definitions(kafka: KafkaResource, cassandra: CassandraResource, lake_resourc
     """The code location's Kafka-fed assets, checks and jobs over the test's own resources
     (``grace_s``: the trade candles' grace period)."""
     return dg.Definitions(
-        assets=[*dg.load_assets_from_modules([lake, live, predictions, ml]), trade_candles_asset(grace_s)],
+        assets=[*dg.load_assets_from_modules([lake, live, predictions, ml, minute_lstm, minute_predictions]), trade_candles_asset(grace_s)],
         asset_checks=ASSET_CHECKS,
         jobs=list(TOPIC_JOBS.values()),
         resources={"kafka": kafka, "cassandra": cassandra, "lake": lake_resource, "model_rules": ModelRulesResource(),

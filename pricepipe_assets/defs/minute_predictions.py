@@ -1,0 +1,103 @@
+"""Next-minute predictions after every candles run: each minute model's forecast of the next close.
+
+Apart from `ml.py`'s training assets because it runs in every `candles_1m_job` run, reading the
+newest candles from Cassandra rather than the lake, and answers for every minute model at once.
+"""
+
+# No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
+import datetime as dt
+from typing import Any
+
+import dagster as dg
+from dagster import AssetExecutionContext
+
+from pricepipe_assets.contract.records import INTERVAL_MS
+from pricepipe_assets.contract.utc import utc_iso
+from pricepipe_assets.defs.ml import MINUTE_LSTM_MODEL, MINUTE_MODEL, NAIVE, _publish
+from pricepipe_assets.defs.resources.cassandra import CassandraResource
+from pricepipe_assets.defs.resources.kafka import KafkaResource
+from pricepipe_assets.defs.resources.lake import LakeResource
+from pricepipe_assets.storage import model_store
+from pricepipe_assets.storage.cassandra_schema import candle_bucket
+
+SELECT_RECENT_CANDLES = """
+SELECT symbol, open_time, high, low, close, volume, trades FROM candles
+WHERE symbol = ? AND interval = '1m' AND bucket = ? AND open_time <= ? ORDER BY open_time DESC LIMIT ?
+"""
+UPSERT_MODEL_SCORE = ("INSERT INTO model_scores (symbol, horizon, model, model_version, mae_ratio, passed) "
+                      "VALUES (?, '1m', ?, ?, ?, ?)")
+
+
+def _recent_candles(cassandra: CassandraResource, symbol: str, newest_ms: int, count: int) -> Any:
+    """The ``count`` 1m candles up to ``newest_ms`` from Cassandra: its day's partition, and the day
+    before when the day has not that many candles yet."""
+    import pandas as pd
+
+    session, select = cassandra.session(), cassandra.prepare(SELECT_RECENT_CANDLES)
+    day = candle_bucket("1m", newest_ms)
+    newest = dt.datetime.fromtimestamp(newest_ms / 1000, dt.UTC)
+    rows = list(session.execute(select, (symbol, day, newest, count)))
+    if len(rows) < count:
+        rows += list(session.execute(select, (symbol, day - dt.timedelta(days=1), newest, count - len(rows))))
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["open_time"] = (frame["open_time"] - pd.Timestamp("1970-01-01")) // pd.Timedelta(milliseconds=1)
+    return frame.sort_values("open_time").reset_index(drop=True)
+
+
+def _newest_candles(context: AssetExecutionContext) -> dict[str, int]:
+    """Per symbol, the newest candle the latest `candles_live` run wrote (ms), from its metadata."""
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("candles_live"))
+    if event is None or event.asset_materialization is None:
+        return {}
+    newest = event.asset_materialization.metadata.get("newest_by_symbol")
+    if newest is None:
+        return {}
+    return {symbol: int(dt.datetime.fromisoformat(text).timestamp() * 1000) for symbol, text in newest.value.items()}
+
+
+@dg.asset(
+    group_name="ml",
+    kinds={"kafka", "scikitlearn", "keras"},
+    deps=["candles_live", "minute_model", MINUTE_LSTM_MODEL],
+    description="Next-minute predictions, made in every `candles_1m_job` run right after `candles_live`: for each "
+    "symbol of the batch, the newest SGD minute model and the newest LSTM (or the naive baseline where a model lost "
+    "to it) forecast the close of the minute after the newest stored candle, with its interval, and publish it to "
+    "`predictions` (horizon `1m`) under their own model names. Features are computed from the last two hours of "
+    "candles in Cassandra.",
+)
+def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassandra: CassandraResource,
+                       kafka: KafkaResource) -> dg.MaterializeResult:
+    published, scores = [], []
+    skipped: dict[str, str] = {}
+    for symbol, newest_ms in sorted(_newest_candles(context).items()):
+        models = [m for m in (model_store.load_latest(lake, name, symbol) for name in (MINUTE_MODEL, MINUTE_LSTM_MODEL))
+                  if m is not None]
+        if not models:
+            skipped[symbol] = "no minute model trained yet"
+            continue
+        # Imported once a model exists: pandas and scikit-learn would add a second to every candles
+        # run of a platform that has not trained one, and the next run waits for this one to end.
+        from pricepipe_assets.forecasting.online import MINUTE_HISTORY, minute_features_tail
+        from pricepipe_assets.forecasting.serving import naive_forecast, to_predictions
+
+        # The LSTM reads the features of its last `window` minutes, each needing the warm-up before it.
+        history = MINUTE_HISTORY + max(getattr(m.model, "window", 1) for m in models) - 1
+        features = minute_features_tail(_recent_candles(cassandra, symbol, newest_ms, history))
+        if features.empty or int(features["open_time"].iloc[-1]) != newest_ms:
+            skipped[symbol] = f"fewer than {history} consecutive candles up to {utc_iso(newest_ms)}"
+            continue
+        for stored in models:
+            if stored.serve_baseline:
+                name, forecast = NAIVE, naive_forecast(features.iloc[-1], "1m", [stored.extra["naive_half_width"]])
+            else:
+                name, forecast = stored.model.name, stored.model.forecast(features)
+            published += to_predictions(forecast, symbol, name, stored.version, "1m", newest_ms + INTERVAL_MS["1m"])
+            scores.append((symbol, stored.model.name, stored.version,
+                           stored.metrics["model"]["mae"] / stored.metrics["naive"]["mae"], not stored.serve_baseline))
+    _publish(kafka, published)
+    cassandra.write_all(UPSERT_MODEL_SCORE, scores)  # what `/predictions` picks its default model by
+    return dg.MaterializeResult(metadata={
+        "dagster/row_count": len(published), "skipped": dg.MetadataValue.json(skipped),
+        "targets": dg.MetadataValue.json({p.symbol: utc_iso(p.target_time) for p in published})})
