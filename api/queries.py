@@ -29,7 +29,7 @@ FORECAST = ("SELECT target_time, model, model_version, predicted, lower, upper, 
 PREDICTIONS = ("SELECT target_time, made_at, model, model_version, predicted, lower, upper, actual FROM predictions "
                "WHERE symbol = ? AND horizon = ? AND bucket = ? ORDER BY target_time DESC LIMIT ?")
 
-# Per model (migration 9): the same rows, from the partition of the model asked for.
+# Per model (migration 8): the same rows, from the partition of the model asked for.
 MODEL_PREDICTIONS = ("SELECT target_time, made_at, model, model_version, predicted, lower, upper, actual "
                      "FROM model_predictions WHERE symbol = ? AND horizon = ? AND bucket = ? AND model = ? "
                      "ORDER BY target_time DESC LIMIT ?")

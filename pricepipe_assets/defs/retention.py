@@ -62,6 +62,7 @@ WRITER_OF_PART = {
     "candles_1m": "candles_live", "candles_1h": "candles_hourly", "candles_1d": "candles_daily",
     "trades": "trade_stats_minute", "trade_stats_minute": "trade_stats_minute", "trade_stats_hour": "trade_stats_hour",
     "predictions_1m": "predictions_live", "predictions_1d": "predictions_live", "forecasts": "predictions_live",
+    "model_predictions_1m": "predictions_live", "model_predictions_1d": "predictions_live",
     "moving_averages": "moving_averages_daily",
 }
 

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pricepipe_assets.contract.forecasts import INTERVAL_METHODS
 from pricepipe_assets.contract.utc import day_start_ms
 from pricepipe_assets.storage.cassandra import CassandraCluster
 from pricepipe_assets.storage.cassandra_schema import MOVING_AVERAGE_WINDOWS, candle_bucket
@@ -92,6 +93,16 @@ def _bucketed(*fixed: Any, interval: str) -> Callable[[str, dt.date], list[Slice
     return slices
 
 
+def _per_model(horizon: str) -> Callable[[str, dt.date], list[Slice]]:
+    """Partitions ``(symbol, horizon, bucket, model)``: one per model that can publish predictions
+    (every model the contract names an interval method for; a model that published none has an
+    empty partition, which reads and deletes as nothing)."""
+    def slices(symbol: str, day: dt.date) -> list[Slice]:
+        bucket = candle_bucket(horizon, day_start_ms(day))
+        return [Slice((symbol, horizon, bucket, model), whole_partition=horizon == "1m") for model in INTERVAL_METHODS]
+    return slices
+
+
 def _moving_average_slices(symbol: str, day: dt.date) -> list[Slice]:
     bucket = candle_bucket("1d", day_start_ms(day))
     return [Slice((symbol, window, bucket), whole_partition=False) for window in MOVING_AVERAGE_WINDOWS]
@@ -100,6 +111,8 @@ def _moving_average_slices(symbol: str, day: dt.date) -> list[Slice]:
 CANDLE_KEY = ("symbol", "interval", "bucket", "open_time")
 STATS_KEY = ("symbol", "bucket")
 PREDICTION_KEY = ("symbol", "horizon", "bucket", "target_time")
+MODEL_PREDICTION_KEY = ("symbol", "horizon", "bucket", "model", "target_time")
+MODEL_PARTITION = ("symbol", "horizon", "bucket", "model")
 
 HOT_PARTS: tuple[HotPart, ...] = (
     HotPart("candles_1m", "candles", ("symbol", "interval", "bucket"), "open_time", CANDLE_KEY, False,
@@ -118,6 +131,10 @@ HOT_PARTS: tuple[HotPart, ...] = (
             _bucketed("1m", interval="1m")),
     HotPart("predictions_1d", "predictions", ("symbol", "horizon", "bucket"), "target_time", PREDICTION_KEY, True,
             _bucketed("1d", interval="1d")),
+    HotPart("model_predictions_1m", "model_predictions", MODEL_PARTITION, "target_time", MODEL_PREDICTION_KEY, False,
+            _per_model("1m")),
+    HotPart("model_predictions_1d", "model_predictions", MODEL_PARTITION, "target_time", MODEL_PREDICTION_KEY, True,
+            _per_model("1d")),
     HotPart("forecasts", "forecasts", ("symbol", "bucket"), "made_at", ("symbol", "bucket", "made_at", "target_time"),
             True, _bucketed(interval="1d")),
     HotPart("moving_averages", "moving_averages", ("symbol", "window_days", "bucket"), "day",

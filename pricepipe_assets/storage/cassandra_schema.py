@@ -215,7 +215,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         ),
     ),
     Migration(
-        9,
+        8,
         "predictions kept per model, and the walk-forward score each model is served with",
         (
             # `predictions` keeps one prediction per candle (the newest wins); with several minute

@@ -30,6 +30,7 @@ DAYS = [dt.date(2024, 1, 1) + dt.timedelta(days=n) for n in range(10)]
 HOT_DAYS = 3
 ARCHIVES = {asset.key.to_user_string(): asset for asset in ARCHIVE_ASSETS}
 CANDLES, PREDICTED = ARCHIVES["candles_1m_archive"], ARCHIVES["predictions_1m_archive"]
+PER_MODEL = ARCHIVES["model_predictions_1m_archive"]
 
 
 def _day_ms(day: dt.date) -> int:
@@ -75,7 +76,7 @@ def _archived(lake: LakeResource, name: str, day: dt.date) -> pd.DataFrame:
 def test_a_three_day_window_keeps_the_last_three_days_and_archives_the_other_seven_row_for_row(
         ten_days: None, cassandra: CassandraResource, local_lake: LakeResource, shared_data: Path) -> None:
     for day in DAYS[:7]:
-        result = _archive([CANDLES, PREDICTED], day, cassandra, local_lake)
+        result = _archive([CANDLES, PREDICTED, PER_MODEL], day, cassandra, local_lake)
         metadata = result.asset_materializations_for_node("candles_1m_archive")[0].metadata
         assert metadata["rows_archived"].value == metadata["rows_deleted"].value == 1440
         assert metadata["bytes_written"].value > 0
@@ -87,6 +88,7 @@ def test_a_three_day_window_keeps_the_last_three_days_and_archives_the_other_sev
         archived["open_time"] = (archived["open_time"] - pd.Timestamp("1970-01-01")) // pd.Timedelta(milliseconds=1)
         pd.testing.assert_frame_equal(archived[columns], source_candles(shared_data, day)[columns], check_dtype=False)
         assert len(_archived(local_lake, "predictions_1m", day)) == 24
+        assert len(_archived(local_lake, "model_predictions_1m", day)) == 24
 
     too_recent = _archive([CANDLES], DAYS[7], cassandra, local_lake, raise_on_error=False)
     assert not too_recent.success and _hot_candles(cassandra, DAYS[7]) == 1440
@@ -139,7 +141,7 @@ def test_the_schedule_requests_every_expired_day_with_the_assets_still_to_run(
     assert [r.partition_key for r in requests] == ["2024-01-01", "2024-01-02", "2024-01-03"]
     assert {key.to_user_string() for key in requests[0].asset_selection} == {
         "candles_1m_archive", "trades_archive", "trade_stats_minute_archive", "predictions_1m_archive",
-        "raw_candles_compaction", "raw_trades_compaction"}
+        "model_predictions_1m_archive", "raw_candles_compaction", "raw_trades_compaction"}
 
 
 def test_a_day_archived_for_one_symbol_is_due_again_once_another_symbols_clock_expires_it(
