@@ -91,8 +91,10 @@ def replay_runner(settings: Settings, publisher: Publisher, options: ReplayOptio
 
 def bitmex_runner(settings: Settings, publisher: Publisher) -> Runner:
     from pricepipe_assets.sources.bitmex.ws import BitmexClient
+    from pricepipe_assets.sources.book_throttle import BookThrottle
 
-    client = BitmexClient(publisher, url=settings.bitmex_ws_url, symbols=settings.bitmex_symbols)
+    client = BitmexClient(publisher, url=settings.bitmex_ws_url, symbols=settings.bitmex_symbols,
+                          books=BookThrottle(publisher, settings.book_publish_s), book_depth=settings.book_depth)
     return client.run, client.status_line
 
 
