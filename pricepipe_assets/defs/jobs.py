@@ -22,7 +22,7 @@ TOPIC_ASSETS: dict[str, tuple[str, ...]] = {
     CANDLES_1D: ("candles_lake", "candles_live"),
     TRADES: ("trades_lake", "trade_stats_minute", "trade_stats_hour", "latest_prices", "trade_candles"),
     QUOTES: ("latest_prices",),
-    ORDERBOOK: ("order_books_live", "latest_prices"),
+    ORDERBOOK: ("order_books_lake", "order_books_live", "latest_prices"),
     PREDICTIONS: ("predictions_live",),
 }
 

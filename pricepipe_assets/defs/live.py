@@ -208,11 +208,11 @@ def latest_prices(context: AssetExecutionContext, config: OffsetRangesConfig, ka
     description="Per symbol: the latest order book from `orderbook` (the top PRICEPIPE_BOOK_DEPTH levels of each "
     "side, the venue's sequence and the event time) in Cassandra's `order_books`, one row per symbol, for the API's "
     "`/{symbol}/orderbook` and the chart page. Written with the event time as Cassandra write time, so a book "
-    "arriving late never replaces a newer one. Bad messages go to `deadletter`.",
+    "arriving late never replaces a newer one. Bad messages are skipped (`order_books_lake` dead-letters them).",
 )
 def order_books_live(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                      cassandra: CassandraResource) -> dg.MaterializeResult:
-    batch = read_batch(context, kafka, config, ORDERBOOK, dead_letter=True)
+    batch = read_batch(context, kafka, config, ORDERBOOK)
     books = _newest_by_symbol(item.record for item in batch.records if isinstance(item.record, OrderBook))
     written = cassandra.write_all(UPDATE_ORDER_BOOK, [
         (b.ts * 1000, b.exchange, b.ts, b.sequence, list(b.bids), list(b.asks), b.symbol) for b in books])

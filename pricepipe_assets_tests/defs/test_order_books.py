@@ -1,34 +1,21 @@
 """`orderbook` to Cassandra through the topic's sensor and job: `order_books_live` keeps the newest book
-per symbol and `latest_prices` takes its best bid and ask, so a Binance symbol has buy and sell.
+per symbol, `latest_prices` takes its best bid and ask, so a Binance symbol has buy and sell, and
+`order_books_lake` keeps every book in the raw zone.
 
-Data: the ten real tardis top-25 snapshots of Binance futures BTCUSDT in
-../shared/data/samples/orderbook, cut to their best 10 levels as the feed publishes them.
+Data: the real tardis top-25 snapshots of Binance futures BTCUSDT (``support.order_books``).
 """
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import dagster as dg
 
-from pricepipe_assets.contract.books import OrderBook
 from pricepipe_assets.contract.topics import ALL_TOPICS, ORDERBOOK
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets_tests.support.kafka_reads import consume
 from pricepipe_assets_tests.support.kafka_runs import definitions, drain
-
-BOOK25_CSV = "samples/orderbook/nautilus_tardis_binance-futures_book_snapshot_25_BTCUSDT.csv"
-
-
-def tardis_books(shared_data: Path, depth: int = 10) -> list[OrderBook]:
-    """Each real snapshot row as the order book record a feed would publish."""
-    with (shared_data / BOOK25_CSV).open(newline="") as source:
-        rows = list(csv.DictReader(source))
-    return [OrderBook("binance", row["symbol"], int(row["timestamp"]) // 1000, number,
-                      tuple((float(row[f"bids[{i}].price"]), float(row[f"bids[{i}].amount"])) for i in range(depth)),
-                      tuple((float(row[f"asks[{i}].price"]), float(row[f"asks[{i}].amount"])) for i in range(depth)))
-            for number, row in enumerate(rows, start=1)]
+from pricepipe_assets_tests.support.order_books import tardis_books
 
 
 def test_the_newest_book_is_stored_per_symbol_and_feeds_the_latest_bid_and_ask(
@@ -55,3 +42,6 @@ def test_the_newest_book_is_stored_per_symbol_and_feeds_the_latest_bid_and_ask(
     assert (prices.bid, prices.ask) == (newest.bids[0][0], newest.asks[0][0])
     (letter,) = consume(kafka, "deadletter", 1)
     assert b"missing field" in letter.value()
+    raw = local_lake.read_dataset("raw/order_books").to_pandas().sort_values("ts")
+    assert len(raw) == len(books) and list(raw["sequence"]) == [b.sequence for b in books]
+    assert [tuple(level) for level in raw["bids"].iloc[-1]] == list(newest.bids)
