@@ -12,6 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from pricepipe_assets.contract.topics import ALL_TOPICS, ORDERBOOK
+from pricepipe_assets.defs.checks import order_books_live_valid
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets_tests.support.kafka_reads import consume
 from pricepipe_assets_tests.support.kafka_runs import definitions, drain
@@ -40,6 +41,8 @@ def test_the_newest_book_is_stored_per_symbol_and_feeds_the_latest_bid_and_ask(
     assert int(row.ts.timestamp() * 1000) == newest.ts
     prices = cassandra.session().execute("SELECT bid, ask, quote_time FROM latest_prices WHERE symbol = 'BTCUSDT'").one()
     assert (prices.bid, prices.ask) == (newest.bids[0][0], newest.asks[0][0])
+    evaluation = order_books_live_valid(cassandra=cassandra)
+    assert evaluation.passed and evaluation.metadata["books_checked"].value == 1
     (letter,) = consume(kafka, "deadletter", 1)
     assert b"missing field" in letter.value()
     raw = local_lake.read_dataset("raw/order_books").to_pandas().sort_values("ts")
