@@ -44,7 +44,8 @@ FEEDS = [
     dg.AssetSpec(
         BINANCE_FEED, group_name="exchanges", kinds={"binance"},
         description="Binance market data published by `pricepipe feed` (a process of its own, started by "
-        "`pricepipe run`): the kline WebSocket with REST gap fill when Binance answers, otherwise real history from "
+        "`pricepipe run`): the kline WebSocket with REST gap fill and the diff depth stream synced with REST snapshots "
+        "(order books) when Binance answers, otherwise real history from "
         "the dumps replayed at pace, with a day of aggTrades; `pricepipe backfill` publishes dumps too. Observed by "
         "`feeds_sensor`: records per topic and the newest event time.",
     ),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-import httpx
+import httpx2 as httpx
 import pandas as pd
 import pytest
 from starlette.testclient import TestClient
