@@ -176,8 +176,9 @@ class BinanceDepthStream:
                 else:
                     log.info("%s: depth snapshot %d older than the stream; reading another", sync.symbol,
                              snapshot.last_update_id)
-        finally:
-            self._fetching.pop(sync.symbol, None)
+        finally:  # a fetch cancelled by a lost connection must not drop the next connection's fetch
+            if self._fetching.get(sync.symbol) is asyncio.current_task():
+                del self._fetching[sync.symbol]
         self._after(sync, sync.trusted, resyncs)
 
     def _reject(self, source: str, raw: str | bytes, reason: str) -> None:

@@ -150,3 +150,22 @@ def test_the_stream_publishes_only_books_synced_with_a_snapshot_and_resyncs_afte
     assert stream.counts.resyncs == 1 and stream.syncs["BTCUSDT"].stale_snapshots == 1
     letters = [json.loads(m.value()) for m in consume(kafka, topics.DEADLETTER, 1)]
     assert letters[0]["source_topic"] == "binance.ws.depth" and "not valid JSON" in letters[0]["error"]
+
+
+def test_after_a_reconnect_every_book_starts_over_from_a_new_snapshot(
+        kafka: KafkaResource, samples: dict[str, Any]) -> None:
+    """The events sent while the client was away are lost, so the book it had is never continued."""
+    kafka.ensure_topics(topics.ALL_TOPICS)
+    publisher = kafka.publisher()
+    real, follow, gap, after_gap = (depth_frame(event) for event in samples["events"])
+    snapshots = {"BTCUSDT": [samples["bridging"], samples["after_gap"]]}
+    server = BinanceDepthServer([[real, follow], [gap, after_gap]], pause_s=0.3, hang_up=True)
+    with binance_rest_server.running(depth=snapshots) as rest, binance_depth_server.running(server) as ws:
+        stream = BinanceDepthStream(["BTCUSDT"], publisher, BinanceRestClient(rest.base_url), depth=10,
+                                    throttle=BookThrottle(publisher, 0.0), base_url=ws.base_url,
+                                    backoff=lambda attempt: 0.05, snapshot_retry_s=0.05)
+        stream_until(stream, lambda: ws.sent == 4 and stream.syncs["BTCUSDT"].trusted)
+    assert len(ws.paths) == 2 and stream.counts.reconnects == 1 and len(rest.depth_requests) == 2
+    books = [OrderBook.from_json(m.value()) for m in consume(kafka, topics.ORDERBOOK, 2)]
+    assert books[-1].sequence == u_REAL + 13 and books[-1].asks == ((20472.20, 2.0),)
+    assert stream.counts.resyncs == 0

@@ -65,12 +65,14 @@ class BinanceDepthServer:
     """Sends the queued frames of each connection in order, ``pause_s`` apart, then keeps it open.
 
     ``connections`` is a list per connection (a reconnect gets the next); ``paths`` records what
-    each client subscribed to.
+    each client subscribed to. With ``hang_up``, every connection but the last is cut (no closing
+    handshake, as a network failure) once its frames are sent.
     """
 
-    def __init__(self, connections: Sequence[Sequence[str]], pause_s: float = 0.05) -> None:
+    def __init__(self, connections: Sequence[Sequence[str]], pause_s: float = 0.05, hang_up: bool = False) -> None:
         self.connections = [list(frames) for frames in connections]
         self.pause_s = pause_s
+        self.hang_up = hang_up
         self.paths: list[str] = []
         self.sent = 0
         self.port = 0
@@ -87,6 +89,10 @@ class BinanceDepthServer:
             await asyncio.sleep(self.pause_s)
             await connection.send(frame)
             self.sent += 1
+        if self.hang_up and self.connections:
+            await asyncio.sleep(self.pause_s)
+            connection.transport.abort()
+            return
         await connection.wait_closed()
 
     async def serve(self, ready: threading.Event, stopped: asyncio.Event) -> None:
