@@ -73,6 +73,12 @@ class BitmexBooks:
     def trusted(self, symbol: str) -> bool:
         return symbol in self._tables
 
+    def reset(self) -> frozenset[str]:
+        """Forget every table (a new connection: each symbol waits for its new ``partial``); the symbols."""
+        self._tables.clear()
+        self.broken.clear()
+        return self.symbols
+
     def take(self, action: str, rows: list[Any], filter_symbol: str | None = None) -> set[str]:
         """Apply one message; the symbols whose trusted book changed. Raises :class:`RecordError`
         (after marking the symbols concerned broken) when the message cannot be applied."""

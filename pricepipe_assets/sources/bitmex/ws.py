@@ -219,6 +219,9 @@ class BitmexClient:
             max_size=self._max_frame_bytes * TRANSPORT_LIMIT_FACTOR,
         ) as connection:
             self._subscribed = frozenset()
+            if self.books is not None and self._throttle is not None:  # what was missed meanwhile is lost
+                for symbol in self.books.reset():
+                    self._throttle.forget(symbol)
             await self._subscribe(connection)
             keepalive = Keepalive(self._ping_after_s, self._pong_timeout_s)
             while not stop.is_set():
