@@ -40,7 +40,7 @@ TRADE_HOURS = ("SELECT hour, trades, volume, quote_volume FROM trade_stats_hour 
 TRADES = "SELECT ts, trade_id, side, size, price FROM trades WHERE symbol = ? AND bucket = ? AND ts >= ? AND ts < ?"
 
 LATEST_PRICE = "SELECT exchange, bid, ask, quote_time, last_price, trade_time FROM latest_prices WHERE symbol = ?"
+ORDER_BOOK = "SELECT exchange, ts, sequence, bids, asks FROM order_books WHERE symbol = ?"
 
 ALL = (SYMBOLS, CANDLES, NEWEST_CANDLE, MOVING_AVERAGES, NEWEST_FORECAST, FORECAST, PREDICTIONS, MODEL_PREDICTIONS,
-       MODEL_SCORES, TRADE_HOURS, TRADES,
-       LATEST_PRICE)
+       MODEL_SCORES, TRADE_HOURS, TRADES, LATEST_PRICE, ORDER_BOOK)

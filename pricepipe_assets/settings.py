@@ -213,6 +213,10 @@ class Settings:
     bitmex_symbols: tuple[str, ...] = _setting(
         ("XBTUSD", "ETHUSD", "SOLUSD", "DOGEUSD"), _parse_symbols, "BitMEX symbols for trades and quotes"
     )
+    book_depth: int = _setting(10, lambda s: _parse_int(s, minimum=1), "levels per side of each order book published "
+                               "on `orderbook` (the best ones)")
+    book_publish_s: float = _setting(1.0, _parse_share, "seconds between two order books published for one symbol "
+                                     "(the newest book in between wins); 0 publishes every change")
     binance_dumps_url: str = _setting(
         "https://data.binance.vision", _parse_url("https", "http", "file"), "Binance public dumps: base URL, mirror or file:// folder"
     )

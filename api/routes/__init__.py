@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.endpoint import Endpoint
-from api.routes import candles, forecasts, prices, statistics, symbols
+from api.routes import candles, forecasts, orderbook, prices, statistics, symbols
 
 ENDPOINTS: tuple[Endpoint, ...] = (*symbols.ENDPOINTS, *candles.ENDPOINTS, *forecasts.ENDPOINTS,
-                                   *statistics.ENDPOINTS, *prices.ENDPOINTS)
+                                   *statistics.ENDPOINTS, *prices.ENDPOINTS, *orderbook.ENDPOINTS)

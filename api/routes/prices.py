@@ -18,6 +18,7 @@ from api.endpoint import Endpoint
 from api.errors import StoreUnavailable
 from api.params import finite, parse_all
 from api.routes.candles import CANDLE, newest_candle
+from api.routes.orderbook import ORDER_BOOK, order_book
 from api.routes.symbols import SYMBOL
 from api.windows import iso
 
@@ -55,7 +56,7 @@ def _event(name: str, payload: dict[str, Any]) -> str:
 
 
 async def stream(request: Request) -> Response:
-    """Server-sent ``update`` events ({"candle", "price"}) every ``PRICEPIPE_API_STREAM_S`` seconds.
+    """Server-sent ``update`` events ({"candle", "price", "book"}) every ``PRICEPIPE_API_STREAM_S`` seconds.
 
     A store outage is an ``error`` event, not the end of the stream: the page shows it and the
     next update arrives once Cassandra answers again.
@@ -69,7 +70,8 @@ async def stream(request: Request) -> Response:
             try:
                 info = await context.symbol(symbol)
                 yield _event("update", {"candle": await newest_candle(context, symbol, info.latest_event_time),
-                                        "price": await price(context, symbol)})
+                                        "price": await price(context, symbol),
+                                        "book": await order_book(context, symbol, STREAM_BOOK_DEPTH)})
             except StoreUnavailable as error:
                 yield _event("error", {"error": error.message, "status": error.status})
             await asyncio.sleep(context.settings.api_stream_s)
@@ -82,20 +84,25 @@ ENDPOINTS = (
     Endpoint(
         "/{symbol}/price", price, "market data", "Current buy (ask) and sell (bid) price, and the last price",
         PRICE, params=(SYMBOL,), cached=True,
-        description="Bid and ask come from the `quotes` topic (BitMEX); `last` from the newest trade, or from the "
+        description="Bid and ask come from the `quotes` topic (BitMEX) and the best levels of `orderbook` (Binance, "
+        "BitMEX); `last` from the newest trade, or from the "
         "newest 1m candle's close for symbols whose feed has candles only.",
     ),
 )
 STREAM_PATH = "/stream/{symbol}"
+# The chart page shows the best few levels of each side.
+STREAM_BOOK_DEPTH = 5
 ROUTES = (Route(STREAM_PATH, stream, methods=["GET"], name="stream"),)
 STREAM_OPENAPI = {
     "get": {
         "tags": ["market data"], "summary": "Live updates for the chart page (server-sent events)",
-        "description": "An `update` event every PRICEPIPE_API_STREAM_S seconds with `{\"candle\", \"price\"}` "
-        "(the newest 1m candle and the answer of /{symbol}/price); an `error` event while the store is "
+        "description": "An `update` event every PRICEPIPE_API_STREAM_S seconds with `{\"candle\", \"price\", "
+        "\"book\"}` (the newest 1m candle, the answer of /{symbol}/price and the best 5 levels of "
+        "/{symbol}/orderbook); an `error` event while the store is "
         "unavailable. With PRICEPIPE_API_KEY set, pass the key as `?api_key=` (EventSource sends no headers).",
         "parameters": [SYMBOL.schema()],
         "responses": {"200": {"description": "an endless text/event-stream",
-                              "content": {"text/event-stream": {"schema": s.obj(candle=CANDLE, price=PRICE)}}}},
+                              "content": {"text/event-stream": {"schema": s.obj(candle=CANDLE, price=PRICE,
+                                                                                    book=ORDER_BOOK)}}}},
     },
 }

@@ -220,6 +220,26 @@ function showPrice(price) {
   document.getElementById("price").textContent = parts.join(" · ");
 }
 
+// The best levels of the newest order book and the spread, beside the price: what a market order meets now.
+const BOOK_LEVELS = 5;
+
+function showBook(book) {
+  const element = document.getElementById("book");
+  if (!book || (book.bids.length === 0 && book.asks.length === 0)) {
+    element.textContent = "order book —";
+    return;
+  }
+  const side = (levels) => levels.slice(0, BOOK_LEVELS).map((l) => `${formatPrice(l.price)} (${l.size})`).join(", ") || "—";
+  const spread = book.spread === null ? "—" : formatPrice(book.spread);
+  element.textContent = `bids ${side(book.bids)} · asks ${side(book.asks)} · spread ${spread}` +
+    (book.time ? ` · book at ${utcDateTime(book.time)}` : "");
+}
+
+async function loadBook() {
+  const book = await attempt(apiGet(`/${encodeURIComponent(view.symbol)}/orderbook?depth=${BOOK_LEVELS}`));
+  if (!book.error) showBook(book.value);
+}
+
 async function loadPrice() {
   const price = await attempt(apiGet(`/${encodeURIComponent(view.symbol)}/price`));
   clearMessages("price");
@@ -259,6 +279,7 @@ function onStreamUpdate(event) {
   setStreamState("live");
   document.getElementById("last-update").textContent = `last update ${utcClock(new Date())}`;
   if (update.price) showPrice(update.price);
+  if (update.book) showBook(update.book);
   if (update.candle) applyLiveCandle(update.candle);
 }
 
@@ -295,7 +316,8 @@ function selectSymbol(symbol) {
   view.symbol = symbol;
   document.getElementById("price").textContent = `${symbol} —`;
   rememberSymbol();
-  drawChart().then(loadPrice);
+  document.getElementById("book").textContent = "order book —";
+  drawChart().then(loadPrice).then(loadBook);
   openStream();
 }
 

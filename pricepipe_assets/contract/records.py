@@ -25,114 +25,19 @@ Decisions about real venue quirks (see ``docs/data-contract.md``):
 from __future__ import annotations
 
 import base64
-import functools
-import json
-from collections.abc import Callable, Mapping
-from dataclasses import MISSING, asdict, dataclass, fields
-from typing import Any, ClassVar, TypeVar
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from pricepipe_assets.contract import topics
-from pricepipe_assets.contract.record_values import (
-    RecordError,
-    loads_json,
-    parse_boolean,
-    parse_finite,
-    parse_integer,
-    parse_optional_finite,
-    parse_symbol,
-    parse_text,
-    sane_time,
-)
+from pricepipe_assets.contract.books import OrderBook
+from pricepipe_assets.contract.record_base import SCHEMA_VERSION, Record
+from pricepipe_assets.contract.record_values import RecordError, parse_symbol, parse_text, sane_time
 
-SCHEMA_VERSION = 1
+__all__ = ["SCHEMA_VERSION", "OrderBook", "Record", "RecordError"]
 
 INTERVAL_MS: dict[str, int] = {"1m": 60_000, "1h": 3_600_000, "1d": 86_400_000}
 CANDLE_TOPICS: dict[str, str] = {"1m": topics.CANDLES_1M, "1h": topics.CANDLES_1H, "1d": topics.CANDLES_1D}
-
-R = TypeVar("R", bound="Record")
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """Shared JSON handling; subclasses define fields, ``topic`` and ``check``."""
-
-    INTS: ClassVar[frozenset[str]] = frozenset()
-    FLOATS: ClassVar[frozenset[str]] = frozenset()
-    OPTIONAL_FLOATS: ClassVar[frozenset[str]] = frozenset()
-    BOOLS: ClassVar[frozenset[str]] = frozenset()
-
-    @property
-    def topic(self) -> str:
-        raise NotImplementedError
-
-    @property
-    def key(self) -> str:
-        return self.symbol
-
-    @property
-    def timestamp(self) -> int:
-        """The moment the record describes, in ms UTC (a candle's open, a trade's execution):
-        what lake partitions, metadata time ranges and gap reports are about."""
-        raise NotImplementedError
-
-    @property
-    def event_time(self) -> int:
-        """When the record becomes visible on a live feed, in ms UTC: what replays pace by.
-        The same as :attr:`timestamp` except for a candle, which is only known once closed."""
-        return self.timestamp
-
-    def check(self) -> None:
-        """Raise :class:`RecordError` when the record breaks the contract."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"v": SCHEMA_VERSION, **asdict(self)}
-
-    def to_json(self) -> bytes:
-        return json.dumps(self.to_dict(), separators=(",", ":"), allow_nan=False).encode()
-
-    @classmethod
-    def from_dict(cls: type[R], data: Mapping[str, Any]) -> R:
-        """A validated record from a decoded JSON object; unknown extra fields are ignored."""
-        if not isinstance(data, Mapping):
-            raise RecordError(f"expected a JSON object, got {type(data).__name__}")
-        values: dict[str, Any] = {}
-        for name, parse, default in _parsers(cls):
-            if default is not MISSING and data.get(name) is None:
-                values[name] = default
-            elif name not in data:
-                raise RecordError(f"missing field {name!r}")
-            else:
-                values[name] = parse(data[name], name)
-        record = cls(**values)
-        record.check()
-        return record
-
-    @classmethod
-    def from_json(cls: type[R], raw: bytes | str) -> R:
-        try:
-            data = loads_json(raw)
-        except (ValueError, UnicodeDecodeError) as error:
-            raise RecordError(f"not valid JSON: {error}") from None
-        return cls.from_dict(data)
-
-
-@functools.cache
-def _parsers(record_type: type[Record]) -> tuple[tuple[str, Callable[[Any, str], Any], Any], ...]:
-    """Each field of a record type with the function validating it and its default (``MISSING`` when
-    required), worked out once per type: every message of a batch is decoded through this, and
-    ``dataclasses.fields`` costs more than the checks."""
-    def parser(name: str) -> Callable[[Any, str], Any]:
-        if name in record_type.INTS:
-            return parse_integer
-        if name in record_type.FLOATS:
-            return parse_finite
-        if name in record_type.OPTIONAL_FLOATS:
-            return parse_optional_finite
-        if name in record_type.BOOLS:
-            return parse_boolean
-        return parse_text
-
-    return tuple((spec.name, parser(spec.name), spec.default) for spec in fields(record_type))
 
 
 def covers_interval(interval: str, open_time: int, close_time: int) -> bool:
@@ -367,6 +272,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
     topics.TRADES: Trade,
     topics.QUOTES: Quote,
     topics.PREDICTIONS: Prediction,
+    topics.ORDERBOOK: OrderBook,
 }
 
 

@@ -6,6 +6,8 @@ CANDLES_1D = "candles.1d"
 TRADES = "trades"
 QUOTES = "quotes"
 PREDICTIONS = "predictions"
+ORDERBOOK = "orderbook"
 DEADLETTER = "deadletter"
 
-ALL_TOPICS: tuple[str, ...] = (CANDLES_1M, CANDLES_1H, CANDLES_1D, TRADES, QUOTES, PREDICTIONS, DEADLETTER)
+ALL_TOPICS: tuple[str, ...] = (CANDLES_1M, CANDLES_1H, CANDLES_1D, TRADES, QUOTES, ORDERBOOK, PREDICTIONS,
+                               DEADLETTER)

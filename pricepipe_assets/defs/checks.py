@@ -1,4 +1,5 @@
-"""Asset checks on the Kafka-fed assets: the data is right (OHLC invariants), stored once (no
+"""Asset checks on the Kafka-fed assets: the data is right (OHLC invariants, order books a reader can
+trust), stored once (no
 duplicate keys) and complete (gap report). Whether the live tables are current is their freshness
 policy's job (``defs/live.py``).
 
@@ -14,7 +15,7 @@ from typing import Any
 
 import dagster as dg
 
-from pricepipe_assets.contract.records import INTERVAL_MS
+from pricepipe_assets.contract.records import INTERVAL_MS, OrderBook, RecordError
 from pricepipe_assets.contract.utc import utc_iso
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.lake import LakeResource
@@ -159,4 +160,23 @@ def candles_lake_gaps(context: dg.AssetCheckExecutionContext, lake: LakeResource
         "days": dg.MetadataValue.json(days)})
 
 
-ASSET_CHECKS = [candles_live_ohlc, candles_lake_no_duplicates, candles_lake_gaps]
+@dg.asset_check(asset="order_books_live", description="Every stored book (one row per symbol) is one the contract "
+                "accepts: levels best first, positive prices and sizes, not crossed; and each side holds at least one "
+                "level when the other does not.")
+def order_books_live_valid(cassandra: CassandraResource) -> dg.AssetCheckResult:
+    rows = list(cassandra.session().execute("SELECT symbol, exchange, ts, sequence, bids, asks FROM order_books"))
+    bad = {}
+    for row in rows:
+        ts = int(row.ts.replace(tzinfo=dt.UTC).timestamp() * 1000)
+        try:
+            OrderBook(row.exchange, row.symbol, ts, row.sequence, tuple(map(tuple, row.bids or ())),
+                      tuple(map(tuple, row.asks or ()))).check()
+        except RecordError as error:
+            bad[row.symbol] = str(error)
+    spreads = {row.symbol: row.asks[0][0] - row.bids[0][0] for row in rows if row.bids and row.asks}
+    return dg.AssetCheckResult(passed=not bad, metadata={
+        "books_checked": len(rows), "violations": dg.MetadataValue.json(bad), "spread_by_symbol":
+        dg.MetadataValue.json(spreads)})
+
+
+ASSET_CHECKS = [candles_live_ohlc, candles_lake_no_duplicates, candles_lake_gaps, order_books_live_valid]

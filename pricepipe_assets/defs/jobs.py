@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pricepipe_assets.contract.topics import CANDLES_1D, CANDLES_1H, CANDLES_1M, PREDICTIONS, QUOTES, TRADES
+from pricepipe_assets.contract.topics import (
+    CANDLES_1D,
+    CANDLES_1H,
+    CANDLES_1M,
+    ORDERBOOK,
+    PREDICTIONS,
+    QUOTES,
+    TRADES,
+)
 
 # Which assets consume which topic, each through its own consumer group (`pricepipe.<asset>`).
 TOPIC_ASSETS: dict[str, tuple[str, ...]] = {
@@ -14,6 +22,7 @@ TOPIC_ASSETS: dict[str, tuple[str, ...]] = {
     CANDLES_1D: ("candles_lake", "candles_live"),
     TRADES: ("trades_lake", "trade_stats_minute", "trade_stats_hour", "latest_prices", "trade_candles"),
     QUOTES: ("latest_prices",),
+    ORDERBOOK: ("order_books_lake", "order_books_live", "latest_prices"),
     PREDICTIONS: ("predictions_live",),
 }
 

@@ -1,4 +1,4 @@
-"""The lake's raw zone: Kafka's candles and trades as Hive-partitioned Parquet, exactly as delivered.
+"""The lake's raw zone: Kafka's candles, trades and order books as Hive-partitioned Parquet, exactly as delivered.
 
 Files are named by Kafka partition and a fixed block of offsets (``p0-o000000010000`` holds
 offsets [10000, 20000)), and each run starts reading at the beginning of the block its consumer
@@ -15,7 +15,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 
 from pricepipe_assets.contract.records import CANDLE_TOPICS
-from pricepipe_assets.contract.topics import TRADES
+from pricepipe_assets.contract.topics import ORDERBOOK, TRADES
 from pricepipe_assets.contract.utc import utc_day
 from pricepipe_assets.defs.kafka_fed import (
     OffsetRangesConfig,
@@ -32,6 +32,7 @@ from pricepipe_assets.kafka.batches import Batch, Delivered
 from pricepipe_assets.storage.lake_datasets import (
     OFFSETS_PER_FILE,
     RAW_CANDLES,
+    RAW_ORDER_BOOKS,
     RAW_TRADES,
     block_start,
     chunk_basename,
@@ -56,6 +57,12 @@ def candle_row(item: Delivered) -> dict[str, Any]:
 def trade_row(item: Delivered) -> dict[str, Any]:
     trade = item.record
     return {**trade.to_dict(), "date": utc_day(trade.ts), "kafka_partition": item.partition, "kafka_offset": item.offset}
+
+
+def book_row(item: Delivered) -> dict[str, Any]:
+    book = item.record
+    return {**book.to_dict(), "bids": [list(level) for level in book.bids], "asks": [list(level) for level in book.asks],
+            "date": utc_day(book.ts), "kafka_partition": item.partition, "kafka_offset": item.offset}
 
 
 def _with_added_columns(old: Any, schema: Any) -> Any:
@@ -137,3 +144,21 @@ def trades_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafk
     rows = write_chunks(lake, batch, RAW_TRADES, ["symbol", "date"], trade_row)
     commit_batch(context, kafka, batch)
     return dg.MaterializeResult(metadata={**batch_metadata(rows, batch), "dataset": lake.path(RAW_TRADES)})
+
+
+@dg.asset(
+    group_name="lake",
+    kinds={"kafka", "parquet"},
+    op_tags=AFTER_LIVE_TABLES,
+    deps=[topic_key(ORDERBOOK)],
+    description="Every order book from `orderbook` (the top levels per side, at most one per symbol per "
+    "PRICEPIPE_BOOK_PUBLISH_S), as delivered, in the lake's raw zone: the history of the books the live table "
+    "keeps only the newest of, `raw/order_books/symbol=.../date=.../p<partition>-o<block start>-0.parquet` with "
+    "`bids`/`asks` as lists of [price, size]. Replays rewrite the same files; bad messages go to `deadletter`.",
+)
+def order_books_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
+                     lake: LakeResource) -> dg.MaterializeResult:
+    batch = read_batch(context, kafka, config, ORDERBOOK, dead_letter=True, align_to=OFFSETS_PER_FILE)
+    rows = write_chunks(lake, batch, RAW_ORDER_BOOKS, ["symbol", "date"], book_row)
+    commit_batch(context, kafka, batch)
+    return dg.MaterializeResult(metadata={**batch_metadata(rows, batch), "dataset": lake.path(RAW_ORDER_BOOKS)})

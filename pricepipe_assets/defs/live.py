@@ -17,8 +17,8 @@ from typing import Any
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from pricepipe_assets.contract.records import CANDLE_TOPICS, INTERVAL_MS, Candle, Quote, Trade
-from pricepipe_assets.contract.topics import QUOTES, TRADES
+from pricepipe_assets.contract.records import CANDLE_TOPICS, INTERVAL_MS, Candle, OrderBook, Quote, Trade
+from pricepipe_assets.contract.topics import ORDERBOOK, QUOTES, TRADES
 from pricepipe_assets.defs.kafka_fed import (
     OffsetRangesConfig,
     batch_metadata,
@@ -35,6 +35,7 @@ from pricepipe_assets.kafka.batches import Batch, Delivered
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.storage.live_tables import (
     UPDATE_LAST_TRADE,
+    UPDATE_ORDER_BOOK,
     UPDATE_QUOTE,
     UPDATE_SYMBOL,
     UPSERT_TRADE,
@@ -171,23 +172,52 @@ def _newest_by_symbol(records: Iterable[Any]) -> list[Any]:
 @dg.asset(
     group_name="live",
     kinds={"kafka", "cassandra"},
-    deps=["cassandra_schema", topic_key(QUOTES), topic_key(TRADES)],
+    deps=["cassandra_schema", topic_key(QUOTES), topic_key(ORDERBOOK), topic_key(TRADES)],
     freshness_policy=LIVE_TABLE_FRESHNESS,
-    description="Per symbol: the latest bid and ask (from `quotes`) and the last trade price (from `trades`), each "
-    "with its event time, for the API's `/{symbol}/price`. Written with the event time as Cassandra write time, "
+    description="Per symbol: the latest bid and ask (from `quotes`, and the best levels of `orderbook`, so Binance "
+    "symbols have them too) and the last trade price (from `trades`), each with its event time, for the API's `/{symbol}/price`. Written with the event time as Cassandra write time, "
     "so an older event arriving late never overwrites a newer one.",
 )
 def latest_prices(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                   cassandra: CassandraResource) -> dg.MaterializeResult:
     quotes_batch = read_batch(context, kafka, config, QUOTES, dead_letter=True)
+    books_batch = read_batch(context, kafka, config, ORDERBOOK)
     trades_batch = read_batch(context, kafka, config, TRADES)
     quotes = _newest_by_symbol(item.record for item in quotes_batch.records if isinstance(item.record, Quote))
+    books = _newest_by_symbol(b for item in books_batch.records if isinstance(b := item.record, OrderBook) and b.bids
+                              and b.asks)
     trades = _newest_by_symbol(_trades(trades_batch.records))
     written = cassandra.write_all(UPDATE_QUOTE, [
         (q.ts * 1000, q.exchange, q.bid, q.ask, utc_time(q.ts), q.symbol) for q in quotes])
+    written += cassandra.write_all(UPDATE_QUOTE, [
+        (b.ts * 1000, b.exchange, b.bids[0][0], b.asks[0][0], utc_time(b.ts), b.symbol) for b in books])
     written += cassandra.write_all(UPDATE_LAST_TRADE, [
         (t.ts * 1000, t.exchange, t.price, utc_time(t.ts), t.symbol) for t in trades])
     record_activity(cassandra, quotes_batch)
     commit_batch(context, kafka, quotes_batch)
+    commit_batch(context, kafka, books_batch)
     commit_batch(context, kafka, trades_batch)
-    return dg.MaterializeResult(metadata=batch_metadata(written, quotes_batch, trades_batch))
+    return dg.MaterializeResult(metadata=batch_metadata(written, quotes_batch, books_batch, trades_batch))
+
+
+@dg.asset(
+    group_name="live",
+    kinds={"kafka", "cassandra"},
+    deps=["cassandra_schema", topic_key(ORDERBOOK)],
+    freshness_policy=LIVE_TABLE_FRESHNESS,
+    description="Per symbol: the latest order book from `orderbook` (the top PRICEPIPE_BOOK_DEPTH levels of each "
+    "side, the venue's sequence and the event time) in Cassandra's `order_books`, one row per symbol, for the API's "
+    "`/{symbol}/orderbook` and the chart page. Written with the event time as Cassandra write time, so a book "
+    "arriving late never replaces a newer one. Bad messages are skipped (`order_books_lake` dead-letters them).",
+)
+def order_books_live(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
+                     cassandra: CassandraResource) -> dg.MaterializeResult:
+    batch = read_batch(context, kafka, config, ORDERBOOK)
+    books = _newest_by_symbol(item.record for item in batch.records if isinstance(item.record, OrderBook))
+    written = cassandra.write_all(UPDATE_ORDER_BOOK, [
+        (b.ts * 1000, b.exchange, b.ts, b.sequence, list(b.bids), list(b.asks), b.symbol) for b in books])
+    record_activity(cassandra, batch)
+    commit_batch(context, kafka, batch)
+    spreads = {b.symbol: b.spread for b in books if b.spread is not None}
+    return dg.MaterializeResult(metadata={**batch_metadata(written, batch),
+                                          "spread_by_symbol": dg.MetadataValue.json(spreads)})

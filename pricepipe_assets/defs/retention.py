@@ -17,7 +17,7 @@ import dagster as dg
 from dagster import AssetExecutionContext
 from pydantic import Field
 
-from pricepipe_assets.contract.topics import CANDLES_1M, TRADES
+from pricepipe_assets.contract.topics import CANDLES_1M, ORDERBOOK, TRADES
 from pricepipe_assets.defs.kafka_fed import consumer_group
 from pricepipe_assets.defs.partitions import day_partitions
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
@@ -34,7 +34,7 @@ from pricepipe_assets.storage.archive import (
 )
 from pricepipe_assets.storage.clock import symbol_clocks
 from pricepipe_assets.storage.compaction import compact_folder, date_folders
-from pricepipe_assets.storage.lake_datasets import OFFSETS_PER_FILE, RAW_CANDLES, RAW_TRADES
+from pricepipe_assets.storage.lake_datasets import OFFSETS_PER_FILE, RAW_CANDLES, RAW_ORDER_BOOKS, RAW_TRADES
 
 DAYS = day_partitions()
 
@@ -142,6 +142,7 @@ def compaction_asset(name: str, dataset: str, topic: str, writer: str) -> dg.Ass
 COMPACTION_ASSETS = [
     compaction_asset("raw_candles_compaction", RAW_CANDLES, CANDLES_1M, "candles_lake"),
     compaction_asset("raw_trades_compaction", RAW_TRADES, TRADES, "trades_lake"),
+    compaction_asset("raw_order_books_compaction", RAW_ORDER_BOOKS, ORDERBOOK, "order_books_lake"),
 ]
 
 # Each retention asset and whether its window is the aggregates' one.
@@ -149,6 +150,7 @@ RETENTION_WINDOWS: dict[str, bool] = {
     **{f"{part.name}_archive": part.aggregate for part in HOT_PARTS},
     "raw_candles_compaction": False,
     "raw_trades_compaction": False,
+    "raw_order_books_compaction": False,
 }
 
 

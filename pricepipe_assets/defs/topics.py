@@ -21,6 +21,7 @@ from pricepipe_assets.contract.topics import (
     CANDLES_1H,
     CANDLES_1M,
     DEADLETTER,
+    ORDERBOOK,
     PREDICTIONS,
     QUOTES,
     TRADES,
@@ -43,13 +44,14 @@ FEEDS = [
     dg.AssetSpec(
         BINANCE_FEED, group_name="exchanges", kinds={"binance"},
         description="Binance market data published by `pricepipe feed` (a process of its own, started by "
-        "`pricepipe run`): the kline WebSocket with REST gap fill when Binance answers, otherwise real history from "
+        "`pricepipe run`): the kline WebSocket with REST gap fill and the diff depth stream synced with REST snapshots "
+        "(order books) when Binance answers, otherwise real history from "
         "the dumps replayed at pace, with a day of aggTrades; `pricepipe backfill` publishes dumps too. Observed by "
         "`feeds_sensor`: records per topic and the newest event time.",
     ),
     dg.AssetSpec(
         BITMEX_FEED, group_name="exchanges", kinds={"bitmex"},
-        description="BitMEX trades and quotes from its realtime WebSocket, published by `pricepipe feed`. Observed by "
+        description="BitMEX trades, quotes and order books from its realtime WebSocket, published by `pricepipe feed`. Observed by "
         "`feeds_sensor`.",
     ),
     dg.AssetSpec(
@@ -66,10 +68,11 @@ WRITERS: dict[str, tuple[dg.AssetKey, ...]] = {
     CANDLES_1D: (BINANCE_FEED, CANDLE_FILES),
     TRADES: (BINANCE_FEED, BITMEX_FEED),
     QUOTES: (BITMEX_FEED,),
+    ORDERBOOK: (BINANCE_FEED, BITMEX_FEED),
     PREDICTIONS: (dg.AssetKey("daily_forecast"), dg.AssetKey("minute_predictions")),
     # Every producer sends what the contract refuses here, and so do the readers of each topic.
     DEADLETTER: (BINANCE_FEED, BITMEX_FEED, dg.AssetKey("binance_history"),
-                 *(topic_key(t) for t in (CANDLES_1M, TRADES, QUOTES, PREDICTIONS))),
+                 *(topic_key(t) for t in (CANDLES_1M, TRADES, QUOTES, ORDERBOOK, PREDICTIONS))),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -79,6 +82,8 @@ DESCRIPTIONS: dict[str, str] = {
     "`pricepipe import-candles`.",
     TRADES: "Trades of every venue, keyed by symbol.",
     QUOTES: "Best bid and ask updates (BitMEX), keyed by symbol.",
+    ORDERBOOK: "The top levels of each symbol's order book (Binance depth kept in sync with its REST snapshot, BitMEX "
+    "`orderBookL2_25`), at most one per symbol per `PRICEPIPE_BOOK_PUBLISH_S`, keyed by symbol.",
     PREDICTIONS: "Forecasts of the daily and minute models, with their 90 % intervals.",
     DEADLETTER: "Messages the contract refused, each with the reason and its origin (topic, partition, offset).",
 }
@@ -91,7 +96,7 @@ TOPICS = [
 ]
 
 # The topics the feeds write, and the feed asset of each venue (a record's `exchange`).
-FEED_TOPICS = (CANDLES_1M, TRADES, QUOTES)
+FEED_TOPICS = (CANDLES_1M, TRADES, QUOTES, ORDERBOOK)
 FEED_OF_EXCHANGE = {"binance": BINANCE_FEED, "bitmex": BITMEX_FEED}
 
 

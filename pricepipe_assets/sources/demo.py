@@ -21,7 +21,7 @@ from pricepipe_assets.sources.binance.dumps import Dataset
 from pricepipe_assets.sources.binance.endpoints import binance_endpoints
 from pricepipe_assets.sources.feed import (
     ReplayOptions,
-    binance_runner,
+    binance_runners,
     bitmex_runner,
     replay_runner,
     run_runners,
@@ -99,9 +99,9 @@ def run_demo_feed(settings: Settings) -> int:
     publisher = kafka_cluster(settings).publisher()
     stop = threading.Event()
     if reason is None:
-        print("[feed] Binance answers: fetching the history the lake lacks, then streaming live 1m klines, and "
-              "BitMEX trades and quotes", file=sys.stderr)
-        return run_runners(publisher, {"binance": binance_runner(settings, publisher, history=True),
+        print("[feed] Binance answers: fetching the history the lake lacks, then streaming live 1m klines and order "
+              "books, and BitMEX trades, quotes and order books", file=sys.stderr)
+        return run_runners(publisher, {**binance_runners(settings, publisher, history=True),
                                        "bitmex": bitmex_runner(settings, publisher)}, stop)
     paced_from = settings.replay_start + dt.timedelta(days=settings.replay_history_days)
     history = (f"{settings.replay_start} .. {paced_from - dt.timedelta(days=1)} at once, then "

@@ -91,8 +91,10 @@ def replay_runner(settings: Settings, publisher: Publisher, options: ReplayOptio
 
 def bitmex_runner(settings: Settings, publisher: Publisher) -> Runner:
     from pricepipe_assets.sources.bitmex.ws import BitmexClient
+    from pricepipe_assets.sources.book_throttle import BookThrottle
 
-    client = BitmexClient(publisher, url=settings.bitmex_ws_url, symbols=settings.bitmex_symbols)
+    client = BitmexClient(publisher, url=settings.bitmex_ws_url, symbols=settings.bitmex_symbols,
+                          books=BookThrottle(publisher, settings.book_publish_s), book_depth=settings.book_depth)
     return client.run, client.status_line
 
 
@@ -113,6 +115,24 @@ def binance_runner(settings: Settings, publisher: Publisher, *, history: bool = 
     return stream.run, stream.counts.status_line
 
 
+def binance_depth_runner(settings: Settings, publisher: Publisher) -> Runner:
+    """Binance's order books of the followed symbols: the diff depth stream kept in sync with REST snapshots."""
+    from pricepipe_assets.sources.binance.depth_stream import BinanceDepthStream
+    from pricepipe_assets.sources.binance.rest import BinanceRestClient
+    from pricepipe_assets.sources.book_throttle import BookThrottle
+
+    stream = BinanceDepthStream(settings.symbols, publisher, BinanceRestClient(settings.binance_rest_url),
+                                depth=settings.book_depth, throttle=BookThrottle(publisher, settings.book_publish_s),
+                                base_url=settings.binance_ws_url)
+    return stream.run, stream.counts.status_line
+
+
+def binance_runners(settings: Settings, publisher: Publisher, *, history: bool = False) -> dict[str, Runner]:
+    """Binance's klines and order books, side by side."""
+    return {"binance": binance_runner(settings, publisher, history=history),
+            "binance-depth": binance_depth_runner(settings, publisher)}
+
+
 def run_feed(source: str, settings: Settings, replay: ReplayOptions | None = None, *, history: bool = False) -> int:
     """Run ``source`` until it ends (a replay) or Ctrl-C; everything sent is confirmed by Kafka before returning."""
     if source not in SOURCES:
@@ -122,12 +142,12 @@ def run_feed(source: str, settings: Settings, replay: ReplayOptions | None = Non
     publisher = kafka_cluster(settings).publisher()
     stop = threading.Event()
     if source == "replay":
-        runner = replay_runner(settings, publisher, replay, stop)
+        runners = {source: replay_runner(settings, publisher, replay, stop)}
     elif source == "bitmex":
-        runner = bitmex_runner(settings, publisher)
+        runners = {source: bitmex_runner(settings, publisher)}
     else:
-        runner = binance_runner(settings, publisher, history=history)
-    return run_runners(publisher, {source: runner}, stop)
+        runners = binance_runners(settings, publisher, history=history)
+    return run_runners(publisher, runners, stop)
 
 
 def run_runners(publisher: Publisher, runners: dict[str, Runner], stop: threading.Event) -> int:

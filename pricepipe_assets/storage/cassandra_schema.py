@@ -251,4 +251,23 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        9,
+        "the latest order book per symbol",
+        (
+            # One row per symbol, bounded by the symbols followed; writers set USING TIMESTAMP =
+            # the book's event time (µs), so a book arriving late never replaces a newer one.
+            # Levels are [price, size] best first, the top PRICEPIPE_BOOK_DEPTH of each side.
+            """
+            CREATE TABLE IF NOT EXISTS order_books (
+                symbol text PRIMARY KEY,
+                exchange text,
+                ts timestamp,
+                sequence bigint,
+                bids list<frozen<tuple<double, double>>>,
+                asks list<frozen<tuple<double, double>>>
+            )
+            """,
+        ),
+    ),
 )

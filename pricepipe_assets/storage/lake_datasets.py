@@ -10,6 +10,7 @@ from __future__ import annotations
 OFFSETS_PER_FILE = 10_000
 RAW_CANDLES = "raw/candles"
 RAW_TRADES = "raw/trades"
+RAW_ORDER_BOOKS = "raw/order_books"
 CURATED_CANDLES = "curated/candles"
 CURATED_MOVING_AVERAGES = "curated/moving_averages"
 CURATED_TRADE_STATS = "curated/trade_stats"

@@ -25,6 +25,9 @@ UPSERT_HOUR = f"INSERT INTO trade_stats_hour (symbol, bucket, hour, {STATS_COLUM
 UPDATE_QUOTE = """
 UPDATE latest_prices USING TIMESTAMP ? SET exchange = ?, bid = ?, ask = ?, quote_time = ? WHERE symbol = ?
 """
+UPDATE_ORDER_BOOK = """
+UPDATE order_books USING TIMESTAMP ? SET exchange = ?, ts = ?, sequence = ?, bids = ?, asks = ? WHERE symbol = ?
+"""
 UPDATE_LAST_TRADE = """
 UPDATE latest_prices USING TIMESTAMP ? SET exchange = ?, last_price = ?, trade_time = ? WHERE symbol = ?
 """

@@ -8,7 +8,9 @@
   first part is preceded by 2024-01-30's candles, a day that ended before the symbol's clock;
 - the real day of BTCUSD_PERP aggTrades (2026-05-08) goes through Kafka into trades, minute and
   hour statistics and latest prices, and the 1m candles `trade_candles` derives from them (the
-  symbol has no kline stream) go through `candles.1m` into Cassandra.
+  symbol has no kline stream) go through `candles.1m` into Cassandra;
+- ten real order books of BTCUSDT (tardis top-25 snapshots of Binance futures, 2020-09-01, cut to 10
+  levels) go through `orderbook` into `order_books` and the latest bid and ask.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ from dagster_pyspark import LazyPySparkResource
 from starlette.testclient import TestClient
 
 from api.app import create_app
-from pricepipe_assets.contract.topics import CANDLES_1M, PREDICTIONS, TRADES
+from pricepipe_assets.contract.books import OrderBook
+from pricepipe_assets.contract.topics import CANDLES_1M, ORDERBOOK, PREDICTIONS, TRADES
 from pricepipe_assets.defs.analytics import (
     candles_daily,
     candles_hourly,
@@ -53,6 +56,7 @@ from pricepipe_assets_tests.support.kafka_runs import (
     source_trades,
 )
 from pricepipe_assets_tests.support.lake_fill import real_minutes, write_raw_candles
+from pricepipe_assets_tests.support.order_books import tardis_books
 
 SYMBOL = "BTCUSDT"
 TRADES_SYMBOL = "BTCUSD_PERP"
@@ -70,6 +74,7 @@ class Filled:
     closed_candles: pd.DataFrame  # the candles of CLOSED_DAY, as published
     lake_candles: pd.DataFrame  # the candles of LAKE_DAYS
     trades: pd.DataFrame  # the aggTrades file, as in the dump
+    books: list[OrderBook]  # SYMBOL's order books, as published (the last is the newest)
 
 
 def _frame(candles: list[Any]) -> pd.DataFrame:
@@ -112,8 +117,14 @@ def filled(local_servers: None, spark_config: dict[str, str], shared_data: Path,
     publish_trades(kafka, shared_data, root / "cache")
     drain(defs, TRADES, kafka, instance)
     drain(defs, CANDLES_1M, kafka, instance)
+    books = tardis_books(shared_data)
+    for book in books:
+        publisher.publish(book)
+    publisher.flush()
+    drain(defs, ORDERBOOK, kafka, instance)
 
-    yield Filled(settings, cassandra, _frame(live), _frame(closed), _frame(history), source_trades(shared_data))
+    yield Filled(settings, cassandra, _frame(live), _frame(closed), _frame(history), source_trades(shared_data),
+                 books)
     cassandra.session().execute(f"DROP KEYSPACE IF EXISTS {settings.keyspace}")
     cassandra.close()
     admin = kafka.admin()

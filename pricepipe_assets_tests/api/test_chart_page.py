@@ -112,6 +112,9 @@ def test_chart_page_draws_the_api_candles_and_forecast_and_goes_live(api_base_ur
     expect(page.locator("#stream-state")).to_have_text("live", timeout=LIVE_WITHIN_MS)
     expect(page.locator("#last-update")).to_contain_text("last update", timeout=LIVE_WITHIN_MS)
     expect(page.locator("#price")).to_contain_text(SYMBOL)
+    # the newest order book's best levels and spread, as the live stream sends them
+    expect(page.locator("#book")).to_contain_text("spread", timeout=LIVE_WITHIN_MS)
+    expect(page.locator("#book")).to_contain_text("bids ")
     save_screenshot(page, tmp_path, "chart-page.png")
     assert errors == []
 

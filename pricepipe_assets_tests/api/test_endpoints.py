@@ -181,7 +181,7 @@ def test_top_symbols_by_volume_in_the_last_hour(api_client: TestClient, filled: 
     assert body["start"] == _iso(end - HOUR_MS)
 
 
-def test_price_is_the_last_trade_or_else_the_last_candle_close(api_client: TestClient, filled: Filled) -> None:
+def test_price_is_the_last_trade_or_else_the_last_candle_close_with_the_books_buy_and_sell(api_client: TestClient, filled: Filled) -> None:
     trades = filled.trades.sort_values(["transact_time", "agg_trade_id"])
     traded = _get(api_client, f"/{TRADES_SYMBOL}/price")
     assert (traded["last"], traded["last_time"], traded["last_source"]) == (
@@ -189,7 +189,8 @@ def test_price_is_the_last_trade_or_else_the_last_candle_close(api_client: TestC
     candled = _get(api_client, f"/{SYMBOL.lower()}/price")
     assert (candled["symbol"], candled["last"], candled["last_source"]) == (
         SYMBOL, filled.live_candles["close"].iloc[-1], "candle")
-    assert candled["buy"] is None and candled["sell"] is None
+    # Binance sends no quotes: buy and sell are the best levels of the newest order book
+    assert (candled["buy"], candled["sell"]) == (filled.books[-1].asks[0][0], filled.books[-1].bids[0][0])
 
 
 def test_hot_answers_are_cached_and_say_so(api_client: TestClient) -> None:

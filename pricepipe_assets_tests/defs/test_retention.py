@@ -141,7 +141,7 @@ def test_the_schedule_requests_every_expired_day_with_the_assets_still_to_run(
     assert [r.partition_key for r in requests] == ["2024-01-01", "2024-01-02", "2024-01-03"]
     assert {key.to_user_string() for key in requests[0].asset_selection} == {
         "candles_1m_archive", "trades_archive", "trade_stats_minute_archive", "predictions_1m_archive",
-        "model_predictions_1m_archive", "raw_candles_compaction", "raw_trades_compaction"}
+        "model_predictions_1m_archive", "raw_candles_compaction", "raw_trades_compaction", "raw_order_books_compaction"}
 
 
 def test_a_day_archived_for_one_symbol_is_due_again_once_another_symbols_clock_expires_it(

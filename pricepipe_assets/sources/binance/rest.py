@@ -29,6 +29,10 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://api.binance.com"
 KLINES_PATH = "/api/v3/klines"
+DEPTH_PATH = "/api/v3/depth"
+# Levels per side of a depth snapshot: deep enough that the top of the book survives a burst of
+# removals before the stream refills it (weight 50 at Binance; 5,000 would cost 250).
+DEPTH_LIMIT = 1000
 PAGE_LIMIT = 1000
 # Dead letters of rows that never were on Kafka name the endpoint they came from instead of a topic.
 SOURCE = "binance.rest.klines"
@@ -189,11 +193,29 @@ class BinanceRestClient:
             self._wait_out(response, symbol, retries)
             retries += 1
 
-    def _send(self, symbol: str, params: dict[str, Any]) -> requests.Response:
+    def depth(self, symbol: str, limit: int = DEPTH_LIMIT) -> Any:
+        """The decoded answer of ``GET /api/v3/depth`` (an order book snapshot), rate limits waited out."""
+        retries = 0
+        while True:
+            response = self._send(symbol, {"symbol": symbol, "limit": limit}, DEPTH_PATH)
+            if response.status_code not in RATE_LIMIT_STATUSES:
+                break
+            self._wait_out(response, symbol, retries)
+            retries += 1
+        if response.status_code >= 400:
+            raise BinanceRestError(f"Binance refused a depth snapshot of {symbol}: HTTP {response.status_code} "
+                                   f"{_error_detail(response)}: {response.url}")
         try:
-            return self._session.get(self.url, params=params, timeout=self._timeout_s)
+            return response.json()
+        except ValueError:
+            raise BinanceRestError(f"depth snapshot of {symbol} is not JSON: {response.text[:200]!r}") from None
+
+    def _send(self, symbol: str, params: dict[str, Any], path: str = KLINES_PATH) -> requests.Response:
+        url = self.base_url + path
+        try:
+            return self._session.get(url, params=params, timeout=self._timeout_s)
         except requests.RequestException as error:
-            raise BinanceRestError(f"klines request for {symbol} to {self.url} failed: {error}") from None
+            raise BinanceRestError(f"request for {symbol} to {url} failed: {error}") from None
 
     def _wait_out(self, response: requests.Response, symbol: str, retries: int) -> None:
         status, url = response.status_code, response.url

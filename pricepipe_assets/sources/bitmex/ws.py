@@ -1,4 +1,4 @@
-"""BitMEX realtime WebSocket client: the ``trade`` and ``quote`` tables of a few contracts onto Kafka.
+"""BitMEX realtime WebSocket client: the ``trade``, ``quote`` and ``orderBookL2_25`` tables onto Kafka.
 
 Decisions, and why:
 
@@ -13,7 +13,10 @@ Decisions, and why:
 * BitMEX advises dropping messages that arrive before a table's ``partial``. That matters for
   tables whose rows are updated in place (order books); trades and quotes are append-only and
   de-duplicated, so early inserts are kept: dropping them could lose prints.
-* ``update`` and ``delete`` do not occur for these tables on BitMEX; they are counted, not parsed,
+* Order books are kept by :class:`~pricepipe_assets.sources.bitmex.books.BitmexBooks` and published
+  through a :class:`BookThrottle`; a book that falls out of step is resubscribed, which makes BitMEX
+  send a fresh ``partial``.
+* ``update`` and ``delete`` do not occur for the trade and quote tables on BitMEX; they are counted, not parsed,
   so an unexpected one shows on the status line instead of being mistaken for new data.
 * Every element that is not a valid record goes to ``deadletter`` with the reason, and the rest of
   its frame still goes on. A frame above ``max_frame_bytes`` is refused whole without parsing, and
@@ -30,7 +33,6 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -42,7 +44,10 @@ from websockets.uri import parse_uri
 from pricepipe_assets.contract.records import Quote, RecordError
 from pricepipe_assets.kafka.publisher import Publisher
 from pricepipe_assets.sources.backoff import exponential_backoff
+from pricepipe_assets.sources.bitmex.books import BOOK_TABLE, BitmexBooks
 from pricepipe_assets.sources.bitmex.formats import quote_from_bitmex, trade_from_bitmex
+from pricepipe_assets.sources.bitmex.keepalive import Keepalive, RecentIds
+from pricepipe_assets.sources.book_throttle import BookThrottle
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +59,7 @@ TABLES: tuple[str, ...] = ("trade", "quote")
 FRAME_SOURCE = "bitmex.ws"
 TRADE_SOURCE = "bitmex.ws.trade"
 QUOTE_SOURCE = "bitmex.ws.quote"
+BOOK_SOURCE = "bitmex.ws.orderBookL2_25"
 
 # How much of an oversized frame its dead letter keeps: enough to see what it was.
 KEPT_FRAME_BYTES = 64 * 1024
@@ -78,6 +84,8 @@ class BitmexCounts:
 
     trades: int = 0
     quotes: int = 0
+    books: int = 0
+    resubscribes: int = 0
     reconnects: int = 0
     dead_letters: int = 0
     duplicates: int = 0
@@ -85,57 +93,10 @@ class BitmexCounts:
     errors: int = 0
 
     def status_line(self) -> str:
-        return (f"bitmex: {self.trades} trades, {self.quotes} quotes, {self.reconnects} reconnects, "
+        return (f"bitmex: {self.trades} trades, {self.quotes} quotes, {self.books} book changes, "
+                f"{self.resubscribes} book resubscribes, {self.reconnects} reconnects, "
                 f"{self.dead_letters} dead letters, {self.duplicates} duplicates skipped, "
                 f"{self.ignored} update/delete ignored, {self.errors} errors from BitMEX")
-
-
-class RecentIds:
-    """A bounded memory of ids; the oldest is forgotten first, so memory stays flat on a long run."""
-
-    def __init__(self, capacity: int) -> None:
-        if capacity < 1:
-            raise ValueError(f"capacity must be at least 1, got {capacity}")
-        self._capacity = capacity
-        self._ids: OrderedDict[str, None] = OrderedDict()
-
-    def add(self, key: str) -> bool:
-        """Remember ``key``; False when it was remembered already."""
-        if key in self._ids:
-            return False
-        self._ids[key] = None
-        if len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
-        return True
-
-    def __len__(self) -> int:
-        return len(self._ids)
-
-
-class _Keepalive:
-    """When to send BitMEX's ``ping`` and when a missing ``pong`` means the connection is dead."""
-
-    def __init__(self, ping_after_s: float, pong_timeout_s: float) -> None:
-        self.ping_after_s = ping_after_s
-        self.pong_timeout_s = pong_timeout_s
-        self.last_heard = time.monotonic()
-        self.ping_sent: float | None = None
-
-    def seconds_left(self, now: float) -> float:
-        if self.ping_sent is not None:
-            return self.ping_sent + self.pong_timeout_s - now
-        return self.last_heard + self.ping_after_s - now
-
-    def heard(self, now: float) -> None:
-        """Any message postpones the next ping; only a pong answers one already sent."""
-        self.last_heard = now
-
-    def pinged(self, now: float) -> None:
-        self.ping_sent = now
-
-    def ponged(self, now: float) -> None:
-        self.ping_sent = None
-        self.last_heard = now
 
 
 def _element_json(item: Any) -> bytes:
@@ -170,6 +131,8 @@ class BitmexClient:
         max_frame_bytes: int = 1024 * 1024,
         remembered_trades: int = 10_000,
         poll_s: float = 0.25,
+        books: BookThrottle | None = None,
+        book_depth: int = 10,
     ) -> None:
         parse_uri(url)  # a malformed URL is a configuration error, not something to retry forever
         self._symbols = tuple(dict.fromkeys(symbol.strip().upper() for symbol in symbols))
@@ -191,6 +154,8 @@ class BitmexClient:
         self._poll_s = poll_s
         self._recent_trades = {symbol: RecentIds(remembered_trades) for symbol in self._symbols}
         self._last_quotes: dict[str, Quote] = {}
+        self._throttle = books
+        self.books = BitmexBooks(self._symbols, book_depth) if books is not None else None
         # replaced, never mutated, so another thread can read it while the loop runs
         self._subscribed: frozenset[str] = frozenset()
 
@@ -204,7 +169,8 @@ class BitmexClient:
         return self._subscribed
 
     def subscription_args(self) -> list[str]:
-        return [f"{table}:{symbol}" for table in TABLES for symbol in self._symbols]
+        tables = (*TABLES, BOOK_TABLE) if self.books is not None else TABLES
+        return [f"{table}:{symbol}" for table in tables for symbol in self._symbols]
 
     def status_line(self) -> str:
         return self.counts.status_line()
@@ -253,19 +219,35 @@ class BitmexClient:
             max_size=self._max_frame_bytes * TRANSPORT_LIMIT_FACTOR,
         ) as connection:
             self._subscribed = frozenset()
+            if self.books is not None and self._throttle is not None:  # what was missed meanwhile is lost
+                for symbol in self.books.reset():
+                    self._throttle.forget(symbol)
             await self._subscribe(connection)
-            keepalive = _Keepalive(self._ping_after_s, self._pong_timeout_s)
+            keepalive = Keepalive(self._ping_after_s, self._pong_timeout_s)
             while not stop.is_set():
                 frame = await self._next_frame(connection, keepalive)
                 if frame is not None:
                     self.handle_frame(frame)
+                if self.books is not None and self._throttle is not None:
+                    self._throttle.flush_due()
+                    await self._resubscribe_broken(connection)
 
     async def _subscribe(self, connection: ClientConnection) -> None:
         args = self.subscription_args()
         await connection.send(json.dumps({"op": "subscribe", "args": args}))
         log.info("subscribing to BitMEX %s", ", ".join(args))
 
-    async def _next_frame(self, connection: ClientConnection, keepalive: _Keepalive) -> Frame | None:
+    async def _resubscribe_broken(self, connection: ClientConnection) -> None:
+        assert self.books is not None
+        for symbol in sorted(self.books.broken):
+            arg = f"{BOOK_TABLE}:{symbol}"
+            await connection.send(json.dumps({"op": "unsubscribe", "args": [arg]}))
+            await connection.send(json.dumps({"op": "subscribe", "args": [arg]}))
+            self._subscribed = self._subscribed - {arg}
+            self.counts.resubscribes += 1
+        self.books.broken.clear()
+
+    async def _next_frame(self, connection: ClientConnection, keepalive: Keepalive) -> Frame | None:
         """The next data frame, or None when it is time to look at the stop event again.
 
         Sends ``ping`` after ``ping_after_s`` of silence and raises :class:`DeadConnection` when
@@ -335,7 +317,9 @@ class BitmexClient:
 
     def _take_table(self, message: Mapping[str, Any], data: bytes) -> None:
         table, action, rows = message.get("table"), message.get("action"), message.get("data")
-        if table not in TABLES:
+        if table == BOOK_TABLE and self.books is not None and isinstance(rows, list):
+            self._take_books(message, rows, data)
+        elif table not in TABLES:
             self._reject(FRAME_SOURCE, data,
                          f"unexpected table {str(table)[:40]!r}: subscribed only to {', '.join(TABLES)}")
         elif action in ("update", "delete"):
@@ -349,6 +333,24 @@ class BitmexClient:
             take = self._take_trade if table == "trade" else self._take_quote
             for item in rows:
                 take(item)
+
+    def _take_books(self, message: Mapping[str, Any], rows: list[Any], data: bytes) -> None:
+        assert self.books is not None and self._throttle is not None
+        selected = message.get("filter")
+        try:
+            changed = self.books.take(str(message.get("action")), rows,
+                                      selected.get("symbol") if isinstance(selected, Mapping) else None)
+        except RecordError as error:
+            for symbol in self.books.broken:
+                self._throttle.forget(symbol)
+            self._reject(BOOK_SOURCE, data, str(error))
+            return
+        self._failures = 0
+        for symbol in changed:
+            book = self.books.book(symbol)
+            if book is not None:
+                self._throttle.offer(book)
+                self.counts.books += 1
 
     def _check_symbol(self, symbol: str) -> None:
         """Only subscribed symbols are taken: it keeps the de-duplication memory bounded."""

@@ -1,4 +1,5 @@
-"""A local server for Binance's ``GET /api/v3/klines``, fed with real klines from Binance's dumps.
+"""A local server for Binance's ``GET /api/v3/klines``, fed with real klines from Binance's dumps,
+and ``GET /api/v3/depth``, answering with the order book snapshots a test queues per symbol.
 
 It keeps Binance's semantics where a client can get them wrong: rows with
 ``startTime <= openTime <= endTime``, the first ``limit`` of them (at most 1,000, default 500), the
@@ -53,7 +54,8 @@ class BinanceRestServer(ThreadingHTTPServer):
     daemon_threads = True
 
     def __init__(self, candles: dict[str, list[list[str]]], *, daily: dict[str, list[list[str]]] | None = None,
-                 rate_limited_calls: Collection[int] = (), retry_after_s: int = 1) -> None:
+                 rate_limited_calls: Collection[int] = (), retry_after_s: int = 1,
+                 depth: dict[str, list[dict[str, Any]]] | None = None) -> None:
         super().__init__(("127.0.0.1", 0), KlinesHandler)
         # Rows are found by the open time of the dump line they came from, so a replaced row is
         # served where the original was even when it is too broken to have an open time.
@@ -63,6 +65,9 @@ class BinanceRestServer(ThreadingHTTPServer):
         self.rate_limited_calls = set(rate_limited_calls)
         self.requests: list[dict[str, str]] = []
         self.lock = threading.Lock()
+        # Snapshots per symbol in the order they are served; the last one is served again and again.
+        self.depth = {symbol: list(bodies) for symbol, bodies in (depth or {}).items()}
+        self.depth_requests: list[dict[str, str]] = []
 
     @property
     def base_url(self) -> str:
@@ -86,6 +91,15 @@ class BinanceRestServer(ThreadingHTTPServer):
             return 400, INVALID_INTERVAL
         return 200, self.klines(self.rows[query["symbol"]], query)
 
+    def depth_answer(self, query: dict[str, str]) -> tuple[int, Any]:
+        """Binance's ``{"lastUpdateId", "bids", "asks"}`` with levels as ``[price, qty]`` strings."""
+        with self.lock:
+            self.depth_requests.append(query)
+            bodies = self.depth.get(query.get("symbol", ""))
+            if not bodies:
+                return 400, INVALID_SYMBOL
+            return 200, bodies.pop(0) if len(bodies) > 1 else bodies[0]
+
     @staticmethod
     def klines(rows: dict[int, Any], query: dict[str, str]) -> list[Any]:
         limit = min(int(query.get("limit", DEFAULT_LIMIT)), MAX_LIMIT)
@@ -100,11 +114,13 @@ class KlinesHandler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
-        if url.path != "/api/v3/klines":
-            self.reply(404, {"code": -1, "msg": f"no endpoint {url.path}"})
-            return
         query = {name: values[-1] for name, values in parse_qs(url.query).items()}
-        self.reply(*self.server.answer(query))
+        if url.path == "/api/v3/klines":
+            self.reply(*self.server.answer(query))
+        elif url.path == "/api/v3/depth":
+            self.reply(*self.server.depth_answer(query))
+        else:
+            self.reply(404, {"code": -1, "msg": f"no endpoint {url.path}"})
 
     def reply(self, status: int, body: Any) -> None:
         data = json.dumps(body).encode()
@@ -121,9 +137,9 @@ class KlinesHandler(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def running(candles: dict[str, list[list[str]]], **options: Any) -> Iterator[BinanceRestServer]:
+def running(candles: dict[str, list[list[str]]] | None = None, **options: Any) -> Iterator[BinanceRestServer]:
     """The server serving in a background thread on an ephemeral port, shut down afterwards."""
-    server = BinanceRestServer(candles, **options)
+    server = BinanceRestServer(candles or {}, **options)
     thread = threading.Thread(target=server.serve_forever, name="binance-rest-server", daemon=True)
     thread.start()
     try:

@@ -15,6 +15,9 @@ Data is real, converted to BitMEX's wire format by the functions below:
 * quotes: the top of book of a real **Binance USD-M futures BTCUSDT** book snapshot from a
   tardis.dev sample (``samples/orderbook``). It is another venue's book, relabelled with a BitMEX
   symbol only to drive the protocol; its prices and sizes say nothing about BitMEX's market.
+* ``orderBookL2_25``: the 25 levels per side of the same venue's tardis top-25 snapshots, as rows
+  with an id derived from the price (BitMEX's own ids are opaque numbers; only their uniqueness
+  per level matters to a client). ``unsubscribe`` is answered too, so a client can resubscribe.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from websockets.exceptions import ConnectionClosed
 
 T = TypeVar("T")
 
-TABLES = ("trade", "quote")
+TABLES = ("trade", "quote", "orderBookL2_25")
 TRADE_TYPES = {"timestamp": "timestamp", "symbol": "symbol", "side": "symbol", "size": "long", "price": "float",
                "tickDirection": "symbol", "trdMatchID": "guid", "grossValue": "long", "homeNotional": "float",
                "foreignNotional": "float"}
@@ -96,6 +99,9 @@ def bitmex_trades_from_tardis(path: Path) -> list[dict[str, Any]]:
         })
     return items
 
+BOOK_TYPES = {"symbol": "symbol", "id": "long", "side": "symbol", "size": "long", "price": "float",
+              "timestamp": "timestamp"}
+
 
 def bitmex_quotes_from_tardis_book(path: Path, symbol: str) -> list[dict[str, Any]]:
     """BitMEX ``quote`` items from the best bid and ask of each row of a tardis book snapshot CSV."""
@@ -109,6 +115,23 @@ def bitmex_quotes_from_tardis_book(path: Path, symbol: str) -> list[dict[str, An
         "askPrice": float(row["asks[0].price"]),
         "askSize": float(row["asks[0].amount"]),
     } for row in rows]
+
+
+def bitmex_books_from_tardis(path: Path, symbol: str) -> list[list[dict[str, Any]]]:
+    """Per row of a tardis top-25 book snapshot CSV, the ``orderBookL2_25`` rows of that book."""
+    with path.open(newline="") as source:
+        rows = list(csv.DictReader(source))
+    books = []
+    for row in rows:
+        levels = []
+        for side, name in (("Sell", "asks"), ("Buy", "bids")):
+            for index in range(25):
+                price = float(row[f"{name}[{index}].price"])
+                levels.append({"symbol": symbol, "id": 8_800_000_000 - round(price * 100), "side": side,
+                               "size": float(row[f"{name}[{index}].amount"]), "price": price,
+                               "timestamp": iso_millis(int(row["timestamp"]))})
+        books.append(levels)
+    return books
 
 
 def table_frame(table: str, action: str, rows: list[Any], **extra: Any) -> str:
@@ -136,8 +159,10 @@ class BitmexServer:
         self.connections = 0
         self.pings = 0
         self.subscribe_requests: list[list[str]] = []
+        self.unsubscribe_requests: list[list[str]] = []
         self._trades: dict[str, list[dict[str, Any]]] = {}
         self._quotes: dict[str, dict[str, Any]] = {}
+        self._books: dict[str, list[dict[str, Any]]] = {}
         self._sessions: set[_Session] = set()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="bitmex-server", daemon=True)
@@ -188,6 +213,10 @@ class BitmexServer:
         """Rows the next ``partial`` will contain, without sending them now."""
         self._call(self._remember(table, rows))
 
+    def seed_book(self, symbol: str, rows: list[dict[str, Any]]) -> None:
+        """The ``orderBookL2_25`` rows the next partial of ``symbol`` will contain (replacing earlier ones)."""
+        self._books[symbol] = list(rows)
+
     def insert(self, table: str, rows: list[dict[str, Any]]) -> None:
         """Remember ``rows`` (for later partials) and send them as ``insert`` to their subscribers."""
         self._call(self._insert(table, rows))
@@ -211,6 +240,8 @@ class BitmexServer:
         for row in rows:
             if table == "trade":
                 self._trades.setdefault(row["symbol"], []).append(row)
+            elif table == "orderBookL2_25":
+                self._books.setdefault(row["symbol"], []).append(row)
             else:
                 self._quotes[row["symbol"]] = row
 
@@ -265,9 +296,16 @@ class BitmexServer:
         except ValueError:
             await self._error(session, "Unable to parse request.", None)
             return
-        args = request.get("args") if isinstance(request, dict) and request.get("op") == "subscribe" else None
+        op = request.get("op") if isinstance(request, dict) else None
+        args = request.get("args") if op in ("subscribe", "unsubscribe") else None
         if not isinstance(args, list):
             await self._error(session, "Unknown or unsupported operation.", request)
+            return
+        if op == "unsubscribe":
+            self.unsubscribe_requests.append(list(args))
+            for arg in args:
+                session.subscriptions.discard(str(arg))
+                await session.connection.send(json.dumps({"success": True, "unsubscribe": arg, "request": request}))
             return
         self.subscribe_requests.append(list(args))
         for arg in args:
@@ -291,6 +329,9 @@ class BitmexServer:
             rows = self._trades.get(symbol, [])[-self.trade_partial_size:]
             return table_frame(table, "partial", rows, keys=[], types=TRADE_TYPES, filter={"symbol": symbol},
                                attributes={"timestamp": "sorted", "symbol": "grouped"})
+        if table == "orderBookL2_25":
+            return table_frame(table, "partial", self._books.get(symbol, []), keys=["symbol", "id", "side"],
+                               types=BOOK_TYPES, filter={"symbol": symbol}, attributes={"id": "sorted"})
         rows = [self._quotes[symbol]] if symbol in self._quotes else []
         return table_frame(table, "partial", rows, keys=[], types=QUOTE_TYPES, filter={"symbol": symbol},
                            attributes={"timestamp": "sorted", "symbol": "grouped"})

@@ -1,0 +1,187 @@
+"""Live Binance order books: the combined ``<symbol>@depth@100ms`` stream, synced with REST snapshots.
+
+One connection carries every symbol's diff events. Each symbol has its own :class:`DepthSync`
+(the rules Binance documents are in ``depth``): as soon as a symbol has buffered events and no
+snapshot, one is read over REST in a worker thread while the connection goes on reading and
+buffering, so a slow snapshot never stalls the other symbols or the WebSocket's pings. A gap or a
+stale snapshot makes the symbol read a new snapshot; after a reconnect every symbol starts over,
+because the events sent while it was away are lost. Only trusted books reach the
+:class:`BookThrottle`, and a symbol's waiting book is forgotten the moment its sync breaks.
+
+Frames that are not a valid depth event, and snapshots Binance garbles, go to ``deadletter`` with
+the reason; the stream goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from websockets.asyncio.client import connect
+from websockets.exceptions import InvalidURI
+
+from pricepipe_assets.contract.record_values import RecordError
+from pricepipe_assets.sources.backoff import exponential_backoff
+from pricepipe_assets.sources.binance.depth import DepthSync, depth_event, depth_snapshot
+from pricepipe_assets.sources.binance.rest import BinanceRestClient, BinanceRestError
+from pricepipe_assets.sources.binance.ws import DEFAULT_BASE_URL, RETRIABLE
+from pricepipe_assets.sources.book_throttle import BookThrottle
+
+if TYPE_CHECKING:
+    from pricepipe_assets.kafka.publisher import Publisher
+
+log = logging.getLogger(__name__)
+
+SOURCE = "binance.ws.depth"
+SNAPSHOT_SOURCE = "binance.rest.depth"
+STREAM = "depth@100ms"
+
+
+@dataclass
+class DepthCounts:
+    """What the depth stream did so far, for a status line (read from any thread)."""
+
+    events: int = 0
+    snapshots: int = 0
+    resyncs: int = 0
+    reconnects: int = 0
+    dead_letters: int = 0
+
+    def status_line(self) -> str:
+        return (f"depth events {self.events}, snapshots {self.snapshots}, resyncs {self.resyncs}, "
+                f"reconnects {self.reconnects}, dead letters {self.dead_letters}")
+
+
+def depth_stream_url(base_url: str, symbols: Sequence[str]) -> str:
+    names = "/".join(f"{symbol.lower()}@{STREAM}" for symbol in symbols)
+    return f"{base_url.rstrip('/')}/stream?streams={names}"
+
+
+class BinanceDepthStream:
+    """Publishes the top ``depth`` levels of each symbol's trusted book through ``throttle`` until stopped."""
+
+    def __init__(self, symbols: Sequence[str], publisher: Publisher, rest: BinanceRestClient, *,
+                 depth: int, throttle: BookThrottle, base_url: str = DEFAULT_BASE_URL,
+                 backoff: Callable[[int], float] | None = None, open_timeout_s: float = 10.0,
+                 poll_s: float = 0.2, snapshot_retry_s: float = 0.5) -> None:
+        if not symbols:
+            raise ValueError("a depth stream needs at least one symbol")
+        self.symbols = tuple(symbol.upper() for symbol in symbols)
+        self.url = depth_stream_url(base_url, self.symbols)
+        self.counts = DepthCounts()
+        self.syncs = {symbol: DepthSync(symbol) for symbol in self.symbols}
+        self._publisher = publisher
+        self._rest = rest
+        self._depth = depth
+        self._throttle = throttle
+        self._backoff = backoff or exponential_backoff()
+        self._open_timeout_s = open_timeout_s
+        self._poll_s = poll_s
+        self._snapshot_retry_s = snapshot_retry_s
+        self._fetching: dict[str, asyncio.Task[None]] = {}
+        self._failures = 0
+        self._connected_before = False
+
+    def run(self, stop: threading.Event) -> None:
+        """Stream on an event loop of the calling thread until ``stop`` is set (a thread's target)."""
+        try:
+            asyncio.run(self.run_async(stop))
+        finally:
+            self._publisher.flush()
+
+    async def run_async(self, stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self._session(stop)
+            except InvalidURI:
+                raise
+            except RETRIABLE as error:
+                log.warning("Binance depth stream %s: %s", self.url, error)
+            if stop.is_set():
+                return
+            self._failures += 1
+            await asyncio.to_thread(stop.wait, self._backoff(self._failures))
+
+    async def _session(self, stop: threading.Event) -> None:
+        async with connect(self.url, open_timeout=self._open_timeout_s, max_queue=None) as connection:
+            if self._connected_before:
+                self.counts.reconnects += 1
+            self._connected_before = True
+            for sync in self.syncs.values():
+                sync.reset()
+                self._throttle.forget(sync.symbol)
+            try:
+                while not stop.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        frame = await asyncio.wait_for(connection.recv(), timeout=self._poll_s)
+                        self._failures = 0
+                        self.handle_frame(frame)
+                    self._throttle.flush_due()
+            finally:
+                for task in self._fetching.values():
+                    task.cancel()
+                self._fetching.clear()
+
+    def handle_frame(self, frame: str | bytes) -> None:
+        try:
+            message: Any = json.loads(frame)
+            if not isinstance(message, dict) or not isinstance(message.get("data"), dict):
+                raise RecordError('expected a combined-stream frame {"stream": ..., "data": {...}}')
+            event = depth_event(message["data"])
+            if event.symbol not in self.syncs:
+                raise RecordError(f"depth event for {event.symbol}, which this stream did not subscribe to")
+        except (ValueError, RecordError) as error:
+            self._reject(SOURCE, frame, str(error) if isinstance(error, RecordError) else f"not valid JSON: {error}")
+            return
+        self.counts.events += 1
+        sync = self.syncs[event.symbol]
+        resyncs = sync.resyncs
+        self._after(sync, sync.on_event(event), resyncs)
+
+    def _after(self, sync: DepthSync, changed: bool, resyncs: int) -> None:
+        """Publish a trusted change; forget a broken book's waiting state and fetch a snapshot when needed."""
+        book = sync.book(self._depth) if changed else None
+        if book is not None:
+            self._throttle.offer(book)
+        if not sync.trusted:
+            self._throttle.forget(sync.symbol)
+        self.counts.resyncs += sync.resyncs - resyncs
+        if sync.needs_snapshot and sync.symbol not in self._fetching:
+            self._fetching[sync.symbol] = asyncio.get_running_loop().create_task(self._fetch(sync))
+
+    async def _fetch(self, sync: DepthSync, delay_s: float = 0.0) -> None:
+        resyncs = sync.resyncs
+        try:
+            while sync.needs_snapshot:
+                await asyncio.sleep(delay_s)
+                delay_s = self._snapshot_retry_s
+                try:
+                    body = await asyncio.to_thread(self._rest.depth, sync.symbol)
+                    snapshot = depth_snapshot(body)
+                except BinanceRestError as error:
+                    log.warning("Binance depth snapshot of %s: %s", sync.symbol, error)
+                    continue
+                except RecordError as error:
+                    self._reject(SNAPSHOT_SOURCE, json.dumps(body)[:65536], str(error))
+                    continue
+                self.counts.snapshots += 1
+                if sync.on_snapshot(snapshot):
+                    log.info("%s: depth snapshot %d taken", sync.symbol, snapshot.last_update_id)
+                else:
+                    log.info("%s: depth snapshot %d older than the stream; reading another", sync.symbol,
+                             snapshot.last_update_id)
+        finally:  # a fetch cancelled by a lost connection must not drop the next connection's fetch
+            if self._fetching.get(sync.symbol) is asyncio.current_task():
+                del self._fetching[sync.symbol]
+        self._after(sync, sync.trusted, resyncs)
+
+    def _reject(self, source: str, raw: str | bytes, reason: str) -> None:
+        log.warning("Binance depth input refused (%s): %s", source, reason)
+        self._publisher.dead_letter(source, raw, reason)
+        self.counts.dead_letters += 1

@@ -1,0 +1,119 @@
+"""A local Binance combined diff depth stream (``/stream?streams=btcusdt@depth@100ms``) and the real
+order book samples of ../shared/data turned into Binance spot's wire shapes.
+
+The samples are USD-M futures data (nautilus exports of Binance's depth snapshot and of one real
+``depthUpdate`` with 100 level changes); the spot stream has the same fields except ``pu`` and
+``T``, so :func:`spot_event` drops those and :func:`spot_snapshot` writes a snapshot body as
+``GET /api/v3/depth`` answers it. Every level of every frame sent is a real level; what a test
+constructs beyond that (later update ids, a level's new size) it says in its docstring.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from websockets.asyncio.server import ServerConnection, serve
+
+SNAPSHOT_CSV = "samples/orderbook/nautilus_binance_btcusdt-depth-snap.csv"
+UPDATE_CSV = "samples/orderbook/nautilus_binance_btcusdt-depth-update.csv"
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def spot_snapshot(rows: list[dict[str, str]], last_update_id: int | None = None) -> dict[str, Any]:
+    """The snapshot rows as a ``/api/v3/depth`` body (its own ``last_update_id`` unless one is given)."""
+    return {"lastUpdateId": last_update_id or int(rows[0]["last_update_id"]),
+            "bids": [[r["price"], r["qty"]] for r in rows if r["side"] == "b"],
+            "asks": [[r["price"], r["qty"]] for r in rows if r["side"] == "a"]}
+
+
+def spot_event(rows: list[dict[str, str]]) -> dict[str, Any]:
+    """The update rows of one event as the ``data`` of a spot ``depthUpdate`` frame."""
+    first = rows[0]
+    return {"e": "depthUpdate", "E": int(first["timestamp"]), "s": first["symbol"],
+            "U": int(first["first_update_id"]), "u": int(first["last_update_id"]),
+            "b": [[r["price"], r["qty"]] for r in rows if r["side"] == "b"],
+            "a": [[r["price"], r["qty"]] for r in rows if r["side"] == "a"]}
+
+
+def load_samples(shared_data: Path) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
+    """The real snapshot rows and the rows of the real update event."""
+    return _rows(shared_data / SNAPSHOT_CSV), _rows(shared_data / UPDATE_CSV)
+
+
+def depth_frame(event: dict[str, Any]) -> str:
+    return json.dumps({"stream": f"{event['s'].lower()}@depth@100ms", "data": event})
+
+
+def subscribed(path: str) -> set[str]:
+    streams = parse_qs(urlsplit(path).query).get("streams", [""])[-1]
+    return {name.split("@")[0].upper() for name in streams.split("/") if name.endswith("@depth@100ms")}
+
+
+class BinanceDepthServer:
+    """Sends the queued frames of each connection in order, ``pause_s`` apart, then keeps it open.
+
+    ``connections`` is a list per connection (a reconnect gets the next); ``paths`` records what
+    each client subscribed to. With ``hang_up``, every connection but the last is cut (no closing
+    handshake, as a network failure) once its frames are sent.
+    """
+
+    def __init__(self, connections: Sequence[Sequence[str]], pause_s: float = 0.05, hang_up: bool = False) -> None:
+        self.connections = [list(frames) for frames in connections]
+        self.pause_s = pause_s
+        self.hang_up = hang_up
+        self.paths: list[str] = []
+        self.sent = 0
+        self.port = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    async def handler(self, connection: ServerConnection) -> None:
+        assert connection.request is not None
+        self.paths.append(connection.request.path)
+        frames = self.connections.pop(0) if self.connections else []
+        for frame in frames:
+            await asyncio.sleep(self.pause_s)
+            await connection.send(frame)
+            self.sent += 1
+        if self.hang_up and self.connections:
+            await asyncio.sleep(self.pause_s)
+            connection.transport.abort()
+            return
+        await connection.wait_closed()
+
+    async def serve(self, ready: threading.Event, stopped: asyncio.Event) -> None:
+        async with serve(self.handler, "127.0.0.1", 0) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            ready.set()
+            await stopped.wait()
+
+
+@contextmanager
+def running(server: BinanceDepthServer) -> Iterator[BinanceDepthServer]:
+    loop = asyncio.new_event_loop()
+    stopped = asyncio.Event()
+    ready = threading.Event()
+    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(ready, stopped),),
+                              name="binance-depth-server", daemon=True)
+    thread.start()
+    assert ready.wait(10), "the Binance depth test server did not start"
+    try:
+        yield server
+    finally:
+        loop.call_soon_threadsafe(stopped.set)
+        thread.join(10)
+        loop.close()
