@@ -19,8 +19,8 @@ from pricepipe_assets.settings import Settings
 ADDRESSES = ("127.0.0.11", "127.0.0.12", "127.0.0.13")
 KAFKA_PORT = 9092
 CASSANDRA_PORT = 9042
-# Cassandra binds JMX to 127.0.0.1 whatever its listen address, beside the single node's 7199.
-JMX_PORTS = (7211, 7212, 7213)
+# Cassandra binds JMX to 127.0.0.1 whatever its listen address: node i takes 7210 + i, beside the single node's 7199.
+JMX_BASE_PORT = 7210
 REPLICAS, MIN_INSYNC = 3, 2
 
 
@@ -34,7 +34,7 @@ def _broker(node_id: int, host: str) -> Server:
                           ("REPLICAS", str(REPLICAS)), ("MIN_ISR", str(MIN_INSYNC))))
 
 
-def _cassandra(node_id: int, host: str, jmx_port: int) -> Server:
+def _cassandra(node_id: int, host: str) -> Server:
     seeds = ",".join(f"{address}:7000" for address in ADDRESSES)
     name = f"cassandra-{node_id}"
     return Server(name=name, kind="cassandra", host=host, nodes=len(ADDRESSES),
@@ -42,13 +42,13 @@ def _cassandra(node_id: int, host: str, jmx_port: int) -> Server:
                                      (CASSANDRA_PORT, 7000)),),
                   start_timeout_s=420, client_ports=(CASSANDRA_PORT,), endpoints=(f"CQL {host}:{CASSANDRA_PORT}",),
                   values=(("HOST", host), ("SEEDS", seeds), ("CLUSTER_NAME", "pricepipe-cluster"),
-                          ("REPLICAS", str(REPLICAS)), ("JMX_PORT", str(jmx_port))))
+                          ("REPLICAS", str(REPLICAS)), ("JMX_PORT", str(JMX_BASE_PORT + node_id))))
 
 
 NODES: dict[str, Server] = {
     server.name: server
     for server in (*(_broker(i, host) for i, host in enumerate(ADDRESSES, start=1)),
-                   *(_cassandra(i, host, jmx) for i, (host, jmx) in enumerate(zip(ADDRESSES, JMX_PORTS), start=1)))
+                   *(_cassandra(i, host) for i, host in enumerate(ADDRESSES, start=1)))
 }
 
 

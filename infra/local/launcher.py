@@ -166,8 +166,8 @@ def status(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = p
         ready = running and is_ready(server)
         healthy &= ready
         state = "serving" if ready else ("starting or unresponsive" if running else "stopped")
-        echo(f"{server.name:<10} {state:<24} {'; '.join(parts)}")
-        echo(f"{'':<10} data {layout.data(server)}  logs {layout.logs(server)}")
+        echo(f"{server.name:<12} {state:<24} {'; '.join(parts)}")
+        echo(f"{'':<12} data {layout.data(server)}  logs {layout.logs(server)}")
     return healthy
 
 
