@@ -107,14 +107,25 @@ def up(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print
         raise InfraError("\n\n".join(failures))
 
 
-def stop_server(server: Server, layout: Layout, echo: Callable[[str], None] = print, timeout_s: float = 60) -> None:
-    """SIGTERM each JVM this launcher started for ``server``, SIGKILL after ``timeout_s``."""
-    for process in reversed(server.processes):
-        pid = read_pid(layout, process)
-        if pid is None:
-            continue
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
+def stop_server(server: Server, layout: Layout, echo: Callable[[str], None] = print) -> None:
+    """SIGTERM each JVM this launcher started for ``server``, SIGKILL after its ``stop_timeout_s``."""
+    stop_servers([server], layout, echo)
+
+
+def stop_servers(servers: Sequence[Server], layout: Layout, echo: Callable[[str], None] = print) -> None:
+    """SIGTERM every JVM of ``servers`` at once, then wait for each, SIGKILL after its ``stop_timeout_s``.
+
+    All at once because a KRaft broker stopped after the others never completes its controlled
+    shutdown: the controller quorum it would report to is already gone."""
+    signalled = []
+    for server in servers:
+        for process in reversed(server.processes):
+            pid = read_pid(layout, process)
+            if pid is not None:
+                os.kill(pid, signal.SIGTERM)
+                signalled.append((server, process, pid))
+    for server, process, pid in signalled:
+        deadline = time.monotonic() + server.stop_timeout_s
         while time.monotonic() < deadline and read_pid(layout, process) is not None:
             if _reap(pid):
                 break
@@ -145,11 +156,13 @@ def _is_zombie(pid: int) -> bool:
 def down(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print,
          catalog: Mapping[str, Server] = SERVERS) -> None:
     """Stop the named servers of ``catalog``, only the processes this launcher started."""
+    running = []
     for server in reversed(resolve(names, catalog)):
-        if not any(read_pid(layout, p) for p in server.processes):
+        if any(read_pid(layout, p) for p in server.processes):
+            running.append(server)
+        else:
             echo(f"[infra] {server.name}: not running")
-            continue
-        stop_server(server, layout, echo)
+    stop_servers(running, layout, echo)
 
 
 def status(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print,

@@ -56,6 +56,8 @@ class Server:
     nodes: int = 1
     # Template values that differ from the single node's (see SINGLE_NODE_VALUES).
     values: tuple[tuple[str, str], ...] = ()
+    # Seconds from SIGTERM to SIGKILL.
+    stop_timeout_s: float = 60
 
     def __post_init__(self) -> None:
         if not self.kind:
