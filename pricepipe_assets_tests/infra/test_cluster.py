@@ -180,3 +180,16 @@ def test_local_quorum_reads_and_writes_go_on_with_one_node_down(cassandra: Cassa
             cassandra.session().execute(every_replica)
     finally:
         launcher.up(["cassandra-3"], cluster_layout, catalog=cluster.NODES)
+
+
+def test_a_kind_names_every_node_of_it_and_a_node_name_one() -> None:
+    assert [s.name for s in launcher.resolve(["kafka"], cluster.NODES)] == ["kafka-1", "kafka-2", "kafka-3"]
+    assert [s.name for s in launcher.resolve(["cassandra-2"], cluster.NODES)] == ["cassandra-2"]
+    with pytest.raises(launcher.InfraError, match="unknown server 'hdfs': choose from kafka, cassandra, kafka-1"):
+        launcher.resolve(["hdfs"], cluster.NODES)
+
+
+def test_an_address_that_is_not_on_this_machine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster, "ADDRESSES", ("127.0.0.11", "192.0.2.13"))
+    with pytest.raises(launcher.InfraError, match="needs the loopback address 192.0.2.13, but it cannot be bound"):
+        cluster.check_addresses()
