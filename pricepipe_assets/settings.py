@@ -145,6 +145,22 @@ def _parse_replication(text: str) -> str:
     raise ValueError(f"expected SimpleStrategy:N or NetworkTopologyStrategy:dc=N,..., got {text!r}")
 
 
+CONSISTENCY_LEVELS = ("ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
+
+
+def _parse_consistency(text: str) -> str:
+    """A Cassandra consistency level by name; empty: chosen from the keyspace's replication."""
+    level = text.strip().upper()
+    if level and level not in CONSISTENCY_LEVELS:
+        raise ValueError(f"expected one of {', '.join(CONSISTENCY_LEVELS)}, got {text!r}")
+    return level
+
+
+def replication_factor(replication: str) -> int:
+    """The smallest replication factor of a CQL replication map (of any datacenter)."""
+    return min(int(factor) for factor in re.findall(r":\s*(\d+)", replication))
+
+
 def _default_state_dir() -> Path:
     return Path(os.environ.get("XDG_STATE_HOME", Path.home() / ".local" / "state")) / "pricepipe"
 
@@ -179,6 +195,10 @@ class Settings:
     topic_prefix: str = _setting("", str.strip, "prefix of every topic name (e.g. 'staging.'), for shared clusters")
     kafka_topic_partitions: int = _setting(3, lambda s: _parse_int(s, minimum=1), "partitions of each topic pricepipe creates")
     kafka_replication_factor: int = _setting(1, lambda s: _parse_int(s, minimum=1), "replication factor of each topic pricepipe creates")
+    kafka_min_insync_replicas: int = _setting(
+        None, lambda s: _parse_int(s, minimum=1), "min.insync.replicas of each topic pricepipe creates: replicas that "
+        "must have a message before an acks=all write succeeds (e.g. 2 of 3, so one broker may be down; default: "
+        "the broker's)")
     kafka_retention_hours: int = _setting(168, lambda s: _parse_int(s, minimum=1), "retention of each topic pricepipe creates")
     cassandra_hosts: tuple[str, ...] = _setting(("127.0.0.1",), _parse_list, "Cassandra contact points, comma-separated")
     cassandra_port: int = _setting(9042, lambda s: _parse_int(s, minimum=1), "Cassandra native protocol port")
@@ -192,6 +212,9 @@ class Settings:
         "keyspace replication: SimpleStrategy:N or NetworkTopologyStrategy:dc1=N,dc2=M",
         shown="SimpleStrategy:1",
     )
+    cassandra_consistency: str = _setting(
+        "", _parse_consistency, "consistency level of pricepipe's Cassandra reads and writes (default: LOCAL_QUORUM "
+        "when the keyspace's replication factor is 3 or more, so one node of three may be down, else LOCAL_ONE)")
     lake_uri: str = _setting("", _parse_lake_uri, "data lake root: a folder, or webhdfs://host:port/path (default: <state dir>/lake)")
     hdfs_user: str = _setting("root", str.strip, "user name sent to HDFS")
     hdfs_rpc_port: int = _setting(8020, lambda s: _parse_int(s, minimum=1), "NameNode RPC port, used by Spark (hdfs://)")
@@ -268,6 +291,13 @@ class Settings:
             object.__setattr__(self, "api_workers", os.cpu_count() or 1)
         if not self.lake_uri:
             object.__setattr__(self, "lake_uri", str(self.state_dir / "lake"))
+        if not self.cassandra_consistency:
+            quorum = replication_factor(self.cassandra_replication) >= 3
+            object.__setattr__(self, "cassandra_consistency", "LOCAL_QUORUM" if quorum else "LOCAL_ONE")
+        if self.kafka_min_insync_replicas and self.kafka_min_insync_replicas > self.kafka_replication_factor:
+            raise SettingsError(f"PRICEPIPE_KAFKA_MIN_INSYNC_REPLICAS ({self.kafka_min_insync_replicas}) exceeds "
+                                f"PRICEPIPE_KAFKA_REPLICATION_FACTOR ({self.kafka_replication_factor}): no acks=all "
+                                "write could ever succeed")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

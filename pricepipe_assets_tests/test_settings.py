@@ -64,6 +64,8 @@ def test_file_uri_lake_becomes_a_folder(tmp_path: Path) -> None:
         ("PRICEPIPE_SYMBOLS", " , ", "PRICEPIPE_SYMBOLS: expected a comma-separated list"),
         ("PRICEPIPE_SYMBOLS", "BTC-USDT", "PRICEPIPE_SYMBOLS: symbol 'BTC-USDT' must be ASCII letters, digits and _ only"),
         ("PRICEPIPE_BINANCE_REST_URL", "ftp://example", "PRICEPIPE_BINANCE_REST_URL: expected a URL starting with"),
+        ("PRICEPIPE_CASSANDRA_CONSISTENCY", "MOSTLY", "PRICEPIPE_CASSANDRA_CONSISTENCY: expected one of ANY, ONE"),
+        ("PRICEPIPE_KAFKA_MIN_INSYNC_REPLICAS", "0", "PRICEPIPE_KAFKA_MIN_INSYNC_REPLICAS: must be at least 1"),
     ],
 )
 def test_bad_value_names_the_variable(variable: str, value: str, message: str) -> None:
@@ -101,3 +103,20 @@ def test_the_closed_day_cache_is_sized_in_megabytes_and_may_be_off() -> None:
 def test_an_empty_daily_history_dir_means_none_not_the_working_directory(tmp_path: Path) -> None:
     assert Settings.from_env({"PRICEPIPE_DAILY_HISTORY_DIR": ""}).daily_history_dir is None
     assert Settings.from_env({"PRICEPIPE_DAILY_HISTORY_DIR": str(tmp_path)}).daily_history_dir == tmp_path.resolve()
+
+
+def test_cassandra_consistency_is_local_quorum_from_three_replicas_on() -> None:
+    assert Settings.from_env({}).cassandra_consistency == "LOCAL_ONE"
+    three = {"PRICEPIPE_CASSANDRA_REPLICATION": "SimpleStrategy:3"}
+    assert Settings.from_env(three).cassandra_consistency == "LOCAL_QUORUM"
+    two_dcs = {"PRICEPIPE_CASSANDRA_REPLICATION": "NetworkTopologyStrategy:dc1=3,dc2=2"}
+    assert Settings.from_env(two_dcs).cassandra_consistency == "LOCAL_ONE"
+    assert Settings.from_env({**three, "PRICEPIPE_CASSANDRA_CONSISTENCY": "one"}).cassandra_consistency == "ONE"
+
+
+def test_min_insync_replicas_defaults_to_the_brokers_and_may_not_exceed_the_replication() -> None:
+    assert Settings.from_env({}).kafka_min_insync_replicas is None
+    replicated = {"PRICEPIPE_KAFKA_REPLICATION_FACTOR": "3", "PRICEPIPE_KAFKA_MIN_INSYNC_REPLICAS": "2"}
+    assert Settings.from_env(replicated).kafka_min_insync_replicas == 2
+    with pytest.raises(SettingsError, match="PRICEPIPE_KAFKA_MIN_INSYNC_REPLICAS \\(2\\) exceeds"):
+        Settings.from_env({"PRICEPIPE_KAFKA_MIN_INSYNC_REPLICAS": "2"})

@@ -13,12 +13,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 from infra.local.jvm import classpath_dir, find_java
 from infra.local.servers import (
-    HOST,
     SERVERS,
     InfraError,
     Layout,
@@ -38,10 +37,10 @@ __all__ = ["SERVERS", "InfraError", "Layout", "down", "is_ready", "log_tail", "r
 
 
 def _spawn(server: Server, process: Process, layout: Layout, java: str, lib: Path) -> subprocess.Popen[bytes]:
-    taken = [port for port in process.ports if port_in_use(port)]
+    taken = [port for port in process.ports if port_in_use(port, server.host)]
     if taken:
         raise InfraError(
-            f"{server.name}: port {', '.join(map(str, taken))} on {HOST} is already in use by a process pricepipe did not "
+            f"{server.name}: port {', '.join(map(str, taken))} on {server.host} is already in use by a process pricepipe did not "
             "start. Stop that process (or point PRICEPIPE_* at it and skip this server) and try again."
         )
     log = layout.log_file(server, process)
@@ -76,9 +75,10 @@ def _wait_ready(server: Server, layout: Layout, children: Sequence[subprocess.Po
     raise InfraError(f"{server.name} did not answer within {server.start_timeout_s:.0f}s; its logs end with:\n{logs}")
 
 
-def up(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print) -> None:
-    """Start the named servers (those already running are left alone) and wait until each serves."""
-    servers = resolve(names)
+def up(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print,
+       catalog: Mapping[str, Server] = SERVERS) -> None:
+    """Start the named servers of ``catalog`` (those already running are left alone) and wait until each serves."""
+    servers = resolve(names, catalog)
     java = find_java()
     pending: list[tuple[Server, list[subprocess.Popen[bytes]], float]] = []
     for server in servers:
@@ -88,7 +88,7 @@ def up(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print
             continue
         if any(running):
             stop_server(server, layout, echo)
-        lib = classpath_dir(layout.cache_dir, server.name)
+        lib = classpath_dir(layout.cache_dir, server.kind)
         prepare(server, layout, java, lib)
         started = time.monotonic()
         children = [_spawn(server, process, layout, java, lib) for process in server.processes]
@@ -107,14 +107,25 @@ def up(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print
         raise InfraError("\n\n".join(failures))
 
 
-def stop_server(server: Server, layout: Layout, echo: Callable[[str], None] = print, timeout_s: float = 60) -> None:
-    """SIGTERM each JVM this launcher started for ``server``, SIGKILL after ``timeout_s``."""
-    for process in reversed(server.processes):
-        pid = read_pid(layout, process)
-        if pid is None:
-            continue
-        os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + timeout_s
+def stop_server(server: Server, layout: Layout, echo: Callable[[str], None] = print) -> None:
+    """SIGTERM each JVM this launcher started for ``server``, SIGKILL after its ``stop_timeout_s``."""
+    stop_servers([server], layout, echo)
+
+
+def stop_servers(servers: Sequence[Server], layout: Layout, echo: Callable[[str], None] = print) -> None:
+    """SIGTERM every JVM of ``servers`` at once, then wait for each, SIGKILL after its ``stop_timeout_s``.
+
+    All at once because a KRaft broker stopped after the others never completes its controlled
+    shutdown: the controller quorum it would report to is already gone."""
+    signalled = []
+    for server in servers:
+        for process in reversed(server.processes):
+            pid = read_pid(layout, process)
+            if pid is not None:
+                os.kill(pid, signal.SIGTERM)
+                signalled.append((server, process, pid))
+    for server, process, pid in signalled:
+        deadline = time.monotonic() + server.stop_timeout_s
         while time.monotonic() < deadline and read_pid(layout, process) is not None:
             if _reap(pid):
                 break
@@ -142,19 +153,23 @@ def _is_zombie(pid: int) -> bool:
         return True
 
 
-def down(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print) -> None:
-    """Stop the named servers, only the processes this launcher started."""
-    for server in reversed(resolve(names)):
-        if not any(read_pid(layout, p) for p in server.processes):
+def down(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print,
+         catalog: Mapping[str, Server] = SERVERS) -> None:
+    """Stop the named servers of ``catalog``, only the processes this launcher started."""
+    running = []
+    for server in reversed(resolve(names, catalog)):
+        if any(read_pid(layout, p) for p in server.processes):
+            running.append(server)
+        else:
             echo(f"[infra] {server.name}: not running")
-            continue
-        stop_server(server, layout, echo)
+    stop_servers(running, layout, echo)
 
 
-def status(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print) -> bool:
+def status(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print,
+           catalog: Mapping[str, Server] = SERVERS) -> bool:
     """Print one line per server; True when every named server runs and answers."""
     healthy = True
-    for server in resolve(names):
+    for server in resolve(names, catalog):
         parts = []
         for process in server.processes:
             pid = read_pid(layout, process)
@@ -164,8 +179,8 @@ def status(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = p
         ready = running and is_ready(server)
         healthy &= ready
         state = "serving" if ready else ("starting or unresponsive" if running else "stopped")
-        echo(f"{server.name:<10} {state:<24} {'; '.join(parts)}")
-        echo(f"{'':<10} data {layout.data(server)}  logs {layout.logs(server)}")
+        echo(f"{server.name:<12} {state:<24} {'; '.join(parts)}")
+        echo(f"{'':<12} data {layout.data(server)}  logs {layout.logs(server)}")
     return healthy
 
 

@@ -1,5 +1,8 @@
-"""The local servers pricepipe can run on 127.0.0.1: what they are, where they keep their state,
+"""The local servers pricepipe can run on loopback: what they are, where they keep their state,
 how they are configured the first time, and how to tell that one really serves.
+
+The single-node servers live on 127.0.0.1; the nodes of the local cluster (``infra.local.cluster``)
+are the same kinds of server on addresses of their own, so both share every function here.
 
 Kept apart from starting and stopping (``launcher``) because the supervisor, the benchmarks and
 the tests ask these questions (is it ready? which pid is ours? which ports?) without starting anything.
@@ -12,7 +15,7 @@ import shutil
 import socket
 import subprocess
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +49,19 @@ class Server:
     start_timeout_s: float
     client_ports: tuple[int, ...]
     endpoints: tuple[str, ...] = field(default=())
+    host: str = HOST
+    # The Maven module, templates and readiness check it shares with its kind (default: its name).
+    kind: str = ""
+    # Nodes of the cluster it belongs to: it counts as ready only once it sees all of them.
+    nodes: int = 1
+    # Template values that differ from the single node's (see SINGLE_NODE_VALUES).
+    values: tuple[tuple[str, str], ...] = ()
+    # Seconds from SIGTERM to SIGKILL.
+    stop_timeout_s: float = 60
+
+    def __post_init__(self) -> None:
+        if not self.kind:
+            object.__setattr__(self, "kind", self.name)
 
 
 KAFKA = Server(
@@ -73,20 +89,21 @@ HDFS = Server(
     endpoints=("hdfs://127.0.0.1:8020", "webhdfs://127.0.0.1:9870"),
 )
 SERVERS: dict[str, Server] = {server.name: server for server in (KAFKA, CASSANDRA, HDFS)}
-DEFAULT_SERVERS = ("kafka", "cassandra", "hdfs")
+# What the templates hold for the single-node servers; a cluster node overrides some in Server.values.
+SINGLE_NODE_VALUES = {"HOST": HOST, "NODE_ID": "1", "VOTERS": f"1@{HOST}:9093", "REPLICAS": "1", "MIN_ISR": "1",
+                      "CLUSTER_NAME": "pricepipe-local", "SEEDS": f"{HOST}:7000", "JMX_PORT": "7199"}
 
 
-def resolve(names: Iterable[str]) -> list[Server]:
-    """Map ``kafka|cassandra|hdfs|all`` to servers, keeping a stable order."""
+def resolve(names: Iterable[str], catalog: Mapping[str, Server] = SERVERS) -> list[Server]:
+    """Map server names, kinds (``kafka`` is every broker) or ``all`` to servers, in the catalog's order."""
     wanted: set[str] = set()
     for name in names:
-        if name == "all":
-            wanted.update(DEFAULT_SERVERS)
-        elif name in SERVERS:
-            wanted.add(name)
-        else:
-            raise InfraError(f"unknown server {name!r}: choose from {', '.join(SERVERS)} or all")
-    return [SERVERS[name] for name in DEFAULT_SERVERS if name in wanted]
+        matched = {server.name for server in catalog.values() if name in ("all", server.name, server.kind)}
+        if not matched:
+            choices = dict.fromkeys([s.kind for s in catalog.values()] + [s.name for s in catalog.values()])
+            raise InfraError(f"unknown server {name!r}: choose from {', '.join(choices)} or all")
+        wanted |= matched
+    return [server for server in catalog.values() if server.name in wanted]
 
 
 # --- state folders, templates and pid files -----------------------------------------------------
@@ -115,9 +132,17 @@ class Layout:
         return self.state_dir / "run" / f"{process.name}.pid"
 
 
-def _render(template: Path, target: Path, data_dir: Path) -> None:
+def template_values(server: Server, layout: Layout) -> dict[str, str]:
+    """The ``@NAME@`` values of ``server``'s templates."""
+    return {**SINGLE_NODE_VALUES, **dict(server.values), "DATA": str(layout.data(server))}
+
+
+def _render(template: Path, target: Path, values: Mapping[str, str]) -> None:
+    text = template.read_text()
+    for name, value in values.items():
+        text = text.replace(f"@{name}@", value)
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(template.read_text().replace("@DATA@", str(data_dir)))
+    target.write_text(text)
 
 
 def read_pid(layout: Layout, process: Process) -> int | None:
@@ -149,10 +174,10 @@ def rss_mb(pid: int) -> float | None:
     return None
 
 
-def port_in_use(port: int) -> bool:
+def port_in_use(port: int, host: str = HOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
-        return sock.connect_ex((HOST, port)) == 0
+        return sock.connect_ex((host, port)) == 0
 
 
 def log_tail(path: Path, lines: int = 25) -> str:
@@ -169,18 +194,18 @@ def java_args(server: Server, process: Process, layout: Layout, lib: Path) -> li
     classpath = f"{lib}/*"
     heap = [f"-Xms{min(process.heap_mb, 256)}m", f"-Xmx{process.heap_mb}m"]
     logs = layout.logs(server)
-    if server is KAFKA:
+    if server.kind == "kafka":
         return [*heap, "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-XX:InitiatingHeapOccupancyPercent=35",
                 "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile=file:{CONF / 'kafka' / 'log4j2.properties'}",
                 f"-Dkafka.logs.dir={logs}", "-cp", classpath, process.main_class,
                 str(layout.conf(server) / "server.properties")]
-    if server is CASSANDRA:
+    if server.kind == "cassandra":
         jamm = next(lib.glob("jamm-*.jar"))
         return [*heap, f"@{CONF / 'cassandra' / 'jvm17.flags'}", f"-javaagent:{jamm}",
                 f"-Dcassandra.config=file://{layout.conf(server) / 'cassandra.yaml'}",
                 f"-Dcassandra.storagedir={layout.data(server)}", f"-Dcassandra.logdir={logs}",
                 f"-Dlogback.configurationFile={CONF / 'cassandra' / 'logback.xml'}",
-                "-Dcassandra-foreground=yes", "-Dcassandra.jmx.local.port=7199",
+                "-Dcassandra-foreground=yes", f"-Dcassandra.jmx.local.port={template_values(server, layout)['JMX_PORT']}",
                 "-Dcassandra.skip_wait_for_gossip_to_settle=0", "-Dcassandra.superuser_setup_delay_ms=0",
                 f"-Djna.tmpdir={layout.data(server) / 'tmp'}",
                 "-cp", classpath, process.main_class]
@@ -190,22 +215,22 @@ def java_args(server: Server, process: Process, layout: Layout, lib: Path) -> li
 
 def prepare(server: Server, layout: Layout, java: str, lib: Path) -> None:
     """Render configuration and format storage the first time only."""
-    data, conf = layout.data(server), layout.conf(server)
+    data, conf, values = layout.data(server), layout.conf(server), template_values(server, layout)
     for folder in (data, conf, layout.logs(server)):
         folder.mkdir(parents=True, exist_ok=True)
-    if server is KAFKA:
-        _render(CONF / "kafka" / "server.properties.in", conf / "server.properties", data)
+    if server.kind == "kafka":
+        _render(CONF / "kafka" / "server.properties.in", conf / "server.properties", values)
         if not (data / "log-dirs" / "meta.properties").exists():
-            cluster_id = _kafka_cluster_id()
+            cluster_id = _kafka_cluster_id(layout)
             _run_once(server, layout, [java, "-Xmx256m", f"-Dlog4j2.configurationFile=file:{CONF / 'kafka' / 'log4j2.properties'}",
                                        "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id,
                                        "-c", str(conf / "server.properties"), "--ignore-formatted"], "format")
-    elif server is CASSANDRA:
-        _render(CONF / "cassandra" / "cassandra.yaml.in", conf / "cassandra.yaml", data)
+    elif server.kind == "cassandra":
+        _render(CONF / "cassandra" / "cassandra.yaml.in", conf / "cassandra.yaml", values)
         (data / "tmp").mkdir(exist_ok=True)
     else:
-        _render(CONF / "hdfs" / "core-site.xml.in", conf / "core-site.xml", data)
-        _render(CONF / "hdfs" / "hdfs-site.xml.in", conf / "hdfs-site.xml", data)
+        _render(CONF / "hdfs" / "core-site.xml.in", conf / "core-site.xml", values)
+        _render(CONF / "hdfs" / "hdfs-site.xml.in", conf / "hdfs-site.xml", values)
         shutil.copy(CONF / "hdfs" / "log4j.properties", conf / "log4j.properties")
         if not (data / "name" / "current" / "VERSION").exists():
             _run_once(server, layout, [java, "-Xmx256m", f"@{CONF / 'hdfs' / 'jdk17.flags'}",
@@ -213,12 +238,19 @@ def prepare(server: Server, layout: Layout, java: str, lib: Path) -> None:
                                        HDFS.processes[0].main_class, "-format", "-force", "-nonInteractive"], "format")
 
 
-def _kafka_cluster_id() -> str:
-    """16 random bytes, base64url without padding, never starting with '-' (Kafka's own rule)."""
-    while True:
+def _kafka_cluster_id(layout: Layout) -> str:
+    """The cluster id every broker of this layout is formatted with, made once and kept in its state.
+
+    16 random bytes, base64url without padding, never starting with '-' (Kafka's own rule)."""
+    path = layout.state_dir / "kafka-cluster-id"
+    if path.exists():
+        return path.read_text().strip()
+    text = "-"
+    while text.startswith("-"):
         text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-        if not text.startswith("-"):
-            return text
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return text
 
 
 def _run_once(server: Server, layout: Layout, command: Sequence[str], what: str) -> None:
@@ -229,26 +261,35 @@ def _run_once(server: Server, layout: Layout, command: Sequence[str], what: str)
         raise InfraError(f"{server.name}: {what} failed (exit {result.returncode}); last lines of {log}:\n{log_tail(log)}")
 
 
-def _kafka_ready() -> bool:
+def _kafka_ready(server: Server) -> bool:
+    """The broker answers a metadata request that lists every broker of its cluster."""
     from confluent_kafka.admin import AdminClient
 
-    admin = AdminClient({"bootstrap.servers": f"{HOST}:9092", "socket.timeout.ms": 3000})
+    admin = AdminClient({"bootstrap.servers": f"{server.host}:9092", "socket.timeout.ms": 3000})
     metadata = admin.list_topics(timeout=3)
-    return bool(metadata.brokers)
+    return len(metadata.brokers) >= server.nodes
 
 
-def _cassandra_ready() -> bool:
-    from cassandra.cluster import Cluster
+def _cassandra_ready(server: Server) -> bool:
+    """The node answers CQL itself and knows every other node of its ring, all on one schema version:
+    once each node says so, the ring is what ``nodetool status`` would show as all UN."""
+    from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
+    from cassandra.policies import WhiteListRoundRobinPolicy
 
-    cluster = Cluster([HOST], port=9042, connect_timeout=3, control_connection_timeout=3)
+    only_this_node = ExecutionProfile(load_balancing_policy=WhiteListRoundRobinPolicy([server.host]))
+    cluster = Cluster([server.host], port=9042, connect_timeout=3, control_connection_timeout=3,
+                      execution_profiles={EXEC_PROFILE_DEFAULT: only_this_node})
     try:
         session = cluster.connect()
-        return session.execute("SELECT release_version FROM system.local", timeout=5).one() is not None
+        local = session.execute("SELECT schema_version FROM system.local", timeout=5).one()
+        peers = list(session.execute("SELECT host_id, schema_version FROM system.peers", timeout=5))
+        return (local is not None and len(peers) >= server.nodes - 1
+                and all(peer.host_id and peer.schema_version == local.schema_version for peer in peers))
     finally:
         cluster.shutdown()
 
 
-def _hdfs_ready() -> bool:
+def _hdfs_ready(server: Server) -> bool:
     """Out of safe mode with a live DataNode: a file can be written through WebHDFS and read back."""
     import requests
 
@@ -259,15 +300,15 @@ def _hdfs_ready() -> bool:
     return requests.get(f"{base}?op=OPEN&user.name=root", timeout=5).content == b"ok"
 
 
-READY: dict[str, Callable[[], bool]] = {"kafka": _kafka_ready, "cassandra": _cassandra_ready, "hdfs": _hdfs_ready}
+READY: dict[str, Callable[[Server], bool]] = {"kafka": _kafka_ready, "cassandra": _cassandra_ready, "hdfs": _hdfs_ready}
 
 
 def is_ready(server: Server) -> bool:
     """One client round trip; any failure means not (yet) serving."""
-    if not all(port_in_use(port) for port in server.client_ports):
+    if not all(port_in_use(port, server.host) for port in server.client_ports):
         return False
     try:
-        return READY[server.name]()
+        return READY[server.kind](server)
     except Exception:  # noqa: BLE001 - any client error means "not ready yet"
         return False
 

@@ -12,17 +12,23 @@ from pricepipe_assets.settings import Settings, SettingsError
 
 
 def _infra(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.local import launcher
+    from infra.local import cluster, launcher
 
-    layout = launcher.Layout(settings.state_dir, settings.cache_dir)
+    layout = cluster.layout(settings) if args.cluster else launcher.Layout(settings.state_dir, settings.cache_dir)
+    catalog = cluster.NODES if args.cluster else launcher.SERVERS
     names = args.servers or ["all"]
     if args.action == "up":
-        launcher.up(names, layout)
+        if args.cluster:
+            cluster.check_addresses()
+        launcher.up(names, layout, catalog=catalog)
+        if args.cluster:
+            print("[infra] point pricepipe at the cluster with: "
+                  + " ".join(f"{name}={value}" for name, value in cluster.environment().items()))
         return 0
     if args.action == "down":
-        launcher.down(names, layout)
+        launcher.down(names, layout, catalog=catalog)
         return 0
-    return 0 if launcher.status(names, layout) else 1
+    return 0 if launcher.status(names, layout, catalog=catalog) else 1
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
@@ -93,7 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     infra = commands.add_parser("infra", help="start, stop or inspect local Kafka, Cassandra and HDFS")
     infra.add_argument("action", choices=("up", "down", "status"))
     infra.add_argument("servers", nargs="*", metavar="SERVER",
-                       help="kafka, cassandra, hdfs or all (default: all)")
+                       help="kafka, cassandra, hdfs or all (default: all); with --cluster also one node, "
+                       "e.g. kafka-2 or cassandra-3")
+    infra.add_argument("--cluster", action="store_true",
+                       help="the local cluster instead: three Kafka brokers and three Cassandra nodes on "
+                       "127.0.0.11-13, state under <state dir>/cluster")
     infra.set_defaults(handler=_infra)
 
     run = commands.add_parser("run", help="run the local platform (servers, Dagster, API) until Ctrl-C")

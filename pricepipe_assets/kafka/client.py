@@ -36,6 +36,8 @@ class KafkaCluster(BaseModel):
     password: str = ""
     topic_partitions: int = 3
     replication_factor: int = 1
+    # None: the broker's own min.insync.replicas.
+    min_insync_replicas: int | None = None
     retention_hours: int = 168
 
     def client_config(self) -> dict[str, Any]:
@@ -109,7 +111,7 @@ class KafkaCluster(BaseModel):
             return False
 
     def ensure_topics(self, names: Iterable[str], timeout_s: float = 30) -> list[str]:
-        """Create the topics that do not exist yet with the configured partitions and retention.
+        """Create the topics that do not exist yet with the configured partitions, replication and retention.
 
         ``names`` are contract names; the configured prefix is added. Returns the full names created; existing topics are left as they are (their partition count is
         never changed behind a running consumer's back).
@@ -119,10 +121,12 @@ class KafkaCluster(BaseModel):
 
         admin = self.admin()
         existing = set(admin.list_topics(timeout=timeout_s).topics)
-        retention_ms = str(self.retention_hours * 3_600_000)
+        config = {"retention.ms": str(self.retention_hours * 3_600_000)}
+        if self.min_insync_replicas:
+            config["min.insync.replicas"] = str(self.min_insync_replicas)
         missing = [
             NewTopic(self.topic(name), num_partitions=self.topic_partitions, replication_factor=self.replication_factor,
-                     config={"retention.ms": retention_ms})
+                     config=config)
             for name in dict.fromkeys(names)
             if self.topic(name) not in existing
         ]
@@ -148,4 +152,5 @@ def kafka_cluster(settings: Settings) -> KafkaCluster:
                         password=os.environ.get("PRICEPIPE_KAFKA_PASSWORD", ""),
                         topic_partitions=settings.kafka_topic_partitions,
                         replication_factor=settings.kafka_replication_factor,
+                        min_insync_replicas=settings.kafka_min_insync_replicas,
                         retention_hours=settings.kafka_retention_hours)

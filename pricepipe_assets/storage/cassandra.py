@@ -48,6 +48,8 @@ class CassandraCluster(BaseModel):
     port: int = 9042
     keyspace: str = "pricepipe"
     replication: str = "{'class': 'SimpleStrategy', 'replication_factor': 1}"
+    # Of every read and write; LOCAL_QUORUM on a keyspace of 3 replicas survives one node down.
+    consistency: str = "LOCAL_ONE"
     local_dc: str = ""
     username: str = ""
     password: str = ""
@@ -68,12 +70,14 @@ class CassandraCluster(BaseModel):
         return self.hot_days_aggregates if aggregate else self.hot_days
 
     def _connect(self, timeout_s: float) -> Cluster:
+        from cassandra import ConsistencyLevel
         from cassandra.auth import PlainTextAuthProvider
         from cassandra.cluster import EXEC_PROFILE_DEFAULT, Cluster, ExecutionProfile
         from cassandra.policies import DCAwareRoundRobinPolicy, TokenAwarePolicy
 
         policy = TokenAwarePolicy(DCAwareRoundRobinPolicy(local_dc=self.local_dc or None))
-        profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=self.request_timeout_s)
+        profile = ExecutionProfile(load_balancing_policy=policy, request_timeout=self.request_timeout_s,
+                                   consistency_level=ConsistencyLevel.name_to_value[self.consistency])
         auth = PlainTextAuthProvider(self.username, self.password) if self.username else None
         return Cluster(
             self.hosts,
@@ -196,6 +200,7 @@ def cassandra_cluster(settings: Settings, **overrides: Any) -> CassandraCluster:
     ``PRICEPIPE_CASSANDRA_PASSWORD``."""
     return CassandraCluster(hosts=list(settings.cassandra_hosts), port=settings.cassandra_port,
                             keyspace=settings.keyspace, replication=settings.cassandra_replication,
+                            consistency=settings.cassandra_consistency,
                             local_dc=settings.cassandra_local_dc, username=settings.cassandra_username,
                             password=os.environ.get("PRICEPIPE_CASSANDRA_PASSWORD", ""), hot_days=settings.hot_days,
                             hot_days_aggregates=settings.hot_days_aggregates, **overrides)

@@ -1,0 +1,195 @@
+"""The local cluster (`pricepipe infra up --cluster`): three brokers and three Cassandra nodes that
+replicate what pricepipe writes, and keep taking writes with one broker or one node down.
+
+The cluster is started once for the module through the CLI and stopped through it at the end
+(left running when it was already up). The fault tests restart the node they stop, so the order
+of the tests does not matter.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from infra.local import cluster, launcher
+from pricepipe_assets.kafka.client import KafkaCluster, kafka_cluster
+from pricepipe_assets.settings import Settings
+from pricepipe_assets.storage.cassandra import CassandraCluster, cassandra_cluster
+
+
+def pricepipe(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "pricepipe_assets.cli.main", *args],
+                          capture_output=True, text=True, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def cluster_layout(request: pytest.FixtureRequest, settings: Settings) -> Iterator[launcher.Layout]:
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    layout = cluster.layout(settings)
+    started = not all(launcher.is_ready(node) for node in cluster.NODES.values())
+    if started:
+        result = pricepipe("infra", "up", "--cluster")
+        with capture.global_and_fixture_disabled():
+            print("\n" + result.stdout, flush=True)  # the start times of each node, for the record
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "PRICEPIPE_KAFKA_BOOTSTRAP=127.0.0.11:9092,127.0.0.12:9092,127.0.0.13:9092" in result.stdout
+    yield layout
+    if started:
+        result = pricepipe("infra", "down", "--cluster")
+        assert result.returncode == 0, result.stdout + result.stderr
+        running = [p.name for node in cluster.NODES.values() for p in node.processes if launcher.read_pid(layout, p)]
+        assert running == []
+
+
+@pytest.fixture(scope="module")
+def cluster_settings(cluster_layout: launcher.Layout) -> Settings:
+    return Settings.from_env({**os.environ, **cluster.environment()})
+
+
+@pytest.fixture()
+def kafka(cluster_settings: Settings) -> Iterator[KafkaCluster]:
+    resource = kafka_cluster(cluster_settings).model_copy(update={"topic_prefix": f"test.{uuid.uuid4().hex[:10]}."})
+    yield resource
+    admin = resource.admin()
+    mine = [name for name in admin.list_topics(timeout=10).topics if name.startswith(resource.topic_prefix)]
+    if mine:
+        admin.delete_topics(mine, operation_timeout=30)
+
+
+@pytest.fixture()
+def cassandra(cluster_settings: Settings) -> Iterator[CassandraCluster]:
+    resource = cassandra_cluster(cluster_settings).model_copy(update={"keyspace": f"test_{uuid.uuid4().hex[:10]}"})
+    yield resource
+    resource.session().execute(f"DROP KEYSPACE IF EXISTS {resource.keyspace}")
+    resource.close()
+
+
+def round_trip(kafka: KafkaCluster, topic: str, count: int = 20) -> list[bytes]:
+    """Write ``count`` messages with acks=all (pricepipe's producer) and read them back."""
+    producer = kafka.producer()
+    assert producer.list_topics(timeout=10).brokers
+    failures: list[str] = []
+    for i in range(count):
+        producer.produce(kafka.topic(topic), key=str(i).encode(), value=f"m{i}".encode(),
+                         on_delivery=lambda error, _: failures.append(str(error)) if error else None)
+    assert producer.flush(90) == 0 and failures == []
+    consumer = kafka.consumer(f"test-{uuid.uuid4().hex[:8]}")
+    consumer.subscribe([kafka.topic(topic)])
+    values: list[bytes] = []
+    try:
+        for _ in range(60):
+            values += [m.value() for m in consumer.consume(count, timeout=1) if m.error() is None]
+            if len(values) >= count:
+                break
+    finally:
+        consumer.close()
+    return sorted(values)
+
+
+def expected(count: int = 20) -> list[bytes]:
+    return sorted(f"m{i}".encode() for i in range(count))
+
+
+def write_and_read_trades(cassandra: CassandraCluster, trade_ids: list[str]) -> list[str]:
+    """Upsert trades through pricepipe's bulk writer and read the partition back, both at the configured level."""
+    day = dt.date(2026, 5, 8)
+    ts = dt.datetime(2026, 5, 8, 12, tzinfo=dt.UTC)
+    rows = [("BTCUSDT", day, ts, trade_id, "binance", "buy", 1.0, 100.0) for trade_id in trade_ids]
+    cassandra.write_all("INSERT INTO trades (symbol, bucket, ts, trade_id, exchange, side, size, price) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    select = cassandra.prepare("SELECT trade_id FROM trades WHERE symbol = ? AND bucket = ?")
+    return sorted(row.trade_id for row in cassandra.session().execute(select, ("BTCUSDT", day)))
+
+
+def test_every_broker_is_in_the_metadata(kafka: KafkaCluster) -> None:
+    brokers = kafka.admin().list_topics(timeout=10).brokers
+    assert sorted((b.id, b.host, b.port) for b in brokers.values()) == [
+        (1, "127.0.0.11", 9092), (2, "127.0.0.12", 9092), (3, "127.0.0.13", 9092)]
+
+
+def test_pricepipes_topics_have_three_replicas_two_of_them_in_sync(kafka: KafkaCluster) -> None:
+    from confluent_kafka.admin import ConfigResource, ResourceType
+
+    (name,) = kafka.ensure_topics(["trades"])
+    admin = kafka.admin()
+    partitions = admin.list_topics(name, timeout=10).topics[name].partitions
+    assert len(partitions) == kafka.topic_partitions
+    assert all(len(p.replicas) == 3 for p in partitions.values())
+    [future] = admin.describe_configs([ConfigResource(ResourceType.TOPIC, name)]).values()
+    assert future.result(timeout=30)["min.insync.replicas"].value == "2"
+
+
+def test_messages_written_with_acks_all_are_read_back(kafka: KafkaCluster) -> None:
+    kafka.ensure_topics(["trades"])
+    assert round_trip(kafka, "trades") == expected()
+
+
+def test_the_ring_has_three_nodes_up_on_one_schema(cluster_layout: launcher.Layout) -> None:
+    from cassandra.cluster import Cluster
+
+    for node in cluster.NODES.values():
+        if node.kind == "cassandra":
+            assert launcher.is_ready(node), f"{node.name} does not see the whole ring"
+    driver = Cluster(list(cluster.ADDRESSES), port=cluster.CASSANDRA_PORT)
+    try:
+        driver.connect()
+        hosts = driver.metadata.all_hosts()
+        assert sorted(host.address for host in hosts if host.is_up) == list(cluster.ADDRESSES)
+    finally:
+        driver.shutdown()
+
+
+def test_pricepipes_keyspace_has_three_replicas_and_local_quorum(cassandra: CassandraCluster) -> None:
+    session = cassandra.session()
+    replication = session.execute("SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s",
+                                  (cassandra.keyspace,)).one().replication
+    assert replication["replication_factor"] == "3"
+    assert cassandra.consistency == "LOCAL_QUORUM"
+    assert write_and_read_trades(cassandra, ["a", "b"]) == ["a", "b"]
+
+
+def test_a_topic_stays_writable_with_one_broker_down(kafka: KafkaCluster, cluster_layout: launcher.Layout) -> None:
+    kafka.ensure_topics(["trades"])
+    launcher.down(["kafka-3"], cluster_layout, catalog=cluster.NODES)
+    try:
+        assert len(kafka.admin().list_topics(timeout=10).brokers) == 2
+        assert round_trip(kafka, "trades") == expected()
+    finally:
+        launcher.up(["kafka-3"], cluster_layout, catalog=cluster.NODES)
+
+
+def test_local_quorum_reads_and_writes_go_on_with_one_node_down(cassandra: CassandraCluster,
+                                                                 cluster_layout: launcher.Layout) -> None:
+    assert write_and_read_trades(cassandra, ["before"]) == ["before"]
+    from cassandra import ConsistencyLevel, Unavailable, WriteTimeout
+    from cassandra.query import SimpleStatement
+
+    launcher.down(["cassandra-3"], cluster_layout, catalog=cluster.NODES)
+    try:
+        assert launcher.read_pid(cluster_layout, cluster.NODES["cassandra-3"].processes[0]) is None
+        assert write_and_read_trades(cassandra, ["during"]) == ["before", "during"]
+        every_replica = SimpleStatement("DELETE FROM trades WHERE symbol = 'BTCUSDT' AND bucket = '2026-05-08'",
+                                        consistency_level=ConsistencyLevel.ALL)
+        with pytest.raises((Unavailable, WriteTimeout)):  # the node is really gone: ALL cannot be met
+            cassandra.session().execute(every_replica)
+    finally:
+        launcher.up(["cassandra-3"], cluster_layout, catalog=cluster.NODES)
+
+
+def test_a_kind_names_every_node_of_it_and_a_node_name_one() -> None:
+    assert [s.name for s in launcher.resolve(["kafka"], cluster.NODES)] == ["kafka-1", "kafka-2", "kafka-3"]
+    assert [s.name for s in launcher.resolve(["cassandra-2"], cluster.NODES)] == ["cassandra-2"]
+    with pytest.raises(launcher.InfraError, match="unknown server 'hdfs': choose from kafka, cassandra, kafka-1"):
+        launcher.resolve(["hdfs"], cluster.NODES)
+
+
+def test_an_address_that_is_not_on_this_machine_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cluster, "ADDRESSES", ("127.0.0.11", "192.0.2.13"))
+    with pytest.raises(launcher.InfraError, match="needs the loopback address 192.0.2.13, but it cannot be bound"):
+        cluster.check_addresses()
