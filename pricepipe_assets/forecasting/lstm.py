@@ -35,7 +35,6 @@ import pandas as pd  # noqa: E402
 from pricepipe_assets.contract.records import INTERVAL_MS  # noqa: E402
 from pricepipe_assets.forecasting.feature_names import MINUTE_FEATURES  # noqa: E402
 from pricepipe_assets.forecasting.models import MinuteIntervals, _single_symbol  # noqa: E402
-from pricepipe_assets.forecasting.volatility import minute_scale  # noqa: E402
 
 MINUTE_MS = INTERVAL_MS["1m"]
 
@@ -151,16 +150,9 @@ class LstmMinuteModel(MinuteIntervals):
         fitted for ``epochs`` passes; once ``max_train_seconds`` have gone by in this call, later
         blocks are forecast and scored but not fitted.
         """
-        _single_symbol(features)
-        if batch < 1:
-            raise ValueError(f"batch must be at least 1, got {batch}")
-        usable = features["target"].notna().to_numpy()
-        x_all = features[list(MINUTE_FEATURES)].to_numpy(dtype=float)[usable]
-        y_all = features["target"].to_numpy(dtype=float)[usable]
-        times = features["open_time"].to_numpy(dtype=np.int64)[usable]
+        usable, x_all, y_all, times, scales = self.learnable_rows(features, batch)
         if self.trained_to is not None and times.size and times[0] <= self.trained_to:
             raise ValueError(f"{self.name} has learned up to {self.trained_to}; pass only later minutes")
-        scales = minute_scale(features[usable])
         predicted = np.full(len(x_all), np.nan)
         deadline = time.monotonic() + self.max_train_seconds
         for start in range(0, len(x_all), batch):

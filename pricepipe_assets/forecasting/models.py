@@ -103,6 +103,20 @@ class MinuteIntervals:
                                      f"{self.level:.0%} intervals; let it learn more minutes first")
         return forecast_frame(features.iloc[-1], INTERVAL_MS[self.interval], predicted_return, np.array([width]))
 
+    @staticmethod
+    def learnable_rows(features: pd.DataFrame, batch: int) -> tuple[np.ndarray, ...]:
+        """The rows a ``learn`` call trains on, those with a target, in time order: which rows they
+        are, then their features, targets, open times and volatility scales, after checking the
+        rows are one symbol's and ``batch`` is positive."""
+        _single_symbol(features)
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, got {batch}")
+        usable = features["target"].notna().to_numpy()
+        return (usable, features[list(MINUTE_FEATURES)].to_numpy(dtype=float)[usable],
+                features["target"].to_numpy(dtype=float)[usable],
+                features["open_time"].to_numpy(dtype=np.int64)[usable],
+                minute_scale(features[usable]))
+
 
 class MinuteModel(MinuteIntervals):
     """Next-minute log return from :data:`MINUTE_FEATURES`, learned one candle at a time.
@@ -170,14 +184,7 @@ class MinuteModel(MinuteIntervals):
         mostly scikit-learn's input checks). Each residual, divided by its minute's volatility
         scale, joins the calibration window, so intervals always reflect the latest errors.
         """
-        _single_symbol(features)
-        if batch < 1:
-            raise ValueError(f"batch must be at least 1, got {batch}")
-        usable = features["target"].notna().to_numpy()
-        x_all = features[list(MINUTE_FEATURES)].to_numpy(dtype=float)[usable]
-        y_all = features["target"].to_numpy(dtype=float)[usable]
-        times = features["open_time"].to_numpy()[usable]
-        scales = minute_scale(features[usable])
+        usable, x_all, y_all, times, scales = self.learnable_rows(features, batch)
         predicted = np.full(len(x_all), np.nan)
         for start in range(0, len(x_all), batch):
             block = slice(start, start + batch)
