@@ -27,7 +27,7 @@ from pricepipe_assets.sources.binance.depth import DepthSync, depth_event, depth
 from pricepipe_assets.sources.binance.depth_stream import BinanceDepthStream
 from pricepipe_assets.sources.binance.rest import BinanceRestClient
 from pricepipe_assets.sources.book_throttle import BookThrottle
-from pricepipe_assets_tests.support.exchange_servers import binance_depth_server, binance_rest_server
+from pricepipe_assets_tests.support.exchange_servers import binance_rest_server, binance_ws_server
 from pricepipe_assets_tests.support.exchange_servers.binance_depth_server import (
     BinanceDepthServer,
     depth_frame,
@@ -131,7 +131,7 @@ def test_the_stream_publishes_only_books_synced_with_a_snapshot_and_resyncs_afte
     frames = [depth_frame(event) for event in samples["events"]] + ["{not json"]
     snapshots = {"BTCUSDT": [samples["stale"], samples["bridging"], samples["after_gap"]]}
     with binance_rest_server.running(depth=snapshots) as rest, \
-            binance_depth_server.running(BinanceDepthServer([frames], pause_s=0.3)) as ws:
+            binance_ws_server.running(BinanceDepthServer([frames], pause_s=0.3)) as ws:
         stream = BinanceDepthStream(["BTCUSDT"], publisher, BinanceRestClient(rest.base_url), depth=10,
                                     throttle=BookThrottle(publisher, 0.0), base_url=ws.base_url,
                                     snapshot_retry_s=0.05)
@@ -160,7 +160,7 @@ def test_after_a_reconnect_every_book_starts_over_from_a_new_snapshot(
     real, follow, gap, after_gap = (depth_frame(event) for event in samples["events"])
     snapshots = {"BTCUSDT": [samples["bridging"], samples["after_gap"]]}
     server = BinanceDepthServer([[real, follow], [gap, after_gap]], pause_s=0.3, hang_up=True)
-    with binance_rest_server.running(depth=snapshots) as rest, binance_depth_server.running(server) as ws:
+    with binance_rest_server.running(depth=snapshots) as rest, binance_ws_server.running(server) as ws:
         stream = BinanceDepthStream(["BTCUSDT"], publisher, BinanceRestClient(rest.base_url), depth=10,
                                     throttle=BookThrottle(publisher, 0.0), base_url=ws.base_url,
                                     backoff=lambda attempt: 0.05, snapshot_retry_s=0.05)

@@ -14,8 +14,7 @@ import asyncio
 import csv
 import json
 import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -100,20 +99,3 @@ class BinanceDepthServer:
             self.port = server.sockets[0].getsockname()[1]
             ready.set()
             await stopped.wait()
-
-
-@contextmanager
-def running(server: BinanceDepthServer) -> Iterator[BinanceDepthServer]:
-    loop = asyncio.new_event_loop()
-    stopped = asyncio.Event()
-    ready = threading.Event()
-    thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(ready, stopped),),
-                              name="binance-depth-server", daemon=True)
-    thread.start()
-    assert ready.wait(10), "the Binance depth test server did not start"
-    try:
-        yield server
-    finally:
-        loop.call_soon_threadsafe(stopped.set)
-        thread.join(10)
-        loop.close()

@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http import HTTPStatus
+from typing import Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
@@ -154,16 +155,25 @@ class BinanceWsServer:
             await stopped.wait()
 
 
+class _Serving(Protocol):
+    async def serve(self, ready: threading.Event, stopped: asyncio.Event) -> None: ...
+
+
+S = TypeVar("S", bound=_Serving)
+
+
 @contextmanager
-def running(server: BinanceWsServer) -> Iterator[BinanceWsServer]:
-    """The server on its own event loop in a background thread, on an ephemeral port."""
+def running(server: S) -> Iterator[S]:
+    """A WebSocket test server (this one, the depth stream's) on its own event loop in a background
+    thread, on an ephemeral port."""
+    name = type(server).__name__
     loop = asyncio.new_event_loop()
     stopped = asyncio.Event()
     ready = threading.Event()
     thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(ready, stopped),),
-                              name="binance-ws-server", daemon=True)
+                              name=name, daemon=True)
     thread.start()
-    assert ready.wait(10), "the Binance WebSocket test server did not start"
+    assert ready.wait(10), f"the {name} test server did not start"
     try:
         yield server
     finally:
