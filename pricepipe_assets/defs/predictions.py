@@ -94,8 +94,10 @@ def predictions_live(context: AssetExecutionContext, config: OffsetRangesConfig,
     touched = {(p.symbol, p.horizon, candle_bucket(p.horizon, t)) for p in predictions
                for t in (p.target_time, p.target_time - INTERVAL_MS[p.horizon])}
     resolved = resolve_actuals(cassandra, touched)
-    resolve_actuals(cassandra, {(*part, p.model) for p in predictions for part in touched if part[:2] == (p.symbol, p.horizon)},
-                    "model_predictions")
+    models: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for prediction in predictions:
+        models[prediction.symbol, prediction.horizon].add(prediction.model)
+    resolve_actuals(cassandra, {(*part, model) for part in touched for model in models[part[:2]]}, "model_predictions")
     commit_batch(context, kafka, batch)
     by_model: dict[str, int] = defaultdict(int)
     for prediction in predictions:
