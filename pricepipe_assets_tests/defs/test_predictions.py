@@ -48,6 +48,10 @@ def test_predictions_reach_cassandra_beside_the_actual_close_once_known(
         "SELECT target_time, actual FROM predictions WHERE symbol = 'BTCUSDT' AND horizon = '1m' AND bucket = '2024-01-01'"))
     assert [row.actual for row in rows] == [closes[t] for t in [*targets, targets[-1] + MINUTE_MS]]
     assert run.asset_materializations_for_node("predictions_live")[0].metadata["actuals_resolved"].value == 4
+    per_model = list(cassandra.session().execute(
+        "SELECT target_time, actual FROM model_predictions WHERE symbol = 'BTCUSDT' AND horizon = '1m' "
+        "AND bucket = '2024-01-01' AND model = 'minute_sgd' ORDER BY target_time ASC"))
+    assert [row.actual for row in per_model] == [closes[t] for t in [*targets, targets[-1] + MINUTE_MS]]
 
 
 def test_a_daily_forecast_is_kept_whole_and_bad_predictions_are_dead_lettered(
