@@ -106,6 +106,11 @@ def _parse_url(*schemes: str) -> Callable[[str], str]:
     return parse
 
 
+def _parse_postgres_url(text: str) -> str:
+    """Empty: no PostgreSQL (Dagster keeps its SQLite files); else a libpq URL."""
+    return _parse_url("postgresql", "postgres")(text) if text.strip() else ""
+
+
 def _parse_lake_uri(text: str) -> str:
     """A lake is a local folder (plain path or ``file://``) or ``webhdfs://host:port/path``."""
     raw = text.strip()
@@ -276,6 +281,10 @@ class Settings:
     replay_speed: float = _setting(60.0, _parse_speed, "offline demo: market time per wall time of the paced replay")
     replay_trades: str = _setting("futures/cm/BTCUSD_PERP@2026-05-08", _parse_trades_replay, "offline demo: "
                                   "aggTrades replayed beside the candles, <market>/<SYMBOL>@<day>[..<day>]; empty: none")
+    dagster_postgres_url: str = _setting(
+        "", _parse_postgres_url, "the Dagster instance's PostgreSQL database (postgresql://user:password@host:5432/db), "
+        "so several Dagster processes and machines share its runs and schedules; empty: SQLite files in the Dagster "
+        "home", secret=True)
     bind_host: str = _setting("127.0.0.1", str.strip, "address `pricepipe run` binds the Dagster UI and the API to")
     dagster_port: int = _setting(3000, lambda s: _parse_int(s, minimum=1), "Dagster UI port of `pricepipe run`")
     api_port: int = _setting(8000, lambda s: _parse_int(s, minimum=1), "API port of `pricepipe run`")

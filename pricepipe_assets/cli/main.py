@@ -37,6 +37,19 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     return run(settings)
 
 
+def _dagster_instance(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    from pricepipe_assets.cli.instance import dagster_home, prepare_instance
+
+    home, note = dagster_home(settings, os.environ)
+    print(note)
+    prepare_instance({**os.environ, "DAGSTER_HOME": str(home)}, Path(sys.executable).parent,
+                     settings.state_dir / "logs" / "dagster-instance.log")
+    print(f"[instance] storage ready: {'PostgreSQL' if settings.dagster_postgres_url else 'SQLite'}")
+    return 0
+
+
 def _date(text: str) -> dt.date:
     try:
         return dt.date.fromisoformat(text)
@@ -108,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run the local platform (servers, Dagster, API) until Ctrl-C")
     run.set_defaults(handler=_run)
+
+    instance = commands.add_parser(
+        "dagster-instance", help="write the project's dagster.yaml into the Dagster home and create or upgrade its "
+        "storage (what `pricepipe run` does first; run it before Dagster processes started otherwise)")
+    instance.set_defaults(handler=_dagster_instance)
 
     feed = commands.add_parser("feed", help="stream a source into Kafka until Ctrl-C, with a status line")
     feed.add_argument("--source", required=True, choices=("auto", "binance", "bitmex", "replay"),

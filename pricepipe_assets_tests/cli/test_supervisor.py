@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import requests
 
-from pricepipe_assets.cli import supervisor
+from pricepipe_assets.cli import instance, supervisor
 from pricepipe_assets.cli.supervisor import Child, children
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource
 from pricepipe_assets.settings import Settings
@@ -130,54 +130,6 @@ def test_run_against_clusters_elsewhere_starts_no_local_server_says_so_and_stops
     assert output.rstrip().endswith("[run] stopped")
 
 
-def settings_in(tmp_path: Path) -> Settings:
-    return Settings.from_env({"PRICEPIPE_STATE_DIR": str(tmp_path / "state")})
-
-
-def test_a_dagster_yaml_the_user_put_in_dagster_home_is_never_overwritten(tmp_path: Path) -> None:
-    home = tmp_path / "mine"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("run_coordinator: {}\n")
-    chosen, said = supervisor.dagster_home(settings_in(tmp_path), {"DAGSTER_HOME": str(home)})
-    assert chosen == home
-    assert (home / "dagster.yaml").read_text() == "run_coordinator: {}\n"
-    assert said == f"[run] dagster: DAGSTER_HOME {home} keeps its own dagster.yaml (not overwritten)"
-
-
-def test_an_instance_the_user_keeps_without_dagster_yaml_is_left_on_dagsters_defaults(tmp_path: Path) -> None:
-    home = tmp_path / "mine"
-    (home / "storage").mkdir(parents=True)
-    _, said = supervisor.dagster_home(settings_in(tmp_path), {"DAGSTER_HOME": str(home)})
-    assert not (home / "dagster.yaml").exists()
-    assert "left as it is" in said
-
-
-def project_dagster_yaml() -> str:
-    return (supervisor.repo_root() / "infra" / "dagster" / "dagster.yaml").read_text()
-
-
-def test_a_new_dagster_home_gets_the_projects_file_and_keeps_following_it(tmp_path: Path) -> None:
-    home = tmp_path / "new"
-    supervisor.dagster_home(settings_in(tmp_path), {"DAGSTER_HOME": str(home)})
-    written = (home / "dagster.yaml").read_text()
-    assert written == supervisor.PROJECT_MARK + project_dagster_yaml()
-    with dg.DagsterInstance.from_config(str(home)) as instance:
-        assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
-    (home / "dagster.yaml").write_text(supervisor.PROJECT_MARK + "# the project's file of an older version\n")
-    supervisor.dagster_home(settings_in(tmp_path), {"DAGSTER_HOME": str(home)})
-    assert (home / "dagster.yaml").read_text() == written
-
-
-def test_the_default_dagster_home_always_has_the_projects_current_file(tmp_path: Path) -> None:
-    default = tmp_path / "state" / "dagster"
-    default.mkdir(parents=True)
-    (default / "dagster.yaml").write_text("telemetry: {enabled: true}\n")  # copied by an older pricepipe, unmarked
-    home, said = supervisor.dagster_home(settings_in(tmp_path), {})
-    assert home == default
-    assert (default / "dagster.yaml").read_text() == supervisor.PROJECT_MARK + project_dagster_yaml()
-    assert said == f"[run] dagster: home {default} with the project's dagster.yaml"
-
-
 def wait_until(what: str, check: Callable[[], bool], timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -197,19 +149,19 @@ LOCATIONS = """{ workspaceOrError { ... on Workspace { locationEntries { name lo
 def test_the_webserver_and_the_daemon_load_the_code_from_one_code_server(tmp_path: Path) -> None:
     env = isolated_env(tmp_path)
     settings = Settings.from_env(env)
-    home, _ = supervisor.dagster_home(settings, env)
+    home, _ = instance.dagster_home(settings, env)
     env["DAGSTER_HOME"] = str(home)
-    supervisor.prepare_instance(env, BIN, tmp_path / "instance.log")
+    instance.prepare_instance(env, BIN, tmp_path / "instance.log")
     port = supervisor.free_port()
     server = supervisor.code_server(settings, BIN, port)
     workspace = supervisor.write_workspace(tmp_path / "workspace.yaml", port, "pricepipe")
     dagster = [c for c in children(settings, BIN, workspace) if c.name in ("dagster-webserver", "dagster-daemon")]
     procs = [server, *dagster]
     try:
-        server.start(env, supervisor.repo_root())
+        server.start(env, instance.repo_root())
         assert supervisor.wait_port("127.0.0.1", port, 60, lambda: not server.failed())
         for child in dagster:
-            child.start(env, supervisor.repo_root())
+            child.start(env, instance.repo_root())
         graphql = f"http://127.0.0.1:{settings.dagster_port}/graphql"
         wait_until("the location loaded in the webserver", lambda: requests.post(graphql, json={"query": LOCATIONS}, timeout=5)
                    .json()["data"]["workspaceOrError"]["locationEntries"] == [
@@ -234,7 +186,7 @@ def test_the_api_stops_within_its_graceful_timeout_while_a_chart_page_holds_its_
     settings = Settings.from_env(isolated_env(tmp_path, API_WORKERS="2"))
     (api,) = [child for child in children(settings, BIN, tmp_path / "workspace.yaml") if child.name == "api"]
     api.command[api.command.index("api.app:app")] = "pricepipe_assets_tests.infra.endless_stream:app"
-    api.start(os.environ, supervisor.repo_root())
+    api.start(os.environ, instance.repo_root())
     try:
         wait_until("the API's port", lambda: supervisor.wait_port("127.0.0.1", settings.api_port, 1, lambda: True), 30)
         with socket.create_connection(("127.0.0.1", settings.api_port), timeout=10) as browser:
