@@ -1,18 +1,21 @@
-"""The local cluster: three Kafka brokers and a three-node Cassandra ring on 127.0.0.11-13.
+"""The local cluster: three Kafka brokers and a three-node Cassandra ring on 127.0.0.11-13, a Spark
+standalone master and worker, and PostgreSQL for a shared Dagster instance.
 
 Replication only shows what it promises with more than one node, so ``pricepipe infra up
 --cluster`` runs the same artifacts and templates as the single-node servers, three times, each
 node on a loopback address of its own. Every node keeps the single node's ports on its own
 address, so the cluster never collides with the servers on 127.0.0.1 and both can run at once.
 Each broker is broker and controller (KRaft), the three controllers form the quorum, and every
-Cassandra node is a seed, so any start order forms one ring. Its state lives under
-``<state dir>/cluster``.
+Cassandra node is a seed, so any start order forms one ring. The Spark master (on the first
+address) and its worker (on the second) run from the installed pyspark; PostgreSQL, from Debian's
+package, listens on the first address. Its state lives under ``<state dir>/cluster``.
 """
 
 from __future__ import annotations
 
 import socket
 
+from infra.local import postgres, spark_standalone
 from infra.local.servers import InfraError, Layout, Process, Server
 from pricepipe_assets.settings import Settings
 
@@ -50,7 +53,8 @@ def _cassandra(node_id: int, host: str) -> Server:
 NODES: dict[str, Server] = {
     server.name: server
     for server in (*(_broker(i, host) for i, host in enumerate(ADDRESSES, start=1)),
-                   *(_cassandra(i, host) for i, host in enumerate(ADDRESSES, start=1)))
+                   *(_cassandra(i, host) for i, host in enumerate(ADDRESSES, start=1)),
+                   spark_standalone.master(), spark_standalone.worker(), postgres.server())
 }
 
 
@@ -84,4 +88,6 @@ def environment() -> dict[str, str]:
             "PRICEPIPE_KAFKA_REPLICATION_FACTOR": str(REPLICAS),
             "PRICEPIPE_KAFKA_MIN_INSYNC_REPLICAS": str(MIN_INSYNC),
             "PRICEPIPE_CASSANDRA_HOSTS": ",".join(ADDRESSES),
-            "PRICEPIPE_CASSANDRA_REPLICATION": f"SimpleStrategy:{REPLICAS}"}
+            "PRICEPIPE_CASSANDRA_REPLICATION": f"SimpleStrategy:{REPLICAS}",
+            "PRICEPIPE_SPARK_MASTER": spark_standalone.MASTER_URL,
+            "PRICEPIPE_DAGSTER_POSTGRES_URL": postgres.URL}

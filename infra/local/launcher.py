@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
+from infra.local import postgres, spark_standalone
 from infra.local.jvm import classpath_dir, find_java
 from infra.local.servers import (
     SERVERS,
@@ -23,8 +24,9 @@ from infra.local.servers import (
     Layout,
     Process,
     Server,
+    command,
+    environment,
     is_ready,
-    java_args,
     log_tail,
     port_in_use,
     prepare,
@@ -47,15 +49,26 @@ def _spawn(server: Server, process: Process, layout: Layout, java: str, lib: Pat
     layout.pid_file(process).parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         child = subprocess.Popen(
-            [java, *java_args(server, process, layout, lib)],
+            command(server, process, layout, java, lib),
+            env={**os.environ, **environment(server, layout, lib)},
             stdout=out,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             cwd=layout.data(server),
             start_new_session=True,
+            **postgres.as_owner(server),
         )
     layout.pid_file(process).write_text(str(child.pid))
     return child
+
+
+def _library(server: Server, layout: Layout) -> Path:
+    """Where a kind's jars or programs are: Maven-resolved, the installed pyspark's, or Debian's."""
+    if server.kind == "spark":
+        return spark_standalone.spark_home()
+    if server.kind == "postgres":
+        return postgres.bin_dir()
+    return classpath_dir(layout.cache_dir, server.kind)
 
 
 def _wait_ready(server: Server, layout: Layout, children: Sequence[subprocess.Popen[bytes]], started: float) -> None:
@@ -88,7 +101,7 @@ def up(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print
             continue
         if any(running):
             stop_server(server, layout, echo)
-        lib = classpath_dir(layout.cache_dir, server.kind)
+        lib = _library(server, layout)
         prepare(server, layout, java, lib)
         started = time.monotonic()
         children = [_spawn(server, process, layout, java, lib) for process in server.processes]
@@ -108,12 +121,12 @@ def up(names: Iterable[str], layout: Layout, echo: Callable[[str], None] = print
 
 
 def stop_server(server: Server, layout: Layout, echo: Callable[[str], None] = print) -> None:
-    """SIGTERM each JVM this launcher started for ``server``, SIGKILL after its ``stop_timeout_s``."""
+    """Signal each process this launcher started for ``server`` to stop, SIGKILL after its ``stop_timeout_s``."""
     stop_servers([server], layout, echo)
 
 
 def stop_servers(servers: Sequence[Server], layout: Layout, echo: Callable[[str], None] = print) -> None:
-    """SIGTERM every JVM of ``servers`` at once, then wait for each, SIGKILL after its ``stop_timeout_s``.
+    """Signal every process of ``servers`` at once, then wait for each, SIGKILL after its ``stop_timeout_s``.
 
     All at once because a KRaft broker stopped after the others never completes its controlled
     shutdown: the controller quorum it would report to is already gone."""
@@ -122,7 +135,7 @@ def stop_servers(servers: Sequence[Server], layout: Layout, echo: Callable[[str]
         for process in reversed(server.processes):
             pid = read_pid(layout, process)
             if pid is not None:
-                os.kill(pid, signal.SIGTERM)
+                os.kill(pid, server.stop_signal)
                 signalled.append((server, process, pid))
     for server, process, pid in signalled:
         deadline = time.monotonic() + server.stop_timeout_s

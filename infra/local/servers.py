@@ -11,7 +11,11 @@ the tests ask these questions (is it ready? which pid is ours? which ports?) wit
 from __future__ import annotations
 
 import base64
+import hashlib
+import os
+import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import uuid
@@ -56,8 +60,12 @@ class Server:
     nodes: int = 1
     # Template values that differ from the single node's (see SINGLE_NODE_VALUES).
     values: tuple[tuple[str, str], ...] = ()
-    # Seconds from SIGTERM to SIGKILL.
+    # Seconds from the stop signal to SIGKILL.
     stop_timeout_s: float = 60
+    # The signal that asks it to stop; PostgreSQL's SIGTERM would wait for every client to leave.
+    stop_signal: int = signal.SIGTERM
+    # A system user it must run as when the launcher is root (PostgreSQL refuses root).
+    run_as: str = ""
 
     def __post_init__(self) -> None:
         if not self.kind:
@@ -117,6 +125,11 @@ class Layout:
     cache_dir: Path
 
     def data(self, server: Server) -> Path:
+        if server.run_as and os.geteuid() == 0:
+            # Root's state folder is closed to other users: the data goes to the run-as user's home,
+            # one folder per state folder so that two layouts never share it.
+            digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
+            return Path(pwd.getpwnam(server.run_as).pw_dir) / "pricepipe" / digest / server.name
         return self.state_dir / "servers" / server.name / "data"
 
     def conf(self, server: Server) -> Path:
@@ -157,7 +170,8 @@ def read_pid(layout: Layout, process: Process) -> int | None:
     except OSError:
         path.unlink(missing_ok=True)
         return None
-    if process.main_class.encode() not in cmdline:
+    program = process.main_class.encode()
+    if not any(arg == program or arg.endswith(b"/" + program) for arg in cmdline):
         path.unlink(missing_ok=True)  # the pid was reused by something else: not ours to stop
         return None
     return pid
@@ -188,6 +202,20 @@ def log_tail(path: Path, lines: int = 25) -> str:
 
 
 # --- per-server preparation and readiness ------------------------------------------------------
+
+
+def command(server: Server, process: Process, layout: Layout, java: str, lib: Path) -> list[str]:
+    """The program and arguments that start ``process``; ``lib`` is its kind's jars or programs."""
+    if server.kind == "postgres":
+        return postgres.command(server, layout, lib)
+    if server.kind == "spark":
+        return [java, *spark_standalone.java_args(server, process, layout, lib)]
+    return [java, *java_args(server, process, layout, lib)]
+
+
+def environment(server: Server, layout: Layout, lib: Path) -> dict[str, str]:
+    """What the process needs in its environment beside the launcher's own."""
+    return spark_standalone.environment(server, layout, lib) if server.kind == "spark" else {}
 
 
 def java_args(server: Server, process: Process, layout: Layout, lib: Path) -> list[str]:
@@ -225,6 +253,10 @@ def prepare(server: Server, layout: Layout, java: str, lib: Path) -> None:
             _run_once(server, layout, [java, "-Xmx256m", f"-Dlog4j2.configurationFile=file:{CONF / 'kafka' / 'log4j2.properties'}",
                                        "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id,
                                        "-c", str(conf / "server.properties"), "--ignore-formatted"], "format")
+    elif server.kind == "postgres":
+        postgres.prepare(server, layout, lib)
+    elif server.kind == "spark":
+        (data / "work").mkdir(exist_ok=True)
     elif server.kind == "cassandra":
         _render(CONF / "cassandra" / "cassandra.yaml.in", conf / "cassandra.yaml", values)
         (data / "tmp").mkdir(exist_ok=True)
@@ -300,7 +332,9 @@ def _hdfs_ready(server: Server) -> bool:
     return requests.get(f"{base}?op=OPEN&user.name=root", timeout=5).content == b"ok"
 
 
-READY: dict[str, Callable[[Server], bool]] = {"kafka": _kafka_ready, "cassandra": _cassandra_ready, "hdfs": _hdfs_ready}
+READY: dict[str, Callable[[Server], bool]] = {"kafka": _kafka_ready, "cassandra": _cassandra_ready, "hdfs": _hdfs_ready,
+                                              "spark": lambda server: spark_standalone.ready(server),
+                                              "postgres": lambda server: postgres.ready(server)}
 
 
 def is_ready(server: Server) -> bool:
@@ -313,3 +347,5 @@ def is_ready(server: Server) -> bool:
         return False
 
 
+# The kinds that are not Maven-resolved JVMs build on the types above, so they are imported last.
+from infra.local import postgres, spark_standalone  # noqa: E402

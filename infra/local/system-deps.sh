@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Make sure the machine has what pricepipe's local servers and Python environment need:
-# Java 17 (Kafka 4, Cassandra 5.0, HDFS, Spark 4), Maven (fetches the servers' jars), Python >= 3.11,
+# Java 17 (Kafka 4, Cassandra 5.0, HDFS, Spark 4), Maven (fetches the servers' jars), PostgreSQL, Python >= 3.11,
 # and Chromium with a font for the browser test of the chart page.
 # Installs missing Debian packages when run as root; otherwise says what to install.
 set -euo pipefail
@@ -15,6 +15,8 @@ have_java17() {
 }
 have_java17 || missing+=(openjdk-17-jdk-headless)
 command -v mvn >/dev/null || missing+=(maven)
+# The local cluster's PostgreSQL (the shared Dagster instance): Debian's server programs.
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || command -v postgres >/dev/null || missing+=(postgresql)
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 [ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 python="${PYTHON:-python3}"

@@ -116,7 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "e.g. kafka-2 or cassandra-3")
     infra.add_argument("--cluster", action="store_true",
                        help="the local cluster instead: three Kafka brokers and three Cassandra nodes on "
-                       "127.0.0.11-13, state under <state dir>/cluster")
+                       "127.0.0.11-13, a Spark master and worker (spark) and PostgreSQL for the Dagster instance "
+                       "(postgres), state under <state dir>/cluster")
     infra.set_defaults(handler=_infra)
 
     run = commands.add_parser("run", help="run the local platform (servers, Dagster, API) until Ctrl-C")

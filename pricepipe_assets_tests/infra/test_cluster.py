@@ -1,73 +1,20 @@
 """The local cluster (`pricepipe infra up --cluster`): three brokers and three Cassandra nodes that
-replicate what pricepipe writes, and keep taking writes with one broker or one node down.
+replicate what pricepipe writes, and keep taking writes with one broker or one node down; a Spark
+worker registered with its master; PostgreSQL answering as the Dagster instance would use it.
 
-The cluster is started once for the module through the CLI and stopped through it at the end
-(left running when it was already up). The fault tests restart the node they stop, so the order
-of the tests does not matter.
+The fault tests restart the node they stop, so the order of the tests does not matter.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import subprocess
-import sys
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
-from infra.local import cluster, launcher
-from pricepipe_assets.kafka.client import KafkaCluster, kafka_cluster
-from pricepipe_assets.settings import Settings
-from pricepipe_assets.storage.cassandra import CassandraCluster, cassandra_cluster
-
-
-def pricepipe(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pricepipe_assets.cli.main", *args],
-                          capture_output=True, text=True, timeout=900)
-
-
-@pytest.fixture(scope="module")
-def cluster_layout(request: pytest.FixtureRequest, settings: Settings) -> Iterator[launcher.Layout]:
-    capture = request.config.pluginmanager.getplugin("capturemanager")
-    layout = cluster.layout(settings)
-    started = not all(launcher.is_ready(node) for node in cluster.NODES.values())
-    if started:
-        result = pricepipe("infra", "up", "--cluster")
-        with capture.global_and_fixture_disabled():
-            print("\n" + result.stdout, flush=True)  # the start times of each node, for the record
-        assert result.returncode == 0, result.stdout + result.stderr
-        assert "PRICEPIPE_KAFKA_BOOTSTRAP=127.0.0.11:9092,127.0.0.12:9092,127.0.0.13:9092" in result.stdout
-    yield layout
-    if started:
-        result = pricepipe("infra", "down", "--cluster")
-        assert result.returncode == 0, result.stdout + result.stderr
-        running = [p.name for node in cluster.NODES.values() for p in node.processes if launcher.read_pid(layout, p)]
-        assert running == []
-
-
-@pytest.fixture(scope="module")
-def cluster_settings(cluster_layout: launcher.Layout) -> Settings:
-    return Settings.from_env({**os.environ, **cluster.environment()})
-
-
-@pytest.fixture()
-def kafka(cluster_settings: Settings) -> Iterator[KafkaCluster]:
-    resource = kafka_cluster(cluster_settings).model_copy(update={"topic_prefix": f"test.{uuid.uuid4().hex[:10]}."})
-    yield resource
-    admin = resource.admin()
-    mine = [name for name in admin.list_topics(timeout=10).topics if name.startswith(resource.topic_prefix)]
-    if mine:
-        admin.delete_topics(mine, operation_timeout=30)
-
-
-@pytest.fixture()
-def cassandra(cluster_settings: Settings) -> Iterator[CassandraCluster]:
-    resource = cassandra_cluster(cluster_settings).model_copy(update={"keyspace": f"test_{uuid.uuid4().hex[:10]}"})
-    yield resource
-    resource.session().execute(f"DROP KEYSPACE IF EXISTS {resource.keyspace}")
-    resource.close()
+from infra.local import cluster, launcher, postgres, spark_standalone
+from pricepipe_assets.kafka.client import KafkaCluster
+from pricepipe_assets.storage.cassandra import CassandraCluster
 
 
 def round_trip(kafka: KafkaCluster, topic: str, count: int = 20) -> list[bytes]:
@@ -107,27 +54,27 @@ def write_and_read_trades(cassandra: CassandraCluster, trade_ids: list[str]) -> 
     return sorted(row.trade_id for row in cassandra.session().execute(select, ("BTCUSDT", day)))
 
 
-def test_every_broker_is_in_the_metadata(kafka: KafkaCluster) -> None:
-    brokers = kafka.admin().list_topics(timeout=10).brokers
+def test_every_broker_is_in_the_metadata(cluster_kafka: KafkaCluster) -> None:
+    brokers = cluster_kafka.admin().list_topics(timeout=10).brokers
     assert sorted((b.id, b.host, b.port) for b in brokers.values()) == [
         (1, "127.0.0.11", 9092), (2, "127.0.0.12", 9092), (3, "127.0.0.13", 9092)]
 
 
-def test_pricepipes_topics_have_three_replicas_two_of_them_in_sync(kafka: KafkaCluster) -> None:
+def test_pricepipes_topics_have_three_replicas_two_of_them_in_sync(cluster_kafka: KafkaCluster) -> None:
     from confluent_kafka.admin import ConfigResource, ResourceType
 
-    (name,) = kafka.ensure_topics(["trades"])
-    admin = kafka.admin()
+    (name,) = cluster_kafka.ensure_topics(["trades"])
+    admin = cluster_kafka.admin()
     partitions = admin.list_topics(name, timeout=10).topics[name].partitions
-    assert len(partitions) == kafka.topic_partitions
+    assert len(partitions) == cluster_kafka.topic_partitions
     assert all(len(p.replicas) == 3 for p in partitions.values())
     [future] = admin.describe_configs([ConfigResource(ResourceType.TOPIC, name)]).values()
     assert future.result(timeout=30)["min.insync.replicas"].value == "2"
 
 
-def test_messages_written_with_acks_all_are_read_back(kafka: KafkaCluster) -> None:
-    kafka.ensure_topics(["trades"])
-    assert round_trip(kafka, "trades") == expected()
+def test_messages_written_with_acks_all_are_read_back(cluster_kafka: KafkaCluster) -> None:
+    cluster_kafka.ensure_topics(["trades"])
+    assert round_trip(cluster_kafka, "trades") == expected()
 
 
 def test_the_ring_has_three_nodes_up_on_one_schema(cluster_layout: launcher.Layout) -> None:
@@ -145,39 +92,39 @@ def test_the_ring_has_three_nodes_up_on_one_schema(cluster_layout: launcher.Layo
         driver.shutdown()
 
 
-def test_pricepipes_keyspace_has_three_replicas_and_local_quorum(cassandra: CassandraCluster) -> None:
-    session = cassandra.session()
+def test_pricepipes_keyspace_has_three_replicas_and_local_quorum(cluster_cassandra: CassandraCluster) -> None:
+    session = cluster_cassandra.session()
     replication = session.execute("SELECT replication FROM system_schema.keyspaces WHERE keyspace_name = %s",
-                                  (cassandra.keyspace,)).one().replication
+                                  (cluster_cassandra.keyspace,)).one().replication
     assert replication["replication_factor"] == "3"
-    assert cassandra.consistency == "LOCAL_QUORUM"
-    assert write_and_read_trades(cassandra, ["a", "b"]) == ["a", "b"]
+    assert cluster_cassandra.consistency == "LOCAL_QUORUM"
+    assert write_and_read_trades(cluster_cassandra, ["a", "b"]) == ["a", "b"]
 
 
-def test_a_topic_stays_writable_with_one_broker_down(kafka: KafkaCluster, cluster_layout: launcher.Layout) -> None:
-    kafka.ensure_topics(["trades"])
+def test_a_topic_stays_writable_with_one_broker_down(cluster_kafka: KafkaCluster, cluster_layout: launcher.Layout) -> None:
+    cluster_kafka.ensure_topics(["trades"])
     launcher.down(["kafka-3"], cluster_layout, catalog=cluster.NODES)
     try:
-        assert len(kafka.admin().list_topics(timeout=10).brokers) == 2
-        assert round_trip(kafka, "trades") == expected()
+        assert len(cluster_kafka.admin().list_topics(timeout=10).brokers) == 2
+        assert round_trip(cluster_kafka, "trades") == expected()
     finally:
         launcher.up(["kafka-3"], cluster_layout, catalog=cluster.NODES)
 
 
-def test_local_quorum_reads_and_writes_go_on_with_one_node_down(cassandra: CassandraCluster,
+def test_local_quorum_reads_and_writes_go_on_with_one_node_down(cluster_cassandra: CassandraCluster,
                                                                  cluster_layout: launcher.Layout) -> None:
-    assert write_and_read_trades(cassandra, ["before"]) == ["before"]
+    assert write_and_read_trades(cluster_cassandra, ["before"]) == ["before"]
     from cassandra import ConsistencyLevel, Unavailable, WriteTimeout
     from cassandra.query import SimpleStatement
 
     launcher.down(["cassandra-3"], cluster_layout, catalog=cluster.NODES)
     try:
         assert launcher.read_pid(cluster_layout, cluster.NODES["cassandra-3"].processes[0]) is None
-        assert write_and_read_trades(cassandra, ["during"]) == ["before", "during"]
+        assert write_and_read_trades(cluster_cassandra, ["during"]) == ["before", "during"]
         every_replica = SimpleStatement("DELETE FROM trades WHERE symbol = 'BTCUSDT' AND bucket = '2026-05-08'",
                                         consistency_level=ConsistencyLevel.ALL)
         with pytest.raises((Unavailable, WriteTimeout)):  # the node is really gone: ALL cannot be met
-            cassandra.session().execute(every_replica)
+            cluster_cassandra.session().execute(every_replica)
     finally:
         launcher.up(["cassandra-3"], cluster_layout, catalog=cluster.NODES)
 
@@ -185,7 +132,8 @@ def test_local_quorum_reads_and_writes_go_on_with_one_node_down(cassandra: Cassa
 def test_a_kind_names_every_node_of_it_and_a_node_name_one() -> None:
     assert [s.name for s in launcher.resolve(["kafka"], cluster.NODES)] == ["kafka-1", "kafka-2", "kafka-3"]
     assert [s.name for s in launcher.resolve(["cassandra-2"], cluster.NODES)] == ["cassandra-2"]
-    with pytest.raises(launcher.InfraError, match="unknown server 'hdfs': choose from kafka, cassandra, kafka-1"):
+    assert [s.name for s in launcher.resolve(["spark"], cluster.NODES)] == ["spark-master", "spark-worker"]
+    with pytest.raises(launcher.InfraError, match="unknown server 'hdfs': choose from kafka, cassandra, spark, postgres, kafka-1"):
         launcher.resolve(["hdfs"], cluster.NODES)
 
 
@@ -193,3 +141,25 @@ def test_an_address_that_is_not_on_this_machine_is_a_clear_error(monkeypatch: py
     monkeypatch.setattr(cluster, "ADDRESSES", ("127.0.0.11", "192.0.2.13"))
     with pytest.raises(launcher.InfraError, match="needs the loopback address 192.0.2.13, but it cannot be bound"):
         cluster.check_addresses()
+
+
+def test_the_spark_worker_is_registered_with_its_cores_and_memory(cluster_layout: launcher.Layout) -> None:
+    status = spark_standalone.applications()
+    assert status["status"] == "ALIVE" and status["url"] == spark_standalone.MASTER_URL
+    (worker,) = status["workers"]
+    assert (worker["host"], worker["state"], worker["cores"], worker["memory"]) == (
+        spark_standalone.WORKER_HOST, "ALIVE", spark_standalone.WORKER_CORES, 1024)
+
+
+def test_postgres_serves_the_dagster_database_to_its_password_only(cluster_layout: launcher.Layout) -> None:
+    import psycopg2
+
+    connection = psycopg2.connect(postgres.URL)
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT current_database(), current_user, inet_server_addr()::text")
+            assert cursor.fetchone() == ("dagster", "dagster", f"{postgres.HOST}/32")
+    finally:
+        connection.close()
+    with pytest.raises(psycopg2.OperationalError, match="password authentication failed"):
+        psycopg2.connect(postgres.URL.replace(":dagster@", ":wrong@"))
