@@ -55,7 +55,12 @@ def java_args(server: Server, process: Process, layout: Layout, home: Path) -> l
 
 
 def environment(server: Server, layout: Layout, home: Path) -> dict[str, str]:
-    return {"SPARK_HOME": str(home), "SPARK_LOCAL_IP": server.host, "SPARK_LOG_DIR": str(layout.logs(server))}
+    """Where the worker finds Spark to build its executors' command. Spark's launcher would otherwise
+    look for the Scala version in a source tree's build folders, which a distribution has none of."""
+    (core,) = (home / "jars").glob("spark-core_*.jar")
+    scala = core.name.removeprefix("spark-core_").split("-", 1)[0]
+    return {"SPARK_HOME": str(home), "SPARK_SCALA_VERSION": scala, "SPARK_LOCAL_IP": server.host,
+            "SPARK_LOG_DIR": str(layout.logs(server))}
 
 
 def applications() -> dict:

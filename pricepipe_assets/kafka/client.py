@@ -114,7 +114,9 @@ class KafkaCluster(BaseModel):
         """Create the topics that do not exist yet with the configured partitions, replication and retention.
 
         ``names`` are contract names; the configured prefix is added. Returns the full names created; existing topics are left as they are (their partition count is
-        never changed behind a running consumer's back).
+        never changed behind a running consumer's back). Returns once the broker asked lists every
+        partition of the created topics: on a multi-broker cluster the metadata reaches the other
+        brokers a moment after the controller says yes, and a consumer assigned before then sees none.
         """
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import NewTopic
@@ -141,7 +143,21 @@ class KafkaCluster(BaseModel):
                     raise KafkaError(f"could not create topic {name!r}: {error.args[0].str()}") from None
                 continue
             created.append(name)
+        self._await_metadata(admin, created, timeout_s)
         return created
+
+    def _await_metadata(self, admin: AdminClient, names: list[str], timeout_s: float) -> None:
+        import time
+
+        deadline = time.monotonic() + timeout_s
+        while names:
+            topics = admin.list_topics(timeout=timeout_s).topics
+            names = [name for name in names
+                     if name not in topics or len(topics[name].partitions) < self.topic_partitions]
+            if names and time.monotonic() > deadline:
+                raise KafkaError(f"topics {names} were created but are not in the metadata after {timeout_s:.0f} s")
+            if names:
+                time.sleep(0.1)
 
 
 def kafka_cluster(settings: Settings) -> KafkaCluster:

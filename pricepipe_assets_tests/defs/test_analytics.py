@@ -14,17 +14,14 @@ from dagster_pyspark import LazyPySparkResource
 
 from pricepipe_assets.contract.records import Candle
 from pricepipe_assets.defs.analytics import candles_daily, candles_hourly, moving_averages_daily, trade_stats_history
-from pricepipe_assets.defs.lake import trade_row, write_chunks
 from pricepipe_assets.defs.resources import CassandraResource, LakeResource
-from pricepipe_assets.kafka.batches import Batch, Delivered, OffsetRange
 from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset
 from pricepipe_assets.storage.lake_datasets import (
     CURATED_CANDLES,
     CURATED_MOVING_AVERAGES,
     CURATED_TRADE_STATS,
-    RAW_TRADES,
 )
-from pricepipe_assets_tests.support.lake_fill import real_minutes, write_raw_candles
+from pricepipe_assets_tests.support.lake_fill import real_minutes, write_raw_candles, write_raw_trades
 
 FIRST_DAY, LAST_DAY = dt.date(2024, 1, 1), dt.date(2024, 2, 4)
 TRADE_DAY = dt.date(2026, 5, 8)
@@ -160,10 +157,7 @@ def test_trade_aggregates_count_each_real_trade_once(spark: Any, spark_config: d
                                                      tmp_path: Path) -> None:
     dumps = BinanceDumps(tmp_path, (shared_data / "binance").as_uri())
     trades = list(dumps.records(Dataset.agg_trades("BTCUSD_PERP", "futures/cm"), TRADE_DAY, TRADE_DAY))
-    delivered = [*trades, *trades[:REPLAYED]]
-    batch = Batch([OffsetRange("trades", 0, 0, len(delivered))],
-                  [Delivered("trades", 0, offset, trade) for offset, trade in enumerate(delivered)])
-    write_chunks(local_lake, batch, RAW_TRADES, ["symbol", "date"], trade_row)
+    write_raw_trades(local_lake, [*trades, *trades[:REPLAYED]])
     result = dg.materialize([trade_stats_history], resources={"spark": LazyPySparkResource(spark_config=spark_config),
                                                               "lake": local_lake},
                             instance=dg.DagsterInstance.ephemeral())
