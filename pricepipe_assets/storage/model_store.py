@@ -1,7 +1,8 @@
 """Trained models as versioned files in the lake: ``models/<model>/symbol=<SYMBOL>/<version>.pkl``.
 
-A version is the UTC time it was trained (``20240101T000000Z``), so versions sort by name and
-the newest is the last; older versions stay, so a forecast can always be traced to the exact
+A version is the UTC time it was trained, to the microsecond (``20240101T000000.000000Z``), so
+versions sort by name, the newest is the last, and two trainings in one second (a sensor's runs
+back to back) never overwrite each other; older versions stay, so a forecast can always be traced to the exact
 model file that made it. Files are pickles of plain scikit-learn/numpy objects: load only
 models this platform wrote.
 """
@@ -33,7 +34,7 @@ class StoredModel:
 
 
 def new_version(now: dt.datetime | None = None) -> str:
-    return (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%S.%fZ")
 
 
 def folder(name: str, symbol: str) -> tuple[str, str, str]:
