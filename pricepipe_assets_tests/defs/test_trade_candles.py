@@ -25,31 +25,22 @@ from pricepipe_assets.sources.bitmex.ws import BitmexClient
 from pricepipe_assets_tests.sources.bitmex.test_ws import wait_until
 from pricepipe_assets_tests.support.exchange_servers.bitmex_server import BitmexServer, iso_millis
 from pricepipe_assets_tests.support.kafka_reads import consume
-from pricepipe_assets_tests.support.kafka_runs import TRADE_DAY, definitions, drain, source_trades
+from pricepipe_assets_tests.support.kafka_runs import (
+    TRADE_CANDLE_COLUMNS,
+    TRADE_DAY,
+    definitions,
+    drain,
+    expected_trade_candles,
+    source_trades,
+)
 
 GRACE_S = 10
-COLUMNS = ["open", "high", "low", "close", "volume", "quote_volume", "trades"]
 
 
 def real_trades(shared_data: Path, cache_dir: Path) -> list[Trade]:
     dumps = BinanceDumps(cache_dir, (shared_data / "binance").as_uri())
     return [t for t in dumps.records(Dataset.agg_trades("BTCUSD_PERP", "futures/cm"), TRADE_DAY, TRADE_DAY)
             if isinstance(t, Trade)]
-
-
-def resampled(source: pd.DataFrame) -> pd.DataFrame:
-    """The reference: a pandas resample of aggTrades rows to 1m, only minutes whose end the last trade
-    is the grace period past (the later ones are still open)."""
-    trades = source.sort_values(["transact_time", "agg_trade_id"])
-    trades = trades.assign(quote=trades["quantity"] * trades["price"],
-                           time=pd.to_datetime(trades["transact_time"], unit="ms")).set_index("time")
-    minutes = trades.resample("1min").agg({"price": ["first", "max", "min", "last"], "quantity": "sum",
-                                           "quote": "sum", "agg_trade_id": "count"})
-    minutes.columns = COLUMNS
-    minutes = minutes[minutes["trades"] > 0]
-    minutes.index = (minutes.index - pd.Timestamp("1970-01-01")) // pd.Timedelta(milliseconds=1)
-    newest = int(source["transact_time"].max())
-    return minutes[minutes.index + 60_000 + GRACE_S * 1000 <= newest]
 
 
 def published(kafka: KafkaResource, expected: int) -> list[Any]:
@@ -80,12 +71,12 @@ def test_the_real_day_in_two_batches_equals_a_resample_of_its_aggtrades(
         publish(kafka, part)
         assert all(run.success for run in drain(defs, TRADES, kafka, instance))
 
-    expected = resampled(source_trades(shared_data))
+    expected = expected_trade_candles(source_trades(shared_data), GRACE_S)
     messages = published(kafka, len(expected))
     assert len(messages) == len(expected)
     candles = latest_by_minute(messages)
     assert set(candles["exchange"]) == {"binancecoinm"} and set(candles["symbol"]) == {"BTCUSD_PERP"}
-    pd.testing.assert_frame_equal(candles[COLUMNS], expected[COLUMNS], check_dtype=False, check_names=False,
+    pd.testing.assert_frame_equal(candles[TRADE_CANDLE_COLUMNS], expected[TRADE_CANDLE_COLUMNS], check_dtype=False, check_names=False,
                                   rtol=1e-12)
 
 
@@ -124,10 +115,10 @@ def test_bitmex_trades_from_the_local_bitmex_server_become_bitmex_candles(
     assert all(run.success for run in drain(definitions(kafka, cassandra, local_lake, GRACE_S), TRADES, kafka,
                                             dg.DagsterInstance.ephemeral()))
 
-    expected = resampled(source[source["transact_time"] < end])
+    expected = expected_trade_candles(source[source["transact_time"] < end], GRACE_S)
     candles = latest_by_minute(published(kafka, len(expected)))
     assert len(expected) == 4 and set(candles["exchange"]) == {"bitmex"} and set(candles["symbol"]) == {"XBTUSD"}
-    pd.testing.assert_frame_equal(candles[COLUMNS], expected[COLUMNS], check_dtype=False, check_names=False,
+    pd.testing.assert_frame_equal(candles[TRADE_CANDLE_COLUMNS], expected[TRADE_CANDLE_COLUMNS], check_dtype=False, check_names=False,
                                   rtol=1e-12)
 
 
@@ -144,10 +135,10 @@ def test_late_and_repeated_trades_republish_amended_candles_and_a_replay_publish
     for batch in ([t for t in trades if t not in late], [*late, *trades[:3000]]):
         publish(kafka, batch)
         assert all(run.success for run in drain(defs, TRADES, kafka, instance))
-    expected = resampled(source_trades(shared_data).iloc[:6000])
+    expected = expected_trade_candles(source_trades(shared_data).iloc[:6000], GRACE_S)
     first = [m for m in consume(kafka, CANDLES_1M, len(expected) + 1)]
     assert len(first) > len(expected)  # amended minutes were published again
-    pd.testing.assert_frame_equal(latest_by_minute(first)[COLUMNS], expected[COLUMNS], check_dtype=False,
+    pd.testing.assert_frame_equal(latest_by_minute(first)[TRADE_CANDLE_COLUMNS], expected[TRADE_CANDLE_COLUMNS], check_dtype=False,
                                   check_names=False, rtol=1e-12)
 
     assert all(run.success for run in drain(defs, CANDLES_1M, kafka, instance))
@@ -155,7 +146,7 @@ def test_late_and_repeated_trades_republish_amended_candles_and_a_replay_publish
         "SELECT open_time, open, high, low, close, volume, quote_volume, trades FROM candles "
         "WHERE symbol = 'BTCUSD_PERP' AND interval = '1m' AND bucket = %s", (TRADE_DAY,))))
     rows.index = (rows.pop("open_time") - pd.Timestamp("1970-01-01")) // pd.Timedelta(milliseconds=1)
-    pd.testing.assert_frame_equal(rows[COLUMNS], expected[COLUMNS], check_dtype=False, check_names=False,
+    pd.testing.assert_frame_equal(rows[TRADE_CANDLE_COLUMNS], expected[TRADE_CANDLE_COLUMNS], check_dtype=False, check_names=False,
                                   rtol=1e-12)
 
     ends = kafka_batches.committed_and_watermarks(kafka, consumer_group("trade_candles"), TRADES)

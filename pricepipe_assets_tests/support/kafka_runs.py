@@ -57,6 +57,24 @@ def expected_minute_stats(source: pd.DataFrame) -> pd.DataFrame:
     return stats.reset_index()
 
 
+TRADE_CANDLE_COLUMNS = ["open", "high", "low", "close", "volume", "quote_volume", "trades"]
+
+
+def expected_trade_candles(source: pd.DataFrame, grace_s: int) -> pd.DataFrame:
+    """The reference for `trade_candles`: a pandas resample of aggTrades rows to 1m, indexed by open
+    time, only minutes whose end the last trade is the grace period past (the later ones are still open)."""
+    trades = source.sort_values(["transact_time", "agg_trade_id"])
+    trades = trades.assign(quote=trades["quantity"] * trades["price"],
+                           time=pd.to_datetime(trades["transact_time"], unit="ms")).set_index("time")
+    minutes = trades.resample("1min").agg({"price": ["first", "max", "min", "last"], "quantity": "sum",
+                                           "quote": "sum", "agg_trade_id": "count"})
+    minutes.columns = TRADE_CANDLE_COLUMNS
+    minutes = minutes[minutes["trades"] > 0]
+    minutes.index = (minutes.index - pd.Timestamp("1970-01-01")) // pd.Timedelta(milliseconds=1)
+    newest = int(source["transact_time"].max())
+    return minutes[minutes.index + 60_000 + grace_s * 1000 <= newest]
+
+
 def definitions(kafka: KafkaResource, cassandra: CassandraResource, lake_resource: LakeResource,
                 grace_s: int = Settings().trade_candle_grace_s) -> dg.Definitions:
     """The code location's Kafka-fed assets, checks and jobs over the test's own resources
