@@ -12,6 +12,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -74,11 +75,14 @@ def runs(cluster_settings: Settings, shared_data: Path, tmp_path: Path) -> Itera
         admin.delete_topics(mine, operation_timeout=30)
 
 
-def analytics(run: Run) -> None:
+def analytics(run: Run) -> float:
+    """Run ``analytics_job`` as a user would, from the CLI; returns its wall time in seconds."""
+    started = time.monotonic()
     result = subprocess.run([str(Path(sys.executable).parent / "dagster"), "job", "execute", "-m",
                              "pricepipe_assets.definitions", "-j", "analytics_job"],
                             env=run.environment(), capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return time.monotonic() - started
 
 
 def lake_frame(root: Path, dataset: str) -> pd.DataFrame:
@@ -101,11 +105,13 @@ def forecast(settings: Settings, run: Run) -> list[bytes]:
 
 
 def test_analytics_on_the_spark_master_writes_what_local_spark_writes(runs: list[Run],
-                                                                      cluster_settings: Settings) -> None:
+                                                                      cluster_settings: Settings,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
     local, on_cluster = runs
     finished = {app["id"] for app in spark_standalone.applications()["completedapps"]}
-    analytics(local)
-    analytics(on_cluster)
+    seconds = {run.master: analytics(run) for run in (local, on_cluster)}
+    with capsys.disabled():
+        print("\nanalytics_job: " + ", ".join(f"{master} {s:.1f} s" for master, s in seconds.items()), flush=True)
 
     (application,) = [app for app in spark_standalone.applications()["completedapps"] if app["id"] not in finished]
     assert application["name"] == "pricepipe" and application["state"] == "FINISHED"
