@@ -7,9 +7,12 @@ of one sign). It predicts the next minute's log return, like the SGD model, and 
 way: answers in prices, split-conformal 90 % intervals from its own out-of-sample residuals
 scaled by the minute's volatility (:class:`~pricepipe_assets.forecasting.models.MinuteIntervals`).
 
-Keras 3 on the JAX CPU backend: it installs as plain wheels about a seventh the size of the
-default PyTorch wheels and needs no GPU (docs/forecasting.md, "The LSTM minute model"). The
-backend is chosen here, before Keras is first imported, so nothing else has to set it.
+Keras 3 on the JAX CPU backend trains it: it installs as plain wheels about a seventh the size of
+the default PyTorch wheels and needs no GPU (docs/forecasting.md, "The LSTM minute model"). The
+backend is chosen here, before Keras is first imported, so nothing else has to set it. Forecasts
+are the network's forward pass in numpy (:func:`lstm_forward`): every candles run serves the
+newest model from a fresh process, where importing Keras and JAX and compiling a prediction
+would cost about 3 s of the run (docs/forecasting.md); Keras is imported only to fit.
 
 Training is bounded and reproducible: each block of new minutes is learned for at most
 ``epochs`` passes, the whole call stops fitting after ``max_train_seconds``, and the seed is set
@@ -26,17 +29,37 @@ import time
 from collections import deque
 from typing import Any
 
-os.environ["KERAS_BACKEND"] = "jax"
+import numpy as np
+import pandas as pd
 
-import keras  # noqa: E402 (the backend must be chosen before the first import)
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+from pricepipe_assets.contract.records import INTERVAL_MS
+from pricepipe_assets.forecasting.feature_names import MINUTE_FEATURES
+from pricepipe_assets.forecasting.models import MinuteIntervals, _single_symbol
 
-from pricepipe_assets.contract.records import INTERVAL_MS  # noqa: E402
-from pricepipe_assets.forecasting.feature_names import MINUTE_FEATURES  # noqa: E402
-from pricepipe_assets.forecasting.models import MinuteIntervals, _single_symbol  # noqa: E402
+os.environ.setdefault("KERAS_BACKEND", "jax")
 
 MINUTE_MS = INTERVAL_MS["1m"]
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (np.tanh(0.5 * z) + 1.0)
+
+
+def lstm_forward(windows: np.ndarray, weights: list[np.ndarray]) -> np.ndarray:
+    """The output of ``keras.Sequential([LSTM(units), Dense(1)])`` for ``windows`` (rows, steps,
+    features), from its ``get_weights()``: Keras's default LSTM (gates in the order input, forget,
+    cell, output; sigmoid gates, tanh activations), so the numbers are the network's own."""
+    kernel, recurrent, bias, dense, dense_bias = (np.asarray(w, dtype=np.float64) for w in weights)
+    units = recurrent.shape[0]
+    inputs = windows.astype(np.float64) @ kernel + bias
+    h = np.zeros((len(windows), units))
+    c = np.zeros((len(windows), units))
+    for step in range(windows.shape[1]):
+        z = inputs[:, step] + h @ recurrent
+        i, f, g, o = (z[:, k * units:(k + 1) * units] for k in range(4))
+        c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
+        h = _sigmoid(o) * np.tanh(c)
+    return (h @ dense + dense_bias)[:, 0]
 
 
 class LstmMinuteModel(MinuteIntervals):
@@ -92,6 +115,8 @@ class LstmMinuteModel(MinuteIntervals):
 
     def _network(self) -> Any:
         """The Keras network, built on first use and loaded with the stored weights if there are any."""
+        import keras
+
         if self._net is None:
             keras.utils.set_random_seed(self.seed)
             net = keras.Sequential([keras.Input((self.window, len(MINUTE_FEATURES))),
@@ -119,14 +144,17 @@ class LstmMinuteModel(MinuteIntervals):
         return windows, valid
 
     def _predict(self, windows: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        weights = self.weights if self._net is None else self._net.get_weights()
         out = np.zeros(len(windows))
-        if self.weights is None and self._net is None or not valid.any():
+        if weights is None or not valid.any():
             return out
-        scaled = np.asarray(self._network().predict(windows[valid], batch_size=1024, verbose=0))[:, 0]
+        scaled = lstm_forward(windows[valid], weights)
         out[valid] = np.clip(scaled, -self.clip_sigma, self.clip_sigma) * self.target_std + self.target_mean
         return out
 
     def _fit(self, windows: np.ndarray, y: np.ndarray) -> None:
+        import keras
+
         started = time.monotonic()
         keras.utils.set_random_seed(self.seed + self.n_fits)
         scaled_y = ((y - self.target_mean) / self.target_std).astype("float32")

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from pricepipe_assets.contract.records import Prediction
-from pricepipe_assets.forecasting.lstm import LstmMinuteModel
+from pricepipe_assets.forecasting.feature_names import MINUTE_FEATURES
+from pricepipe_assets.forecasting.lstm import LstmMinuteModel, lstm_forward
 from pricepipe_assets.forecasting.models import MinuteModel
 from pricepipe_assets.forecasting.walk_forward import Evaluation, evaluate_minute
 
@@ -52,6 +56,34 @@ def test_the_forecast_fits_the_prediction_record_and_survives_pickling(
     pd.testing.assert_frame_equal(restored.forecast(minute_frame), forecast)
     with pytest.raises(ValueError, match="consecutive minutes"):
         model.forecast(minute_frame.drop(index=minute_frame.index[-5]))
+
+
+def test_the_numpy_forward_pass_gives_the_keras_networks_own_output(
+        evaluated: tuple[LstmMinuteModel, Evaluation], minute_frame: pd.DataFrame) -> None:
+    model, _ = evaluated
+    x = minute_frame.iloc[-500:]
+    windows, valid = model._sequences(x[list(MINUTE_FEATURES)].to_numpy(dtype=float),
+                                      x["open_time"].to_numpy(dtype=np.int64))
+    net = model._network()
+    keras_output = np.asarray(net.predict(windows[valid], verbose=0))[:, 0]
+    assert valid.sum() == 500 - (model.window - 1) and np.abs(keras_output).max() > 0.01  # trained, not zeros
+    np.testing.assert_allclose(lstm_forward(windows[valid], net.get_weights()), keras_output, rtol=1e-4, atol=1e-6)
+
+
+def test_serving_a_stored_model_imports_neither_keras_nor_jax(
+        evaluated: tuple[LstmMinuteModel, Evaluation], minute_frame: pd.DataFrame, tmp_path: Path) -> None:
+    """Every candles run serves the newest LSTM from a fresh process: Keras and JAX would cost it seconds."""
+    model, _ = evaluated
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(model))
+    minute_frame.iloc[-60:].to_pickle(tmp_path / "features.pkl")
+    expected = model.forecast(minute_frame.iloc[-60:])
+    serve = ("import pickle, sys; import pandas as pd; "
+             f"model = pickle.loads(open({str(tmp_path / 'model.pkl')!r}, 'rb').read()); "
+             f"print(model.forecast(pd.read_pickle({str(tmp_path / 'features.pkl')!r}))['predicted'].iloc[0]); "
+             "print(sorted({'keras', 'jax'} & set(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", serve], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert float(out[0]) == pytest.approx(float(expected["predicted"].iloc[0]), rel=1e-12)
+    assert out[1] == "[]"
 
 
 def test_the_same_seed_trains_the_same_network(minute_frame: pd.DataFrame) -> None:
