@@ -36,7 +36,7 @@ from pricepipe_assets.contract.records import INTERVAL_MS
 from pricepipe_assets.forecasting.feature_names import MINUTE_FEATURES
 from pricepipe_assets.forecasting.models import MinuteIntervals, _single_symbol
 
-os.environ.setdefault("KERAS_BACKEND", "jax")
+os.environ["KERAS_BACKEND"] = "jax"
 
 MINUTE_MS = INTERVAL_MS["1m"]
 
