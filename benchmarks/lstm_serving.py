@@ -17,7 +17,6 @@ The model is a default `LstmMinuteModel` fitted for one epoch on Binance's BTCUS
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import pickle
 import statistics
 import subprocess
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.forecast import day_span
 from pricepipe_assets.forecasting.lstm import LstmMinuteModel
 from pricepipe_assets.forecasting.online import minute_features_tail
 from pricepipe_assets_tests.support.kline_files import read_minutes
@@ -43,23 +43,12 @@ import pandas as pd
 model = pickle.loads(open(sys.argv[1], "rb").read())
 features = pd.read_pickle(sys.argv[2])
 if sys.argv[3] == "keras":
-    import numpy as np
-    import keras
-    from pricepipe_assets.forecasting.feature_names import MINUTE_FEATURES
-    rows = features.sort_values("open_time").tail(model.window)
-    x = (rows[list(MINUTE_FEATURES)].to_numpy(dtype=float) - model.feature_mean) / model.feature_std
-    x = np.clip(x, -model.feature_clip, model.feature_clip)[None].astype("float32")
-    scaled = float(model._network().predict(x, verbose=0)[0, 0])
-    predicted = np.clip(scaled, -model.clip_sigma, model.clip_sigma) * model.target_std + model.target_mean
-else:
-    predicted = float(model.predict_last(features)[0])
+    # The old path: the same scaling and clipping of predict_last, the forward pass by Keras's predict.
+    import pricepipe_assets.forecasting.lstm as lstm
+    lstm.lstm_forward = lambda windows, weights: model._network().predict(windows, verbose=0)[:, 0]
+predicted = float(model.predict_last(features)[0])
 print(time.perf_counter() - started, predicted)
 """
-
-
-def days(text: str) -> tuple[str, ...]:
-    first, last = (dt.date.fromisoformat(part) for part in text.split(":"))
-    return tuple(str(first + dt.timedelta(days=n)) for n in range((last - first).days + 1))
 
 
 def serve(path: str, model: Path, features: Path) -> tuple[float, float]:
@@ -75,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--data", type=Path, default=SHARED)
     args = parser.parse_args(argv)
 
-    features = minute_features_tail(read_minutes(args.data, "BTCUSDT", days(args.days)))
+    features = minute_features_tail(read_minutes(args.data, "BTCUSDT", day_span(args.days)))
     features["target"] = np.log(features["close"].shift(-1) / features["close"])
     model = LstmMinuteModel(epochs=1)
     model.learn(features.iloc[:-1], batch=1440)

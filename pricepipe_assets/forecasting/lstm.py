@@ -12,7 +12,7 @@ the default PyTorch wheels and needs no GPU (docs/forecasting.md, "The LSTM minu
 backend is chosen here, before Keras is first imported, so nothing else has to set it. Forecasts
 are the network's forward pass in numpy (:func:`lstm_forward`): every candles run serves the
 newest model from a fresh process, where importing Keras and JAX and compiling a prediction
-would cost about 3 s of the run (docs/forecasting.md); Keras is imported only to fit.
+would cost about 2.5 s of the run (docs/forecasting.md); Keras is imported only to fit.
 
 Training is bounded and reproducible: each block of new minutes is learned for at most
 ``epochs`` passes, the whole call stops fitting after ``max_train_seconds``, and the seed is set
