@@ -72,9 +72,12 @@ def _library(server: Server, layout: Layout) -> Path:
 
 
 def _wait_ready(server: Server, layout: Layout, children: Sequence[subprocess.Popen[bytes]], started: float) -> None:
-    """Poll until a client round trip succeeds; a JVM that exits meanwhile is reported with its log."""
+    """Poll until a client round trip succeeds; a JVM that exits meanwhile is reported with its log.
+
+    The servers start together and are waited on one after another, so a quick server's deadline
+    may pass while a slower one is awaited: it still gets its round trip before it counts as late."""
     deadline = started + server.start_timeout_s
-    while time.monotonic() < deadline:
+    while True:
         for process, child in zip(server.processes, children, strict=True):
             if child.poll() is not None:
                 layout.pid_file(process).unlink(missing_ok=True)
@@ -83,6 +86,8 @@ def _wait_ready(server: Server, layout: Layout, children: Sequence[subprocess.Po
                                  f"last lines of {log}:\n{log_tail(log)}")
         if is_ready(server):
             return
+        if time.monotonic() >= deadline:
+            break
         time.sleep(1)
     logs = "\n".join(f"--- {layout.log_file(server, p)}\n{log_tail(layout.log_file(server, p))}" for p in server.processes)
     raise InfraError(f"{server.name} did not answer within {server.start_timeout_s:.0f}s; its logs end with:\n{logs}")

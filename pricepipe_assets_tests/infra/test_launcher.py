@@ -88,3 +88,20 @@ def test_down_leaves_alone_what_it_did_not_start(tmp_path: Path, settings: Setti
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_server_serving_before_its_wait_began_counts_as_ready(tmp_path: Path, settings: Settings,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Servers are awaited one after another, so a quick one's deadline can pass while a slow one starts."""
+    server = servers.Server("ghost", (servers.Process("ghost", "does.not.Exist", 64, (free_port(),)),), 30, ())
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        long_ago = time.monotonic() - 2 * server.start_timeout_s
+        monkeypatch.setattr(launcher, "is_ready", lambda _server: True)
+        launcher._wait_ready(server, layout_for(tmp_path, settings), [child], started=long_ago)
+        monkeypatch.setattr(launcher, "is_ready", lambda _server: False)
+        with pytest.raises(launcher.InfraError, match="ghost did not answer within 30s"):
+            launcher._wait_ready(server, layout_for(tmp_path, settings), [child], started=long_ago)
+    finally:
+        child.kill()
+        child.wait()
