@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -106,7 +107,8 @@ class CassandraCluster(BaseModel):
 
                 cluster = self._connect(self.connect_timeout_s)
                 try:
-                    session = cluster.connect()
+                    # With connections to every node, not just the first: migrations address nodes one by one.
+                    session = cluster.connect(wait_for_all_pools=True)
                 except NoHostAvailable as error:
                     cluster.shutdown()
                     hosts = ", ".join(f"{h}:{self.port}" for h in self.hosts)
@@ -120,11 +122,12 @@ class CassandraCluster(BaseModel):
         """Whether every migration is recorded already: one read instead of the DDL statements, so a
         run process (one per Dagster run) pays a single round trip for its schema on connecting."""
         from cassandra import InvalidRequest
+        from cassandra.connection import ConnectionException
 
         try:
             session.set_keyspace(self.keyspace)
             done = {row.version for row in session.execute("SELECT version FROM schema_migrations")}
-        except InvalidRequest:
+        except (InvalidRequest, ConnectionException):  # missing, or not yet on every node
             return False
         return all(migration.version in done for migration in MIGRATIONS)
 
@@ -134,22 +137,33 @@ class CassandraCluster(BaseModel):
         return self._migrate(session)
 
     def _migrate(self, session: Session) -> list[Migration]:
-        session.execute(
-            f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = {self.replication}"
-        )
+        """Apply what is pending, every statement through one node that all processes pick alike.
+
+        On a ring, two nodes creating the same table at once may each give it an identity of its
+        own (Cassandra 5.0 merges schema by gossip), and a node that has not yet heard of a table
+        fails statements on it. So the schema changes of every process go to the lowest-addressed
+        node that is up, where ``IF NOT EXISTS`` sees what the others did, and each step waits until
+        every node that is up has the same schema: a migration is recorded, and so trusted by other
+        processes (``_schema_is_current``), only once all of them have its tables."""
+        up = sorted((h for h in session.cluster.metadata.all_hosts() if h.is_up), key=lambda h: str(h.endpoint))
+        host = up[0]
+        session.execute(f"CREATE KEYSPACE IF NOT EXISTS {self.keyspace} WITH replication = {self.replication}",
+                        host=host)
+        _await_schema_agreement(session, up)
         session.set_keyspace(self.keyspace)
-        session.execute(_MIGRATIONS_TABLE)
-        done = {row.version for row in session.execute("SELECT version FROM schema_migrations")}
-        record = session.prepare(
-            "INSERT INTO schema_migrations (version, description, applied_at) VALUES (?, ?, toTimestamp(now()))"
-        )
+        session.execute(_MIGRATIONS_TABLE, host=host)
+        _await_schema_agreement(session, up)
+        done = {row.version for row in session.execute("SELECT version FROM schema_migrations", host=host)}
+        record = ("INSERT INTO schema_migrations (version, description, applied_at) "
+                  "VALUES (%s, %s, toTimestamp(now()))")
         applied = []
         for migration in MIGRATIONS:
             if migration.version in done:
                 continue
             for statement in migration.statements:
-                session.execute(statement)
-            session.execute(record, (migration.version, migration.description))
+                session.execute(statement, host=host)
+            _await_schema_agreement(session, up)
+            session.execute(record, (migration.version, migration.description), host=host)
             applied.append(migration)
         return applied
 
@@ -238,3 +252,19 @@ def _requests(statement: PreparedStatement, rows: Sequence[Sequence[Any]]) -> li
                 batch.add(statement, row)
             requests.append((batch, ()))
     return requests
+
+
+def _await_schema_agreement(session: Session, hosts: Sequence[Any], timeout_s: float = 60.0) -> None:
+    """Wait until each node reports the same schema version of its own.
+
+    Each node is asked itself: the driver's own agreement check reads one node's gossip view of
+    the others, which can lag behind what they really hold."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        versions = {str(h.endpoint): session.execute("SELECT schema_version FROM system.local", host=h).one()[0]
+                    for h in hosts}
+        if len(set(versions.values())) == 1:
+            return
+        if time.monotonic() > deadline:
+            raise CassandraUnavailable(f"the Cassandra nodes disagree on the schema after {timeout_s:.0f} s: {versions}")
+        time.sleep(0.2)

@@ -8,6 +8,8 @@ The fault tests restart the node they stop, so the order of the tests does not m
 from __future__ import annotations
 
 import datetime as dt
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -99,6 +101,30 @@ def test_pricepipes_keyspace_has_three_replicas_and_local_quorum(cluster_cassand
     assert replication["replication_factor"] == "3"
     assert cluster_cassandra.consistency == "LOCAL_QUORUM"
     assert write_and_read_trades(cluster_cassandra, ["a", "b"]) == ["a", "b"]
+
+
+# One process that connects to a fresh keyspace (so migrates it) and then uses its newest table.
+CONNECT_AND_USE = """import sys
+from pricepipe_assets.storage.cassandra import CassandraCluster
+CassandraCluster.model_validate_json(sys.argv[1]).prepare("SELECT * FROM order_books WHERE symbol = ?")
+"""
+
+
+def test_processes_migrating_a_fresh_keyspace_at_once_leave_one_schema_on_every_node(
+        cluster_cassandra: CassandraCluster) -> None:
+    """Run processes start together (a run's steps, several runs): each migrates on first use."""
+    processes = [subprocess.Popen([sys.executable, "-c", CONNECT_AND_USE, cluster_cassandra.model_dump_json()],
+                                  stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    for process in processes:
+        _, errors = process.communicate(timeout=300)
+        assert process.returncode == 0, errors
+    session = cluster_cassandra.session()
+    tables = "SELECT table_name, id FROM system_schema.tables WHERE keyspace_name = %s"
+    by_node = {host.address: sorted(session.execute(tables, (cluster_cassandra.keyspace,), host=host))
+               for host in session.cluster.metadata.all_hosts()}
+    assert sorted(by_node) == list(cluster.ADDRESSES)
+    assert len({tuple(rows) for rows in by_node.values()}) == 1, by_node  # same tables, same identities
+    assert "order_books" in {row.table_name for row in by_node[cluster.ADDRESSES[0]]}
 
 
 def test_a_topic_stays_writable_with_one_broker_down(cluster_kafka: KafkaCluster, cluster_layout: launcher.Layout) -> None:
