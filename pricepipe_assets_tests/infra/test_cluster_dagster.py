@@ -32,7 +32,7 @@ LAUNCH = """mutation($job: String!) { launchRun(executionParams: {selector: {rep
   repositoryName: "__repository__", jobName: $job}, runConfigData: {}}) {
   __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }"""
 RUN = """query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status jobName
-  eventConnection { events { __typename } } } } }"""
+  eventConnection { events { __typename ... on ErrorEvent { error { message } } } } } } }"""
 DAEMONS = "{ instance { daemonHealth { allDaemonStatuses { daemonType healthy } } } }"
 
 
@@ -93,6 +93,11 @@ def _finished(settings: Settings, run_id: str) -> dict[str, Any] | None:
     return run if run.get("status") in ("SUCCESS", "FAILURE", "CANCELED") else None
 
 
+def _errors(run: dict[str, Any]) -> list[str]:
+    """What the run's failed steps said, for a failure message that says why."""
+    return [e["error"]["message"] for e in run["eventConnection"]["events"] if (e.get("error") or {}).get("message")]
+
+
 def test_two_webservers_and_a_daemon_on_one_postgresql_instance_see_each_others_runs(
         database: str, tmp_path: Path) -> None:
     unique = uuid.uuid4().hex[:10]
@@ -120,11 +125,11 @@ def test_two_webservers_and_a_daemon_on_one_postgresql_instance_see_each_others_
 
         from_a = _launch(settings["a"])
         seen_by_b = _wait_for("A's run finished, as B sees it", lambda: _finished(settings["b"], from_a), 180)
-        assert (seen_by_b["status"], seen_by_b["jobName"]) == ("SUCCESS", JOB), seen_by_b
+        assert (seen_by_b["status"], seen_by_b["jobName"]) == ("SUCCESS", JOB), _errors(seen_by_b)
         assert {"RunStartEvent", "RunSuccessEvent"} <= {e["__typename"] for e in seen_by_b["eventConnection"]["events"]}
         from_b = _launch(settings["b"])
         seen_by_a = _wait_for("B's run finished, as A sees it", lambda: _finished(settings["a"], from_b), 180)
-        assert seen_by_a["status"] == "SUCCESS", seen_by_a
+        assert seen_by_a["status"] == "SUCCESS", _errors(seen_by_a)
         daemons = _graphql(settings["b"], DAEMONS)["instance"]["daemonHealth"]["allDaemonStatuses"]
         assert {d["daemonType"] for d in daemons if d["healthy"]} >= {"SENSOR", "QUEUED_RUN_COORDINATOR"}, daemons
         assert all(not child.failed() for child in [server, *processes.values()])
