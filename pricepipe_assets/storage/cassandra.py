@@ -121,13 +121,13 @@ class CassandraCluster(BaseModel):
     def _schema_is_current(self, session: Session) -> bool:
         """Whether every migration is recorded already: one read instead of the DDL statements, so a
         run process (one per Dagster run) pays a single round trip for its schema on connecting."""
-        from cassandra import InvalidRequest
+        from cassandra import InvalidRequest, ReadFailure
         from cassandra.connection import ConnectionException
 
         try:
             session.set_keyspace(self.keyspace)
             done = {row.version for row in session.execute("SELECT version FROM schema_migrations")}
-        except (InvalidRequest, ConnectionException):  # missing, or not yet on every node
+        except (InvalidRequest, ConnectionException, ReadFailure):  # missing, or not yet on every node
             return False
         return all(migration.version in done for migration in MIGRATIONS)
 
