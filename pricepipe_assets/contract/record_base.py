@@ -89,7 +89,7 @@ class Record:
     def from_json(cls: type[R], raw: bytes | str) -> R:
         try:
             data = loads_json(raw)
-        except (ValueError, UnicodeDecodeError) as error:
+        except ValueError as error:  # UnicodeDecodeError is one
             raise RecordError(f"not valid JSON: {error}") from None
         return cls.from_dict(data)
 

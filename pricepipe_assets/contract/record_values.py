@@ -24,6 +24,13 @@ MICROSECONDS_FROM = 10**15
 # orjson reads an integer beyond 64 bits as a float where json keeps it exact; such a number has 19+ digits.
 LONG_DIGITS = re.compile(rb"\d{19}")
 LONG_DIGITS_TEXT = re.compile(r"\d{19}")
+# Bounds that keep every accepted value storable and computable downstream: Cassandra's bigint and
+# timestamp are 64-bit, a product or sum of two accepted numbers stays finite, and text stays a
+# name, not a payload. A record beyond them is refused like any other invalid one.
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+MAX_MAGNITUDE = 1e18
+MIN_MAGNITUDE = 1e-12
+MAX_TEXT = 256
 
 class RecordError(ValueError):
     """Input that is not a valid record; the message is the dead-letter reason."""
@@ -39,28 +46,46 @@ def parse_finite(value: Any, name: str) -> float:
         raise RecordError(f"{name} must be a number, got {type(value).__name__}")
     try:
         number = float(value)
-    except ValueError:
+    except (ValueError, OverflowError):
         raise RecordError(f"{name} must be a number, got {str(value)[:40]!r}") from None
     if not math.isfinite(number):
-        raise RecordError(f"{name} must be finite, got {value!r}")
+        raise RecordError(f"{name} must be finite, got {str(value)[:40]!r}")
+    if number and not MIN_MAGNITUDE <= abs(number) <= MAX_MAGNITUDE:
+        raise RecordError(f"{name} must be 0 or between {MIN_MAGNITUDE:g} and {MAX_MAGNITUDE:g} in magnitude, "
+                          f"got {number!r}")
     return number
 
 
 def parse_integer(value: Any, name: str) -> int:
+    """A JSON integer, integral float or digit string that fits in 64 bits, as Cassandra stores it."""
     if isinstance(value, bool):
         raise RecordError(f"{name} must be an integer, got bool")
+    number: int | None = None
     if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    raise RecordError(f"{name} must be an integer, got {str(value)[:40]!r}")
+        number = value
+    elif isinstance(value, float) and value.is_integer():
+        number = int(value)
+    elif isinstance(value, str) and len(value) <= 24 and value.strip().lstrip("-").isdigit():
+        number = int(value)
+    if number is None:
+        raise RecordError(f"{name} must be an integer, got {str(value)[:40]!r}")
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise RecordError(f"{name} must fit in 64 bits, got {str(value)[:40]!r}")
+    return number
 
 
 def parse_text(value: Any, name: str) -> str:
+    """Non-empty text of at most ``MAX_TEXT`` characters that UTF-8 can encode (JSON admits lone
+    surrogates such as ``"\\ud800"``, which no store can write)."""
     if not isinstance(value, str) or not value.strip():
         raise RecordError(f"{name} must be a non-empty string, got {str(value)[:40]!r}")
+    if len(value) > MAX_TEXT:
+        raise RecordError(f"{name} must be at most {MAX_TEXT} characters, got {len(value):,}")
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise RecordError(f"{name} is not encodable as UTF-8 (a lone surrogate)") from None
     return value
 
 
@@ -87,7 +112,10 @@ def loads_json(raw: bytes | str) -> Any:
             return orjson.loads(raw)
         except (orjson.JSONDecodeError, TypeError):
             pass
-    return json.loads(raw)
+    try:
+        return json.loads(raw)
+    except RecursionError:
+        raise ValueError("nested more deeply than Python's recursion limit") from None
 
 
 def parse_symbol(value: Any) -> str:

@@ -25,6 +25,7 @@ Decisions about real venue quirks (see ``docs/data-contract.md``):
 from __future__ import annotations
 
 import base64
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -221,21 +222,30 @@ class Prediction(Record):
             raise RecordError(f"horizon must be one of {', '.join(INTERVAL_MS)}, got {self.horizon!r}")
         if self.target_time % INTERVAL_MS[self.horizon]:
             raise RecordError(f"target_time {self.target_time} is not the open time of a {self.horizon} candle")
-        if self.target_time <= self.made_at - 86_400_000 * 366:
-            raise RecordError(f"target_time {self.target_time} is far before made_at {self.made_at}")
+        if not self.made_at - 86_400_000 * 366 < self.target_time <= self.made_at + 86_400_000 * 366:
+            raise RecordError(f"target_time {self.target_time} is more than a year from made_at {self.made_at}")
         if not self.lower <= self.predicted <= self.upper:
             raise RecordError(f"interval must hold lower <= predicted <= upper, got {self.lower}, {self.predicted}, {self.upper}")
 
 
+# The raw bytes a dead letter keeps: enough to see what was wrong, small enough that the letter
+# itself always fits in a Kafka message (the broker's default limit is 1 MiB, and base64 adds a third).
+DEAD_LETTER_RAW_BYTES = 64 * 1024
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter(Record):
-    """Input that failed: where it came from, why, and its exact bytes (base64)."""
+    """Input that failed: where it came from, why, its size and SHA-256, and its first
+    ``DEAD_LETTER_RAW_BYTES`` bytes (base64). ``size`` and ``sha256`` identify the whole input even
+    when ``raw`` holds only its start; letters written before they existed have ``None`` there."""
 
     source_topic: str
     source_partition: int | None
     source_offset: int | None
     error: str
     raw: str
+    size: int | None = None
+    sha256: str | None = None
 
     @property
     def topic(self) -> str:
@@ -247,12 +257,23 @@ class DeadLetter(Record):
 
     @classmethod
     def of(cls, source_topic: str, raw: bytes | str, error: str, partition: int | None = None,
-           offset: int | None = None) -> DeadLetter:
-        data = raw.encode() if isinstance(raw, str) else raw
-        return cls(source_topic, partition, offset, error[:2000], base64.b64encode(data).decode())
+           offset: int | None = None, keep_bytes: int = DEAD_LETTER_RAW_BYTES) -> DeadLetter:
+        data = raw.encode(errors="surrogatepass") if isinstance(raw, str) else raw
+        return cls(source_topic, partition, offset, error[:2000], base64.b64encode(data[:keep_bytes]).decode(),
+                   len(data), hashlib.sha256(data).hexdigest())
 
     def raw_bytes(self) -> bytes:
         return base64.b64decode(self.raw)
+
+    @property
+    def is_truncated(self) -> bool:
+        """Whether ``raw`` holds only the start of the input."""
+        return self.size is not None and self.size > len(self.raw_bytes())
+
+    def without_raw(self) -> DeadLetter:
+        """The same letter with no raw bytes: what is sent when even the letter cannot be produced."""
+        return DeadLetter(self.source_topic, self.source_partition, self.source_offset, self.error, "", self.size,
+                          self.sha256)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> DeadLetter:
@@ -260,7 +281,7 @@ class DeadLetter(Record):
             raise RecordError(f"expected a JSON object, got {type(data).__name__}")
         try:
             return cls(str(data["source_topic"]), data["source_partition"], data["source_offset"], str(data["error"]),
-                       str(data["raw"]))
+                       str(data["raw"]), data.get("size"), data.get("sha256"))
         except KeyError as missing:
             raise RecordError(f"missing field {missing}") from None
 
@@ -277,10 +298,20 @@ RECORD_TYPES: dict[str, type[Record]] = {
 
 
 def decode(topic: str, raw: bytes | None) -> Record:
-    """The validated record of a message on ``topic``; :class:`RecordError` says why it is not one."""
+    """The validated record of a message on ``topic``; :class:`RecordError` says why it is not one.
+
+    *Any* failure to decode is a :class:`RecordError`, not only the ones foreseen: a consumer
+    dead-letters what this refuses and moves on, so an exception of another type escaping here
+    would fail its run on the same offsets again and again, and stop the topic for good.
+    """
     if raw is None:
         raise RecordError("empty message (no value)")
     record_type = RECORD_TYPES.get(topic)
     if record_type is None:
         raise RecordError(f"no record type for topic {topic!r}")
-    return record_type.from_json(raw)
+    try:
+        return record_type.from_json(raw)
+    except RecordError:
+        raise
+    except Exception as error:  # any failure at all: see the docstring
+        raise RecordError(f"could not be decoded: {type(error).__name__}: {str(error)[:200]}") from None

@@ -49,6 +49,7 @@ class Publisher:
         self.producer_restarts = 0
         self._failures: list[str] = []
         self._unsent: list[tuple[str, bytes | None, bytes | None]] = []
+        self._oversized_letters: list[tuple[str, bytes | None, bytes | None]] = []
         self._lock = threading.Lock()
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
@@ -59,6 +60,8 @@ class Publisher:
                 self.delivered[message.topic()] += 1
             elif error.code() in (KafkaError._MSG_TIMED_OUT, KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
                 self._unsent.append((message.topic(), message.key(), message.value()))
+            elif error.code() == KafkaError.MSG_SIZE_TOO_LARGE and message.topic() == self._dead_letter_topic:
+                self._oversized_letters.append((message.topic(), message.key(), message.value()))
             else:
                 self._failures.append(f"{message.topic()}: {error.str()}")
 
@@ -71,8 +74,19 @@ class Publisher:
                 self._producer.poll(0.5)
                 self._resend_if_stalled()
 
+    @property
+    def _dead_letter_topic(self) -> str:
+        return self.topic_prefix + topics.DEADLETTER
+
     def _resend_if_stalled(self) -> None:
-        """After a timeout, move everything the current producer still holds to a new one."""
+        """After a timeout, move everything the current producer still holds to a new one; send
+        again without their raw bytes the dead letters the broker refused as too large."""
+        with self._lock:
+            oversized, self._oversized_letters = self._oversized_letters, []
+        for topic, key, value in oversized:
+            log.warning("Kafka refused a dead letter of %d bytes as too large; sending it without its raw bytes",
+                        len(value or b""))
+            self._send(topic, key, DeadLetter.from_json(value or b"").without_raw().to_json())
         if not self._unsent:
             return
         stalled = self._producer
@@ -100,8 +114,19 @@ class Publisher:
 
     def dead_letter(self, source_topic: str, raw: bytes | str, error: str, partition: int | None = None,
                     offset: int | None = None) -> None:
+        """Send refused input to ``deadletter``. A letter is never a reason to fail: one the
+        producer refuses (a ``message.max.bytes`` below the letter's size) goes without its raw
+        bytes, and so does one the broker refuses, from the delivery report on."""
+        from confluent_kafka import KafkaException
+
         letter = DeadLetter.of(source_topic, raw, error, partition, offset)
-        self._produce(letter.topic, letter.key, letter.to_json())
+        try:
+            self._produce(letter.topic, letter.key, letter.to_json())
+        except KafkaException as refused:
+            if not letter.raw:
+                raise
+            log.warning("the producer refused a dead letter (%s); sending it without its raw bytes", refused)
+            self._produce(letter.topic, letter.key, letter.without_raw().to_json())
 
     def offer(self, source_topic: str, raw: bytes | str, parse: Callable[[], R]) -> R | None:
         """Parse and publish, or dead-letter ``raw`` with the reason; never raises for bad input."""
@@ -128,11 +153,11 @@ class Publisher:
         deadline = time.monotonic() + timeout_s
         while True:
             remaining = self._producer.flush(min(1.0, max(deadline - time.monotonic(), 0)))
-            if time.monotonic() >= deadline or not (remaining or self._unsent):
+            if time.monotonic() >= deadline or not (remaining or self._unsent or self._oversized_letters):
                 break
             self._resend_if_stalled()
         with self._lock:
-            failures = self._failures + [f"{topic}: timed out" for topic, _, _ in self._unsent]
+            failures = self._failures + [f"{topic}: timed out" for topic, _, _ in self._unsent + self._oversized_letters]
         if remaining or failures:
             first = failures[0] if failures else "timed out"
             raise DeliveryError(f"{len(failures) + remaining} message(s) not delivered to Kafka (first: {first})")

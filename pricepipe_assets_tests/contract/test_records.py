@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import re
@@ -75,6 +76,61 @@ def test_dead_letter_keeps_raw_bytes_and_reason() -> None:
     assert back.raw_bytes() == b"\x00\xffbroken"
     assert (back.source_topic, back.source_partition, back.source_offset, back.error) == ("trades", 2, 17, "not valid JSON")
     assert back.key == "trades"
+
+
+TRADE = json.loads(Trade("bitmex", "XBTUSD", "t-1", 1704067200123, "buy", 1.0, 42000.0).to_json())
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"[" * 2000 + b"]" * 2000, "nested more deeply"),
+        (b'{"a":' * 5000 + b"1" + b"}" * 5000, "nested more deeply"),
+        (json.dumps({**TRADE, "ts": 2**64}).encode(), "ts must fit in 64 bits"),
+        (json.dumps({**TRADE, "ts": str(2**64)}).encode(), "ts must fit in 64 bits"),
+        (json.dumps({**TRADE, "ts": "9" * 5000}).encode(), "ts must be an integer"),
+        (json.dumps({**TRADE, "price": 10**400}).encode(), "price must be a number"),
+        (b'{"price": ' + b"9" * 5000 + b"}", "not valid JSON"),
+        (json.dumps({**TRADE, "price": 1e300}).encode(), "price must be 0 or between"),
+        (json.dumps({**TRADE, "size": 5e-324}).encode(), "size must be 0 or between"),
+        (json.dumps({**TRADE, "trade_id": "\ud800"}).encode(), "trade_id is not encodable as UTF-8"),
+        (json.dumps({**TRADE, "trade_id": "x" * 1_200_000}).encode(), "trade_id must be at most 256 characters"),
+        (json.dumps({**TRADE, "exchange": "\ud800"}).encode(), "exchange is not encodable as UTF-8"),
+    ],
+)
+def test_decode_refuses_hostile_messages_with_a_reason(raw: bytes, reason: str) -> None:
+    with pytest.raises(RecordError, match=reason):
+        records.decode("trades", raw)
+
+
+def test_a_failure_no_parser_foresaw_is_still_a_refusal(monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(raw: bytes) -> Trade:
+        raise MemoryError("no room")
+
+    monkeypatch.setattr(Trade, "from_json", explode)
+    with pytest.raises(RecordError, match="could not be decoded: MemoryError: no room"):
+        records.decode("trades", json.dumps(TRADE).encode())
+
+
+def test_a_prediction_for_a_time_beyond_any_date_is_refused() -> None:
+    with pytest.raises(RecordError, match="more than a year from made_at"):
+        Prediction("BTCUSDT", "sgd", "3", "1m", 1704067200000, 2**62 // 60_000 * 60_000, 1.0, 1.0, 1.0).check()
+
+
+def test_a_dead_letter_keeps_the_first_64_kib_with_the_size_and_hash_of_the_whole_input() -> None:
+    raw = bytes(range(256)) * 5000
+    letter = DeadLetter.from_json(DeadLetter.of("trades", raw, "too big", partition=0, offset=3).to_json())
+    assert letter.raw_bytes() == raw[:65536]
+    assert (letter.size, letter.sha256, letter.is_truncated) == (len(raw), hashlib.sha256(raw).hexdigest(), True)
+    assert len(letter.to_json()) < 100_000
+    reduced = letter.without_raw()
+    assert (reduced.raw, reduced.size, reduced.sha256) == ("", letter.size, letter.sha256)
+
+
+def test_a_dead_letter_written_before_size_and_hash_existed_still_decodes() -> None:
+    old = {"v": 1, "source_topic": "trades", "source_partition": 0, "source_offset": 1, "error": "e", "raw": "AA=="}
+    letter = DeadLetter.from_json(json.dumps(old))
+    assert (letter.raw_bytes(), letter.size, letter.sha256, letter.is_truncated) == (b"\x00", None, None, False)
 
 
 def test_a_candle_built_without_the_flag_covers_its_interval() -> None:
