@@ -40,12 +40,18 @@ class KafkaReadError(RuntimeError):
 
 @dataclass(frozen=True, order=True)
 class OffsetRange:
-    """Offsets ``[start, end)`` of one partition of a contract topic (name without the prefix)."""
+    """Offsets ``[start, end)`` of one partition of a contract topic (name without the prefix).
+
+    ``unread_from`` is where the reading group's own progress stood when a range starts earlier
+    (a lake file's block read again whole): the bad messages before it were dead-lettered when they
+    were first read, so they are neither sent nor counted again. It is not part of the text form.
+    """
 
     topic: str
     partition: int
     start: int
     end: int
+    unread_from: int | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
         return f"{self.topic}:{self.partition}:{self.start}-{self.end}"
@@ -166,17 +172,18 @@ def group_ranges(kafka: KafkaCluster, group_id: str, topic: str, ends: dict[int,
     ranges = []
     for partition, (committed, low, high) in committed_and_watermarks(kafka, group_id, topic).items():
         end = high if ends is None else ends.get(partition, 0)
-        start = position(committed, low)
-        start = max(low, start - start % align_to)
+        unread = position(committed, low)
+        start = max(low, unread - unread % align_to)
         if start < end:
-            ranges.append(OffsetRange(topic, partition, start, end))
+            ranges.append(OffsetRange(topic, partition, start, end, unread_from=unread))
     return ranges
 
 
 def read(kafka: KafkaCluster, group_id: str, ranges: Sequence[OffsetRange], *, dead_letter: bool,
          on_records: Callable[[Sequence[Delivered]], None] | None = None) -> Batch:
     """Every message in ``ranges``, decoded; messages that fail ``records.decode`` are counted and,
-    when ``dead_letter`` is set (one asset per topic owns that), sent to ``deadletter`` with their origin.
+    when ``dead_letter`` is set (one asset per topic owns that), sent to ``deadletter`` with their
+    origin, once: not again when a range re-reads offsets before its ``unread_from``.
     ``on_records`` gets each poll's new records as they arrive, so a writer can start on them while
     the rest of the range is read.
 
@@ -190,6 +197,7 @@ def read(kafka: KafkaCluster, group_id: str, ranges: Sequence[OffsetRange], *, d
         return batch
     by_topic = {kafka.topic(r.topic): r.topic for r in ranges}
     remaining = {(kafka.topic(r.topic), r.partition): r.end for r in ranges}
+    unread_from = {(kafka.topic(r.topic), r.partition): r.unread_from or r.start for r in ranges}
     consumer = kafka.consumer(group_id)
     publisher = kafka.publisher() if dead_letter else None
     consumer.assign([TopicPartition(kafka.topic(r.topic), r.partition, r.start) for r in ranges])
@@ -202,7 +210,7 @@ def read(kafka: KafkaCluster, group_id: str, ranges: Sequence[OffsetRange], *, d
         while remaining:
             messages = consume(num_messages=max(1, min(POLL_BATCH, left)), timeout=1.0)
             before = len(batch.records)
-            taken = _collect_all(batch, publisher, by_topic, remaining, messages)
+            taken = _collect_all(batch, publisher, by_topic, remaining, unread_from, messages)
             if taken:
                 left -= taken
                 last_progress = time.monotonic()
@@ -219,7 +227,8 @@ def read(kafka: KafkaCluster, group_id: str, ranges: Sequence[OffsetRange], *, d
 
 
 def _collect_all(batch: Batch, publisher: Publisher | None, by_topic: dict[str, str],
-                 remaining: dict[tuple[str, int], int], messages: list[Message]) -> int:
+                 remaining: dict[tuple[str, int], int], unread_from: dict[tuple[str, int], int],
+                 messages: list[Message]) -> int:
     """Decode the messages of one poll that fall in their range; returns how many did. One tight
     loop per poll, since every step of it runs once per message of a batch."""
     append, taken = batch.records.append, 0
@@ -235,6 +244,8 @@ def _collect_all(batch: Batch, publisher: Publisher | None, by_topic: dict[str, 
         try:
             append(Delivered(contract_topic, partition, offset, decode(contract_topic, raw)))
         except RecordError as error:
+            if offset < unread_from[(topic, partition)]:
+                continue
             batch.dead_letters += 1
             if publisher is not None:
                 publisher.dead_letter(publisher.topic_prefix + contract_topic, raw or b"", str(error), partition,
