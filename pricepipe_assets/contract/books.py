@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 
 from pricepipe_assets.contract import topics
 from pricepipe_assets.contract.record_base import Record
-from pricepipe_assets.contract.record_values import RecordError, parse_finite, parse_symbol, sane_time
+from pricepipe_assets.contract.record_values import RecordError, parse_finite, parse_symbol, preview, sane_time
 
 # No venue publishes more than this many levels in a message; a record with more is refused.
 MAX_LEVELS = 1000
@@ -43,7 +43,7 @@ def parse_levels(value: Any, name: str) -> Levels:
     levels = []
     for index, level in enumerate(value):
         if not isinstance(level, (list, tuple)) or len(level) != 2:
-            raise RecordError(f"{name}[{index}] must be [price, size], got {str(level)[:40]!r}")
+            raise RecordError(f"{name}[{index}] must be [price, size], got {preview(level)!r}")
         levels.append((parse_finite(level[0], f"{name}[{index}] price"), parse_finite(level[1], f"{name}[{index}] size")))
     return tuple(levels)
 

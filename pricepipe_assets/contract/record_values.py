@@ -36,6 +36,18 @@ class RecordError(ValueError):
     """Input that is not a valid record; the message is the dead-letter reason."""
 
 
+def preview(value: Any) -> str:
+    """At most 40 characters of a refused value for its reason, for any value: ``str`` of a list
+    nested a thousand deep recurses past Python's limit, and of a 5,000-digit integer raises."""
+    if isinstance(value, str):
+        return value[:40]
+    if isinstance(value, (list, tuple, dict)):
+        return f"a JSON {'object' if isinstance(value, dict) else 'array'} of {len(value)} items"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 128:
+        return f"an integer of {value.bit_length()} bits"
+    return str(value)[:40]
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -47,9 +59,9 @@ def parse_finite(value: Any, name: str) -> float:
     try:
         number = float(value)
     except (ValueError, OverflowError):
-        raise RecordError(f"{name} must be a number, got {str(value)[:40]!r}") from None
+        raise RecordError(f"{name} must be a number, got {preview(value)!r}") from None
     if not math.isfinite(number):
-        raise RecordError(f"{name} must be finite, got {str(value)[:40]!r}")
+        raise RecordError(f"{name} must be finite, got {preview(value)!r}")
     if number and not MIN_MAGNITUDE <= abs(number) <= MAX_MAGNITUDE:
         raise RecordError(f"{name} must be 0 or between {MIN_MAGNITUDE:g} and {MAX_MAGNITUDE:g} in magnitude, "
                           f"got {number!r}")
@@ -68,9 +80,9 @@ def parse_integer(value: Any, name: str) -> int:
     elif isinstance(value, str) and len(value) <= 24 and value.strip().lstrip("-").isdigit():
         number = int(value)
     if number is None:
-        raise RecordError(f"{name} must be an integer, got {str(value)[:40]!r}")
+        raise RecordError(f"{name} must be an integer, got {preview(value)!r}")
     if not INT64_MIN <= number <= INT64_MAX:
-        raise RecordError(f"{name} must fit in 64 bits, got {str(value)[:40]!r}")
+        raise RecordError(f"{name} must fit in 64 bits, got {preview(value)!r}")
     return number
 
 
@@ -78,7 +90,7 @@ def parse_text(value: Any, name: str) -> str:
     """Non-empty text of at most ``MAX_TEXT`` characters that UTF-8 can encode (JSON admits lone
     surrogates such as ``"\\ud800"``, which no store can write)."""
     if not isinstance(value, str) or not value.strip():
-        raise RecordError(f"{name} must be a non-empty string, got {str(value)[:40]!r}")
+        raise RecordError(f"{name} must be a non-empty string, got {preview(value)!r}")
     if len(value) > MAX_TEXT:
         raise RecordError(f"{name} must be at most {MAX_TEXT} characters, got {len(value):,}")
     if not value.isascii():
@@ -91,7 +103,7 @@ def parse_text(value: Any, name: str) -> str:
 
 def parse_boolean(value: Any, name: str) -> bool:
     if not isinstance(value, bool):
-        raise RecordError(f"{name} must be true or false, got {str(value)[:40]!r}")
+        raise RecordError(f"{name} must be true or false, got {preview(value)!r}")
     return value
 
 

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 from pricepipe_assets.contract import topics
 from pricepipe_assets.contract.books import OrderBook
 from pricepipe_assets.contract.record_base import SCHEMA_VERSION, Record
-from pricepipe_assets.contract.record_values import RecordError, parse_symbol, parse_text, sane_time
+from pricepipe_assets.contract.record_values import RecordError, parse_symbol, parse_text, preview, sane_time
 
 __all__ = ["SCHEMA_VERSION", "OrderBook", "Record", "RecordError"]
 
@@ -86,7 +86,7 @@ class Candle(Record):
     def check(self) -> None:
         parse_symbol(self.symbol)
         if not isinstance(self.interval, str) or self.interval not in INTERVAL_MS:
-            raise RecordError(f"interval must be one of {', '.join(INTERVAL_MS)}, got {self.interval!r}")
+            raise RecordError(f"interval must be one of {', '.join(INTERVAL_MS)}, got {preview(self.interval)!r}")
         step = INTERVAL_MS[self.interval]
         sane_time(self.open_time, "open_time")
         if self.open_time % step:
@@ -144,7 +144,7 @@ class Trade(Record):
         parse_text(self.trade_id, "trade_id")
         sane_time(self.ts, "ts")
         if self.side not in ("buy", "sell"):
-            raise RecordError(f"side must be 'buy' or 'sell', got {self.side!r}")
+            raise RecordError(f"side must be 'buy' or 'sell', got {preview(self.side)!r}")
         if not self.size > 0:
             raise RecordError(f"size must be positive, got {self.size}")
         if not self.price > 0:
@@ -219,7 +219,7 @@ class Prediction(Record):
         parse_symbol(self.symbol)
         sane_time(self.made_at, "made_at")
         if self.horizon not in INTERVAL_MS:
-            raise RecordError(f"horizon must be one of {', '.join(INTERVAL_MS)}, got {self.horizon!r}")
+            raise RecordError(f"horizon must be one of {', '.join(INTERVAL_MS)}, got {preview(self.horizon)!r}")
         if self.target_time % INTERVAL_MS[self.horizon]:
             raise RecordError(f"target_time {self.target_time} is not the open time of a {self.horizon} candle")
         if not self.made_at - 86_400_000 * 366 < self.target_time <= self.made_at + 86_400_000 * 366:

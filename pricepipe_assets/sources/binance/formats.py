@@ -16,6 +16,7 @@ from pricepipe_assets.contract.record_values import (
     parse_finite,
     parse_integer,
     parse_symbol,
+    preview,
     to_millis,
 )
 from pricepipe_assets.contract.records import Candle, Trade, covers_interval
@@ -62,7 +63,7 @@ def candle_from_binance_event(event: Mapping[str, Any]) -> Candle:
     except KeyError as missing:
         raise RecordError(f"kline event without field {missing}") from None
     if not isinstance(closed, bool):
-        raise RecordError(f"kline field 'x' must be true or false, got {closed!r}")
+        raise RecordError(f"kline field 'x' must be true or false, got {preview(closed)!r}")
     return candle_from_binance_row(row, parse_symbol(symbol), interval, is_closed=closed)
 
 
@@ -73,15 +74,19 @@ def trade_from_binance_agg_row(row: Sequence[Any], symbol: str, *, exchange: str
     """
     if len(row) < 7:
         raise RecordError(f"an aggTrades row has 7 columns, got {len(row)}")
-    maker = str(row[6]).strip().lower()
-    if maker not in ("true", "false"):
-        raise RecordError(f"is_buyer_maker must be true or false, got {str(row[6])[:40]!r}")
+    flag = row[6].strip().lower() if isinstance(row[6], str) else row[6]
+    if isinstance(flag, bool):
+        buyer_maker = flag
+    elif flag in ("true", "false"):
+        buyer_maker = flag == "true"
+    else:
+        raise RecordError(f"is_buyer_maker must be true or false, got {preview(row[6])!r}")
     trade = Trade(
         exchange=exchange,
         symbol=symbol,
         trade_id=str(parse_integer(row[0], "agg_trade_id")),
         ts=to_millis(row[5], "transact_time"),
-        side="sell" if maker == "true" else "buy",
+        side="sell" if buyer_maker else "buy",
         size=parse_finite(row[2], "quantity"),
         price=parse_finite(row[1], "price"),
     )
