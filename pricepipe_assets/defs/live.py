@@ -1,23 +1,16 @@
 """The live tables in Cassandra, fed from Kafka by sensor-driven runs; every write is idempotent.
 
-Candles are upserted on their natural key. Trades are stored keyed by (symbol, day) / (time, id),
-so a trade delivered twice or late is one row, and the statistics of every minute a batch touched
-are rewritten from all of that minute's distinct trades (then the touched hours from the minute
-rows): the numbers always equal a plain group-by of the distinct trades, however often a batch is
-replayed. Only minutes an earlier batch already wrote are read back from the stored trades; the
-others are complete in the batch itself (see :func:`recompute_minutes` for why).
+What each table does with a batch is :mod:`pricepipe_assets.transforms.live_writes`; the assets
+here read their share of the run's offset range, call it, and commit once it returned.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
 import datetime as dt
-import functools
-from collections.abc import Iterable, Sequence
-from typing import Any
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from pricepipe_assets.contract.records import CANDLE_TOPICS, INTERVAL_MS, Candle, OrderBook, Quote, Trade
+from pricepipe_assets.contract.records import CANDLE_TOPICS
 from pricepipe_assets.contract.topics import ORDERBOOK, QUOTES, TRADES
 from pricepipe_assets.defs.kafka_fed import (
     OffsetRangesConfig,
@@ -28,77 +21,17 @@ from pricepipe_assets.defs.kafka_fed import (
     read_while_writing,
     run_topics,
 )
-from pricepipe_assets.defs.resources.cassandra import CassandraResource, cql_date
+from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.defs.topics import topic_key
-from pricepipe_assets.kafka.batches import Batch, Delivered
-from pricepipe_assets.storage.cassandra_schema import candle_bucket
-from pricepipe_assets.storage.live_tables import (
-    UPDATE_LAST_TRADE,
-    UPDATE_ORDER_BOOK,
-    UPDATE_QUOTE,
-    UPDATE_SYMBOL,
-    UPSERT_TRADE,
-    UPSERT_VENUE_CANDLE,
-)
-from pricepipe_assets.transforms.trade_stats import (
-    HOUR_MS,
-    distinct_trades,
-    recompute_hours,
-    recompute_minutes,
-    touched_starts,
-    utc_time,
-)
+from pricepipe_assets.storage.live_tables import UPSERT_TRADE, UPSERT_VENUE_CANDLE
+from pricepipe_assets.transforms import live_writes
 
-DAY_MS = INTERVAL_MS["1d"]
 # A live table not written for 5 minutes warns, for 15 fails: its feed, sensor, Kafka or Cassandra
 # has stopped. Dagster's daemon evaluates the policy on the clock (`freshness: enabled` in
 # dagster.yaml), so a table that receives nothing, and so has no run, still turns stale in the UI.
 LIVE_TABLE_FRESHNESS = dg.FreshnessPolicy.time_window(fail_window=dt.timedelta(minutes=15),
                                                       warn_window=dt.timedelta(minutes=5))
-
-
-@functools.lru_cache(maxsize=1024)
-def _bucket(interval: str, start_ms: int) -> Any:
-    """The `bucket` column of a row, once per bucket: the rows of a batch share a few."""
-    return cql_date(candle_bucket(interval, start_ms))
-
-
-def _trade_row(t: Trade) -> tuple[Any, ...]:
-    """A `trades` row; times as epoch milliseconds, which the driver takes for a timestamp as is."""
-    return (t.symbol, _bucket("1m", t.ts - t.ts % DAY_MS), t.ts, t.trade_id, t.exchange, t.side, t.size, t.price)
-
-
-def _candle_row(c: Candle) -> tuple[Any, ...]:
-    start = c.open_time - c.open_time % DAY_MS
-    return (c.symbol, c.interval, _bucket(c.interval, start), c.open_time, c.close_time, c.exchange, c.open, c.high,
-            c.low, c.close, c.volume, c.quote_volume, c.trades, c.is_complete)
-
-
-def record_activity(cassandra: CassandraResource, batch: Batch) -> None:
-    """Advance each batch symbol's newest event time in `symbols` (the clock of the API and retention)."""
-    newest: dict[str, Any] = {}
-    for item in batch.records:
-        record = item.record
-        if record.symbol not in newest or record.event_time > newest[record.symbol].event_time:
-            newest[record.symbol] = record
-    cassandra.write_all(UPDATE_SYMBOL, [(r.event_time * 1000, r.exchange, utc_time(r.event_time), r.symbol)
-                                        for r in newest.values()])
-
-
-def _trades(records: Iterable[Delivered]) -> list[Trade]:
-    return [item.record for item in records if isinstance(item.record, Trade)]
-
-
-def _trade_rows(records: Sequence[Delivered]) -> list[tuple[Any, ...]]:
-    return [_trade_row(t) for t in distinct_trades(_trades(records)).values()]
-
-
-def _candle_rows(records: Sequence[Delivered]) -> list[tuple[Any, ...]]:
-    """One row per candle, its last delivery: the rows of a partition go in one batch, where
-    Cassandra would settle two writes of the same row by their values, not by their order."""
-    latest = {(c.symbol, c.interval, c.open_time): c for item in records if isinstance(c := item.record, Candle)}
-    return [_candle_row(c) for c in latest.values()]
 
 
 @dg.asset(
@@ -115,8 +48,9 @@ def candles_live(context: AssetExecutionContext, config: OffsetRangesConfig, kaf
                  cassandra: CassandraResource) -> dg.MaterializeResult:
     batches, written = [], 0
     for topic in run_topics(config, list(CANDLE_TOPICS.values())):
-        batch, rows = read_while_writing(context, kafka, config, topic, cassandra, UPSERT_VENUE_CANDLE, _candle_rows)
-        record_activity(cassandra, batch)
+        batch, rows = read_while_writing(context, kafka, config, topic, cassandra, UPSERT_VENUE_CANDLE,
+                                         live_writes.candle_rows)
+        live_writes.record_activity(cassandra, batch.records)
         commit_batch(context, kafka, batch)
         batches.append(batch)
         written += rows
@@ -137,10 +71,9 @@ def candles_live(context: AssetExecutionContext, config: OffsetRangesConfig, kaf
 )
 def trade_stats_minute(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                        cassandra: CassandraResource) -> dg.MaterializeResult:
-    batch, stored = read_while_writing(context, kafka, config, TRADES, cassandra, UPSERT_TRADE, _trade_rows)
-    trades = distinct_trades(_trades(batch.records)).values()
-    minutes = recompute_minutes(cassandra, trades)
-    record_activity(cassandra, batch)
+    batch, stored = read_while_writing(context, kafka, config, TRADES, cassandra, UPSERT_TRADE, live_writes.trade_rows)
+    minutes = live_writes.minute_stats(cassandra, batch.records)
+    live_writes.record_activity(cassandra, batch.records)
     commit_batch(context, kafka, batch)
     return dg.MaterializeResult(metadata={**batch_metadata(minutes, batch), "trades_stored": stored})
 
@@ -156,17 +89,9 @@ def trade_stats_minute(context: AssetExecutionContext, config: OffsetRangesConfi
 def trade_stats_hour(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                      cassandra: CassandraResource) -> dg.MaterializeResult:
     batch = read_batch(context, kafka, config, TRADES)
-    hours = recompute_hours(cassandra, touched_starts(((t.symbol, t.ts) for t in _trades(batch.records)), HOUR_MS))
+    hours = live_writes.hour_stats(cassandra, batch.records)
     commit_batch(context, kafka, batch)
     return dg.MaterializeResult(metadata=batch_metadata(hours, batch))
-
-
-def _newest_by_symbol(records: Iterable[Any]) -> list[Any]:
-    newest: dict[str, Any] = {}
-    for record in records:
-        if record.symbol not in newest or record.ts >= newest[record.symbol].ts:
-            newest[record.symbol] = record
-    return list(newest.values())
 
 
 @dg.asset(
@@ -183,17 +108,9 @@ def latest_prices(context: AssetExecutionContext, config: OffsetRangesConfig, ka
     quotes_batch = read_batch(context, kafka, config, QUOTES, dead_letter=True)
     books_batch = read_batch(context, kafka, config, ORDERBOOK)
     trades_batch = read_batch(context, kafka, config, TRADES)
-    quotes = _newest_by_symbol(item.record for item in quotes_batch.records if isinstance(item.record, Quote))
-    books = _newest_by_symbol(b for item in books_batch.records if isinstance(b := item.record, OrderBook) and b.bids
-                              and b.asks)
-    trades = _newest_by_symbol(_trades(trades_batch.records))
-    written = cassandra.write_all(UPDATE_QUOTE, [
-        (q.ts * 1000, q.exchange, q.bid, q.ask, utc_time(q.ts), q.symbol) for q in quotes])
-    written += cassandra.write_all(UPDATE_QUOTE, [
-        (b.ts * 1000, b.exchange, b.bids[0][0], b.asks[0][0], utc_time(b.ts), b.symbol) for b in books])
-    written += cassandra.write_all(UPDATE_LAST_TRADE, [
-        (t.ts * 1000, t.exchange, t.price, utc_time(t.ts), t.symbol) for t in trades])
-    record_activity(cassandra, quotes_batch)
+    written = live_writes.latest_prices(cassandra, [*quotes_batch.records, *books_batch.records,
+                                                    *trades_batch.records])
+    live_writes.record_activity(cassandra, quotes_batch.records)
     commit_batch(context, kafka, quotes_batch)
     commit_batch(context, kafka, books_batch)
     commit_batch(context, kafka, trades_batch)
@@ -213,11 +130,8 @@ def latest_prices(context: AssetExecutionContext, config: OffsetRangesConfig, ka
 def order_books_live(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
                      cassandra: CassandraResource) -> dg.MaterializeResult:
     batch = read_batch(context, kafka, config, ORDERBOOK)
-    books = _newest_by_symbol(item.record for item in batch.records if isinstance(item.record, OrderBook))
-    written = cassandra.write_all(UPDATE_ORDER_BOOK, [
-        (b.ts * 1000, b.exchange, b.ts, b.sequence, list(b.bids), list(b.asks), b.symbol) for b in books])
-    record_activity(cassandra, batch)
+    written, spreads = live_writes.order_books(cassandra, batch.records)
+    live_writes.record_activity(cassandra, batch.records)
     commit_batch(context, kafka, batch)
-    spreads = {b.symbol: b.spread for b in books if b.spread is not None}
     return dg.MaterializeResult(metadata={**batch_metadata(written, batch),
                                           "spread_by_symbol": dg.MetadataValue.json(spreads)})

@@ -35,3 +35,17 @@ UPDATE_SYMBOL = """
 UPDATE symbols USING TIMESTAMP ? SET exchange = ?, latest_event_time = ? WHERE symbol = ?
 """
 UPSERT_MOVING_AVERAGE = "INSERT INTO moving_averages (symbol, window_days, bucket, day, sma) VALUES (?, ?, ?, ?, ?)"
+UPSERT_PREDICTION = """
+INSERT INTO predictions (symbol, horizon, bucket, target_time, made_at, model, model_version, predicted, lower, upper)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+UPSERT_FORECAST = """
+INSERT INTO forecasts (symbol, bucket, made_at, target_time, model, model_version, predicted, lower, upper, reason)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+UPSERT_MODEL_PREDICTION = """
+INSERT INTO model_predictions (symbol, horizon, bucket, model, target_time, made_at, model_version, predicted, lower,
+                               upper)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+SELECT_CLOSES = "SELECT open_time, close FROM candles WHERE symbol = ? AND interval = ? AND bucket = ?"
