@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pricepipe_assets.contract.books import OrderBook, parse_levels
-from pricepipe_assets.contract.record_values import RecordError, parse_integer, parse_symbol
+from pricepipe_assets.contract.record_values import RecordError, parse_integer, parse_symbol, sane_time
 
 EXCHANGE = "binance"
 # Events kept while a snapshot is on its way; older ones are dropped first (the snapshot is newer).
@@ -62,13 +62,15 @@ def _sizes_may_be_zero(value: Any, name: str) -> tuple[tuple[float, float], ...]
 
 
 def depth_event(data: Mapping[str, Any]) -> DepthEvent:
-    """The ``data`` of a combined-stream ``depthUpdate`` frame, checked."""
+    """The ``data`` of a combined-stream ``depthUpdate`` frame, checked. An event time the contract
+    would refuse is refused here, before the event reaches a book: applied, it would make every book
+    built on it fail its check, a resync that hides what was wrong."""
     if not isinstance(data, Mapping) or data.get("e") != "depthUpdate":
         raise RecordError('expected a depthUpdate event {"e": "depthUpdate", ...}')
     try:
-        event = DepthEvent(parse_symbol(data["s"]), parse_integer(data["E"], "E"), parse_integer(data["U"], "U"),
-                           parse_integer(data["u"], "u"), _sizes_may_be_zero(data["b"], "b"),
-                           _sizes_may_be_zero(data["a"], "a"))
+        event = DepthEvent(parse_symbol(data["s"]), sane_time(parse_integer(data["E"], "E"), "E"),
+                           parse_integer(data["U"], "U"), parse_integer(data["u"], "u"),
+                           _sizes_may_be_zero(data["b"], "b"), _sizes_may_be_zero(data["a"], "a"))
     except KeyError as missing:
         raise RecordError(f"depthUpdate without field {missing}") from None
     if event.final_id < event.first_id:

@@ -9,14 +9,14 @@ because the events sent while it was away are lost. Only trusted books reach the
 :class:`BookThrottle`, and a symbol's waiting book is forgotten the moment its sync breaks.
 
 Frames that are not a valid depth event, and snapshots Binance garbles, go to ``deadletter`` with
-the reason; the stream goes on.
+the reason, whatever is wrong with them (see ``sources.frames``); the stream goes on, and a refused
+frame leaves every book as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
@@ -28,10 +28,11 @@ from websockets.exceptions import InvalidURI
 
 from pricepipe_assets.contract.record_values import RecordError
 from pricepipe_assets.sources.backoff import exponential_backoff
-from pricepipe_assets.sources.binance.depth import DepthSync, depth_event, depth_snapshot
+from pricepipe_assets.sources.binance.depth import DepthEvent, DepthSnapshot, DepthSync, depth_event, depth_snapshot
 from pricepipe_assets.sources.binance.rest import BinanceRestClient, BinanceRestError
 from pricepipe_assets.sources.binance.ws import DEFAULT_BASE_URL, RETRIABLE
 from pricepipe_assets.sources.book_throttle import BookThrottle
+from pricepipe_assets.sources.frames import TRANSPORT_LIMIT_BYTES, frame_json, json_bytes, parse_or_refuse
 
 if TYPE_CHECKING:
     from pricepipe_assets.kafka.publisher import Publisher
@@ -109,7 +110,8 @@ class BinanceDepthStream:
             await asyncio.to_thread(stop.wait, self._backoff(self._failures))
 
     async def _session(self, stop: threading.Event) -> None:
-        async with connect(self.url, open_timeout=self._open_timeout_s, max_queue=None) as connection:
+        async with connect(self.url, open_timeout=self._open_timeout_s, max_queue=None,
+                           max_size=TRANSPORT_LIMIT_BYTES) as connection:
             if self._connected_before:
                 self.counts.reconnects += 1
             self._connected_before = True
@@ -119,7 +121,7 @@ class BinanceDepthStream:
             try:
                 while not stop.is_set():
                     with contextlib.suppress(TimeoutError):
-                        frame = await asyncio.wait_for(connection.recv(), timeout=self._poll_s)
+                        frame = await asyncio.wait_for(connection.recv(decode=False), timeout=self._poll_s)
                         self._failures = 0
                         self.handle_frame(frame)
                     self._throttle.flush_due()
@@ -129,20 +131,24 @@ class BinanceDepthStream:
                 self._fetching.clear()
 
     def handle_frame(self, frame: str | bytes) -> None:
-        try:
-            message: Any = json.loads(frame)
-            if not isinstance(message, dict) or not isinstance(message.get("data"), dict):
-                raise RecordError('expected a combined-stream frame {"stream": ..., "data": {...}}')
-            event = depth_event(message["data"])
-            if event.symbol not in self.syncs:
-                raise RecordError(f"depth event for {event.symbol}, which this stream did not subscribe to")
-        except (ValueError, RecordError) as error:
-            self._reject(SOURCE, frame, str(error) if isinstance(error, RecordError) else f"not valid JSON: {error}")
+        """Apply one frame's event; a frame that is none is a dead letter, whatever is wrong with it,
+        so no input can end the stream (failures of Kafka still do)."""
+        event = parse_or_refuse(lambda: self._parse(frame), lambda reason: self._reject(SOURCE, frame, reason))
+        if event is None:
             return
         self.counts.events += 1
         sync = self.syncs[event.symbol]
         resyncs = sync.resyncs
         self._after(sync, sync.on_event(event), resyncs)
+
+    def _parse(self, frame: str | bytes) -> DepthEvent:
+        message: Any = frame_json(frame)
+        if not isinstance(message, dict) or not isinstance(message.get("data"), dict):
+            raise RecordError('expected a combined-stream frame {"stream": ..., "data": {...}}')
+        event = depth_event(message["data"])
+        if event.symbol not in self.syncs:
+            raise RecordError(f"depth event for {event.symbol}, which this stream did not subscribe to")
+        return event
 
     def _after(self, sync: DepthSync, changed: bool, resyncs: int) -> None:
         """Publish a trusted change; forget a broken book's waiting state and fetch a snapshot when needed."""
@@ -163,12 +169,11 @@ class BinanceDepthStream:
                 delay_s = self._snapshot_retry_s
                 try:
                     body = await asyncio.to_thread(self._rest.depth, sync.symbol)
-                    snapshot = depth_snapshot(body)
                 except BinanceRestError as error:
                     log.warning("Binance depth snapshot of %s: %s", sync.symbol, error)
                     continue
-                except RecordError as error:
-                    self._reject(SNAPSHOT_SOURCE, json.dumps(body)[:65536], str(error))
+                snapshot = self._read_snapshot(body)
+                if snapshot is None:
                     continue
                 self.counts.snapshots += 1
                 if sync.on_snapshot(snapshot):
@@ -180,6 +185,10 @@ class BinanceDepthStream:
             if self._fetching.get(sync.symbol) is asyncio.current_task():
                 del self._fetching[sync.symbol]
         self._after(sync, sync.trusted, resyncs)
+
+    def _read_snapshot(self, body: Any) -> DepthSnapshot | None:
+        return parse_or_refuse(lambda: depth_snapshot(body),
+                               lambda reason: self._reject(SNAPSHOT_SOURCE, json_bytes(body, b""), reason))
 
     def _reject(self, source: str, raw: str | bytes, reason: str) -> None:
         log.warning("Binance depth input refused (%s): %s", source, reason)

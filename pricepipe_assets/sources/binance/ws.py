@@ -9,15 +9,15 @@ and that gap is filled before the candle is published. Open times already publis
 published again, so ``candles.1m`` has neither holes the exchange did not have nor doubles.
 
 Only closed candles (``"x": true``) are published; the open updates Binance sends every second or
-two would be a stream of revisions of one minute. Frames that are not a valid kline go to
-``deadletter`` with the reason and the raw frame, and the stream goes on.
+two would be a stream of revisions of one minute. Frames that are not a valid kline, whatever is
+wrong with them, go to ``deadletter`` with the reason and the raw frame, and the stream goes on
+(see ``sources.frames``, also for the largest frame a connection reads).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -26,13 +26,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidURI, WebSocketException
+from websockets.exceptions import ConnectionClosedOK, InvalidURI, WebSocketException
 
 from pricepipe_assets.contract.record_values import RecordError, now_ms
 from pricepipe_assets.contract.records import INTERVAL_MS, Candle
 from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets.sources.binance.formats import candle_from_binance_event
 from pricepipe_assets.sources.binance.rest import BinanceRestClient, BinanceRestError
+from pricepipe_assets.sources.frames import TRANSPORT_LIMIT_BYTES, frame_json, parse_or_refuse
 
 if TYPE_CHECKING:
     from pricepipe_assets.kafka.publisher import Publisher
@@ -158,25 +159,26 @@ class BinanceKlineStream:
         Frames are buffered without bound (``max_queue=None``) so that pings are still answered
         while a gap fill keeps the loop from reading; a kline stream sends only a few a second.
         """
-        async with connect(self.url, open_timeout=self._open_timeout_s, max_queue=None) as connection:
+        async with connect(self.url, open_timeout=self._open_timeout_s, max_queue=None,
+                           max_size=TRANSPORT_LIMIT_BYTES) as connection:
             if self._connected_before:
                 self.counts.reconnects += 1
             self._connected_before = True
             await asyncio.to_thread(self._fill_gaps)
             closer = asyncio.create_task(_close_when(stopping, connection))
             try:
-                async for frame in connection:
+                while True:
+                    frame = await connection.recv(decode=False)
                     self._failures = 0
                     await self._handle(frame)
+            except ConnectionClosedOK:  # a clean close (Binance's daily one, or ours when stopping)
+                pass
             finally:
                 closer.cancel()
 
-    async def _handle(self, frame: str | bytes) -> None:
-        try:
-            candle = self._parse(frame)
-        except RecordError as error:
-            self._publisher.dead_letter(SOURCE, frame, str(error))
-            self.counts.dead_letters += 1
+    async def _handle(self, frame: bytes) -> None:
+        candle = parse_or_refuse(lambda: self._parse(frame), lambda reason: self._reject(frame, reason))
+        if candle is None:
             return
         last = self.last_open_times.get(candle.symbol)
         if not candle.is_closed or (last is not None and candle.open_time <= last):
@@ -187,12 +189,14 @@ class BinanceKlineStream:
         self.last_open_times[candle.symbol] = candle.open_time
         self.counts.candles += 1
 
-    def _parse(self, frame: str | bytes) -> Candle:
-        """The candle of a combined-stream frame, or :class:`RecordError` saying why the frame is none."""
-        try:
-            message: Any = json.loads(frame)
-        except ValueError as error:
-            raise RecordError(f"not valid JSON: {error}") from None
+    def _reject(self, frame: bytes, reason: str) -> None:
+        self._publisher.dead_letter(SOURCE, frame, reason)
+        self.counts.dead_letters += 1
+
+    def _parse(self, frame: bytes) -> Candle:
+        """The candle of a combined-stream frame; what raises (:class:`RecordError` with the reason, or
+        anything else that failed) makes the frame a dead letter."""
+        message: Any = frame_json(frame)
         if not isinstance(message, dict) or not isinstance(message.get("data"), dict):
             raise RecordError('expected a combined-stream frame {"stream": ..., "data": {...}}')
         kline = message["data"].get("k")

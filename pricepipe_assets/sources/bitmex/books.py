@@ -7,10 +7,12 @@ BitMEX sends the table's 25 best levels per side as rows keyed by ``id`` (with `
 * Messages that arrive before a symbol's ``partial`` are dropped, as BitMEX advises: they change
   rows the client does not have yet.
 * An ``insert`` of an id already held, an ``update`` or ``delete`` of an id not held, or a row
-  that cannot be read means the local table missed a message: unlike Binance's price-keyed
-  levels, BitMEX's table is exact, so this is never normal. The symbol's table is thrown away,
-  the symbol is listed in :attr:`BitmexBooks.broken` for the client to resubscribe (BitMEX answers
-  with a fresh ``partial``), and nothing is published for it until then.
+  that cannot be read, whatever is wrong with it, means the local table missed a message: unlike
+  Binance's price-keyed levels, BitMEX's table is exact, so this is never normal. The symbol's
+  table is thrown away, the symbol is listed in :attr:`BitmexBooks.broken` for the client to
+  resubscribe (BitMEX answers with a fresh ``partial``), and nothing is published for it until then.
+* A row's ``timestamp`` must be a plausible time: the book's time is the newest row's, so one
+  absurd time would make every later book of the symbol fail the contract's check, for good.
 * ``sequence`` counts the book messages applied to a symbol since the client started (BitMEX's
   L2 has no sequence number of its own), so it only grows, across resubscribes too.
 """
@@ -27,7 +29,9 @@ from pricepipe_assets.contract.record_values import (
     parse_finite,
     parse_integer,
     parse_symbol,
+    sane_time,
 )
+from pricepipe_assets.sources.frames import refusal
 
 BOOK_TABLE = "orderBookL2_25"
 EXCHANGE = "bitmex"
@@ -97,10 +101,9 @@ class BitmexBooks:
                 continue
             try:
                 self._apply(symbol, action, symbol_rows)
-            except (RecordError, KeyError) as error:
+            except Exception as error:  # any failure at all leaves the table out of step
                 self._break(symbol)
-                reason = str(error) if isinstance(error, RecordError) else f"row without field {error}"
-                raise RecordError(f"{symbol} order book out of step, resubscribing: {reason}") from None
+                raise RecordError(f"{symbol} order book out of step, resubscribing: {refusal(error)}") from None
             self._sequences[symbol] += 1
             if self.book(symbol) is not None:
                 changed.add(symbol)
@@ -123,7 +126,8 @@ class BitmexBooks:
             else:
                 raise RecordError(f"unknown action {action[:20]!r}")
             if "timestamp" in row:
-                self._times[symbol] = max(self._times.get(symbol, 0), iso_to_millis(row["timestamp"], "timestamp"))
+                stamp = sane_time(iso_to_millis(row["timestamp"], "timestamp"), "timestamp")
+                self._times[symbol] = max(self._times.get(symbol, 0), stamp)
         self._tables[symbol] = table
         self.broken.discard(symbol)
 

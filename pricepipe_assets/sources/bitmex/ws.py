@@ -18,9 +18,11 @@ Decisions, and why:
   send a fresh ``partial``.
 * ``update`` and ``delete`` do not occur for the trade and quote tables on BitMEX; they are counted, not parsed,
   so an unexpected one shows on the status line instead of being mistaken for new data.
-* Every element that is not a valid record goes to ``deadletter`` with the reason, and the rest of
-  its frame still goes on. A frame above ``max_frame_bytes`` is refused whole without parsing, and
-  its dead letter keeps only the frame's start, because Kafka refuses messages of about 1 MB.
+* Every element that is not a valid record goes to ``deadletter`` with the reason, whatever is wrong
+  with it, and the rest of its frame still goes on; so does a frame that cannot be read at all (see
+  ``sources.frames``). A frame above ``max_frame_bytes`` is refused whole without parsing. A frame
+  is read to its records before any is published, so a failure while reading is always the frame's
+  dead letter, and only Kafka's own failures raise.
 * The loop is made to run in a thread of a CLI: :meth:`BitmexClient.run` owns its event loop and
   stops when a :class:`threading.Event` is set. Such an event cannot wake an asyncio loop, so the
   loop looks at it at least every ``poll_s`` seconds.
@@ -41,13 +43,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 from websockets.uri import parse_uri
 
-from pricepipe_assets.contract.records import Quote, RecordError
+from pricepipe_assets.contract.books import OrderBook
+from pricepipe_assets.contract.records import Quote, RecordError, Trade
 from pricepipe_assets.kafka.publisher import Publisher
 from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets.sources.bitmex.books import BOOK_TABLE, BitmexBooks
 from pricepipe_assets.sources.bitmex.formats import quote_from_bitmex, trade_from_bitmex
 from pricepipe_assets.sources.bitmex.keepalive import Keepalive, RecentIds
 from pricepipe_assets.sources.book_throttle import BookThrottle
+from pricepipe_assets.sources.frames import frame_json, json_bytes, parse_or_refuse
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +65,9 @@ TRADE_SOURCE = "bitmex.ws.trade"
 QUOTE_SOURCE = "bitmex.ws.quote"
 BOOK_SOURCE = "bitmex.ws.orderBookL2_25"
 
-# How much of an oversized frame its dead letter keeps: enough to see what it was.
-KEPT_FRAME_BYTES = 64 * 1024
 # Frames up to this multiple of ``max_frame_bytes`` are read and dead-lettered; larger ones make
-# websockets close the connection, so a hostile or broken peer cannot exhaust memory.
+# websockets close the connection (1009), so a hostile or broken peer cannot exhaust memory. That
+# close is recoverable like any lost connection: the client reconnects after its backoff.
 TRANSPORT_LIMIT_FACTOR = 8
 
 Frame = str | bytes
@@ -97,11 +100,6 @@ class BitmexCounts:
                 f"{self.resubscribes} book resubscribes, {self.reconnects} reconnects, "
                 f"{self.dead_letters} dead letters, {self.duplicates} duplicates skipped, "
                 f"{self.ignored} update/delete ignored, {self.errors} errors from BitMEX")
-
-
-def _element_json(item: Any) -> bytes:
-    """An element of a frame's ``data`` as compact JSON: the raw input of its dead letter."""
-    return json.dumps(item, separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def _request_args(message: Mapping[str, Any]) -> str:
@@ -262,10 +260,10 @@ class BitmexClient:
             keepalive.pinged(now)
             return None
         try:
-            frame = await asyncio.wait_for(connection.recv(), timeout=min(left, self._poll_s))
+            frame = await asyncio.wait_for(connection.recv(decode=False), timeout=min(left, self._poll_s))
         except TimeoutError:  # cancelling recv() is safe in websockets: no message is lost
             return None
-        if frame == "pong":
+        if frame == b"pong":
             keepalive.ponged(time.monotonic())
             return None
         keepalive.heard(time.monotonic())
@@ -277,20 +275,24 @@ class BitmexClient:
         """Take one message from BitMEX: publish its records, dead-letter what is not valid, log the rest."""
         data = frame.encode() if isinstance(frame, str) else frame
         if len(data) > self._max_frame_bytes:
-            self._reject(FRAME_SOURCE, data[:KEPT_FRAME_BYTES],
-                         f"frame of {len(data)} bytes exceeds the limit of {self._max_frame_bytes} bytes "
-                         f"(dead letter keeps its first {min(len(data), KEPT_FRAME_BYTES)} bytes)")
+            self._reject(FRAME_SOURCE, data, f"frame of {len(data)} bytes exceeds the limit of "
+                                             f"{self._max_frame_bytes} bytes")
             return
-        try:
-            message = json.loads(data)
-        except ValueError as error:
-            self._reject(FRAME_SOURCE, data, f"not valid JSON: {error}")
-            return
+        records = parse_or_refuse(lambda: self._read(data), lambda reason: self._reject(FRAME_SOURCE, data, reason))
+        if self.books is not None and self._throttle is not None:
+            for symbol in self.books.broken:  # a book waiting to be published is out of step too
+                self._throttle.forget(symbol)
+        for record in records or ():
+            self._take(record)
+
+    def _read(self, data: bytes) -> list[Trade | Quote | OrderBook]:
+        """The records of a frame, its bad elements dead-lettered; raises when the frame is no message."""
+        message = frame_json(data)
         if not isinstance(message, dict):
-            self._reject(FRAME_SOURCE, data, f"expected a JSON object, got {type(message).__name__}")
-        elif "table" in message:
-            self._take_table(message, data)
-        elif "success" in message:
+            raise RecordError(f"expected a JSON object, got {type(message).__name__}")
+        if "table" in message:
+            return self._read_table(message, data)
+        if "success" in message:
             self._take_subscription(message)
         elif "error" in message:
             self._take_error(message)
@@ -298,7 +300,8 @@ class BitmexClient:
             log.info("BitMEX says: %s (version %s, docs %s)", message.get("info"), message.get("version"),
                      message.get("docs"))
         else:
-            self._reject(FRAME_SOURCE, data, "unrecognised BitMEX message: no table, success, error or info")
+            raise RecordError("unrecognised BitMEX message: no table, success, error or info")
+        return []
 
     def _take_subscription(self, message: Mapping[str, Any]) -> None:
         if message.get("success") is not True:
@@ -315,74 +318,66 @@ class BitmexClient:
         log.error("BitMEX refused %s: %s (status %s)", _request_args(message), message.get("error"),
                   message.get("status", "?"))
 
-    def _take_table(self, message: Mapping[str, Any], data: bytes) -> None:
+    def _read_table(self, message: Mapping[str, Any], data: bytes) -> list[Trade | Quote | OrderBook]:
         table, action, rows = message.get("table"), message.get("action"), message.get("data")
         if table == BOOK_TABLE and self.books is not None and isinstance(rows, list):
-            self._take_books(message, rows, data)
-        elif table not in TABLES:
-            self._reject(FRAME_SOURCE, data,
-                         f"unexpected table {str(table)[:40]!r}: subscribed only to {', '.join(TABLES)}")
-        elif action in ("update", "delete"):
+            books = parse_or_refuse(lambda: self._read_books(message, rows),
+                                    lambda reason: self._reject(BOOK_SOURCE, data, reason))
+            return list(books or ())
+        if table not in TABLES:
+            raise RecordError(f"unexpected table {str(table)[:40]!r}: subscribed only to {', '.join(TABLES)}")
+        if action in ("update", "delete"):
             self.counts.ignored += 1
-        elif action not in ("partial", "insert"):
-            self._reject(FRAME_SOURCE, data, f"unknown action {str(action)[:40]!r} for table {table!r}")
-        elif not isinstance(rows, list):
-            self._reject(FRAME_SOURCE, data, f"{table} {action} without a data array")
-        else:
-            self._failures = 0
-            take = self._take_trade if table == "trade" else self._take_quote
-            for item in rows:
-                take(item)
-
-    def _take_books(self, message: Mapping[str, Any], rows: list[Any], data: bytes) -> None:
-        assert self.books is not None and self._throttle is not None
-        selected = message.get("filter")
-        try:
-            changed = self.books.take(str(message.get("action")), rows,
-                                      selected.get("symbol") if isinstance(selected, Mapping) else None)
-        except RecordError as error:
-            for symbol in self.books.broken:
-                self._throttle.forget(symbol)
-            self._reject(BOOK_SOURCE, data, str(error))
-            return
+            return []
+        if action not in ("partial", "insert"):
+            raise RecordError(f"unknown action {str(action)[:40]!r} for table {table!r}")
+        if not isinstance(rows, list):
+            raise RecordError(f"{table} {action} without a data array")
         self._failures = 0
-        for symbol in changed:
-            book = self.books.book(symbol)
-            if book is not None:
-                self._throttle.offer(book)
-                self.counts.books += 1
+        source, parse = (TRADE_SOURCE, trade_from_bitmex) if table == "trade" else (QUOTE_SOURCE, quote_from_bitmex)
+        records = (self._read_row(source, parse, item, data) for item in rows)
+        return [record for record in records if record is not None]
 
-    def _check_symbol(self, symbol: str) -> None:
+    def _read_books(self, message: Mapping[str, Any], rows: list[Any]) -> list[OrderBook]:
+        assert self.books is not None
+        selected = message.get("filter")
+        changed = self.books.take(str(message.get("action")), rows,
+                                  selected.get("symbol") if isinstance(selected, Mapping) else None)
+        self._failures = 0
+        return [book for symbol in changed if (book := self.books.book(symbol)) is not None]
+
+    def _read_row(self, source: str, parse: Callable[[Any], Trade | Quote], item: Any,
+                  data: bytes) -> Trade | Quote | None:
+        """One element of a table's ``data``; a bad one goes alone to ``deadletter``, as JSON (its frame
+        when it cannot be written as JSON again)."""
+        return parse_or_refuse(lambda: self._subscribed_only(parse(item)),
+                               lambda reason: self._reject(source, json_bytes(item, data), reason))
+
+    def _subscribed_only(self, record: Trade | Quote) -> Trade | Quote:
         """Only subscribed symbols are taken: it keeps the de-duplication memory bounded."""
-        if symbol not in self._recent_trades:
-            raise RecordError(f"symbol {symbol!r} was not subscribed (subscribed: {', '.join(self._symbols)})")
+        if record.symbol not in self._recent_trades:
+            raise RecordError(f"symbol {record.symbol!r} was not subscribed (subscribed: {', '.join(self._symbols)})")
+        return record
 
-    def _take_trade(self, item: Any) -> None:
-        try:
-            trade = trade_from_bitmex(item)
-            self._check_symbol(trade.symbol)
-        except RecordError as error:
-            self._reject(TRADE_SOURCE, _element_json(item), str(error))
-            return
-        if not self._recent_trades[trade.symbol].add(trade.trade_id):
-            self.counts.duplicates += 1
-            return
-        self._publisher.publish(trade)
-        self.counts.trades += 1
-
-    def _take_quote(self, item: Any) -> None:
-        try:
-            quote = quote_from_bitmex(item)
-            self._check_symbol(quote.symbol)
-        except RecordError as error:
-            self._reject(QUOTE_SOURCE, _element_json(item), str(error))
-            return
-        if self._last_quotes.get(quote.symbol) == quote:
-            self.counts.duplicates += 1
-            return
-        self._last_quotes[quote.symbol] = quote
-        self._publisher.publish(quote)
-        self.counts.quotes += 1
+    def _take(self, record: Trade | Quote | OrderBook) -> None:
+        """Publish a record read from a frame, unless it repeats one published (as a ``partial`` does)."""
+        if isinstance(record, OrderBook):
+            assert self._throttle is not None
+            self._throttle.offer(record)
+            self.counts.books += 1
+        elif isinstance(record, Trade):
+            if not self._recent_trades[record.symbol].add(record.trade_id):
+                self.counts.duplicates += 1
+                return
+            self._publisher.publish(record)
+            self.counts.trades += 1
+        else:
+            if self._last_quotes.get(record.symbol) == record:
+                self.counts.duplicates += 1
+                return
+            self._last_quotes[record.symbol] = record
+            self._publisher.publish(record)
+            self.counts.quotes += 1
 
     def _reject(self, source: str, raw: bytes, reason: str) -> None:
         log.warning("BitMEX input refused (%s): %s", source, reason)

@@ -18,11 +18,22 @@ from pricepipe_assets.defs.resources import KafkaResource
 from pricepipe_assets.kafka.publisher import Publisher
 from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets.sources.binance.rest import BinanceRestClient
-from pricepipe_assets.sources.binance.ws import BinanceKlineStream
+from pricepipe_assets.sources.binance.ws import SOURCE, BinanceKlineStream
+from pricepipe_assets.sources.frames import TRANSPORT_LIMIT_BYTES
 from pricepipe_assets_tests.sources.binance.test_rest import dump_fields, message_fields
 from pricepipe_assets_tests.support.exchange_servers import binance_rest_server, binance_ws_server
 from pricepipe_assets_tests.support.exchange_servers.binance_rest_server import BinanceRestServer, load_day
 from pricepipe_assets_tests.support.exchange_servers.binance_ws_server import BinanceWsServer, Drop, kline_frame
+from pricepipe_assets_tests.support.exchange_servers.hostile import (
+    LONG_NUMBER,
+    MEGABYTES,
+    NESTED_ARRAY,
+    WireFrame,
+    assert_dead_lettered_once_each,
+    grown,
+    invalid_utf8,
+    random_binary,
+)
 from pricepipe_assets_tests.support.kafka_reads import consume
 
 DAY = "2024-01-01"
@@ -184,6 +195,60 @@ def test_malformed_frames_are_dead_lettered_with_a_reason_and_the_stream_goes_on
     for raw, reason in bad.items():
         assert reason in errors[raw if isinstance(raw, bytes) else raw.encode()]
     assert {letter["source_topic"] for letter in letters} == {"binance.ws.kline_1m"}
+
+
+def hostile_klines(kline: str) -> dict[WireFrame, str]:
+    """Frames no venue should send, made from a real closed kline, each with (part of) its reason."""
+    return {
+        NESTED_ARRAY: "nested more deeply than Python's recursion limit",
+        grown(with_field(kline, s="SIZED"), "SIZED", MEGABYTES): "symbol must be at most 256 characters",
+        random_binary(): "not valid JSON",
+        invalid_utf8(kline, "BTCUSDT"): "can't decode byte 0xff",
+        with_field(kline, n=-1).replace('"n": -1', f'"n": {LONG_NUMBER}'): "Exceeds the limit (4300 digits)",
+        with_field(kline, c="1e300"): "close must be 0 or between 1e-12 and 1e+18 in magnitude, got 1e+300",
+        with_field(kline, t=2**64 + 60_000): "open_time must fit in 64 bits",
+        with_field(kline, n=[1]): "trades must be an integer",
+        with_field(kline, o={"price": "1"}): "open must be a number, got dict",
+    }
+
+
+def test_hostile_frames_are_dead_lettered_once_each_while_the_real_candles_arrive_unchanged(
+        day: Day, rest_exchange: BinanceRestServer, publisher: Publisher, kafka: KafkaResource) -> None:
+    """In the middle of the hour, after minute 37's first frames: none costs a reconnect, none ends the stream."""
+    sixty = first_minutes(day, 60)
+    hostile = hostile_klines(kline_frame("BTCUSDT", sixty["BTCUSDT"][30], closed=True))
+    with binance_ws_server.running(BinanceWsServer(sixty, extra_frames={150: list(hostile)})) as ws:
+        stream = kline_stream(ws, rest_exchange, publisher)
+        stream_until(stream, lambda: ws.finished and stream.counts.candles >= 120)
+
+    assert_topic_equals_dump(kafka, sixty)
+    assert (stream.counts.candles, stream.counts.gap_filled, stream.counts.reconnects) == (120, 0, 0)
+    assert ws.connections == 1
+    assert stream.counts.dead_letters == len(hostile)
+    letters = [json.loads(m.value()) for m in consume(kafka, topics.DEADLETTER, len(hostile))]
+    assert_dead_lettered_once_each(letters, hostile, SOURCE)
+
+
+def test_only_a_frame_beyond_the_transport_limit_costs_a_reconnect_whose_gap_fill_keeps_the_candles_complete(
+        day: Day, rest_exchange: BinanceRestServer, publisher: Publisher, kafka: KafkaResource,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A frame of exactly ``TRANSPORT_LIMIT_BYTES`` is read and dead-lettered; one byte more and websockets
+    closes the connection (1009) unread, the stream reconnects after its backoff, and the minutes the
+    lost connection carried come over REST, as after any drop."""
+    sixty = first_minutes(day, 60)
+    kline = with_field(kline_frame("BTCUSDT", sixty["BTCUSDT"][30], closed=True), s="SIZED")
+    largest, too_large = (grown(kline, "SIZED", size) for size in (TRANSPORT_LIMIT_BYTES, TRANSPORT_LIMIT_BYTES + 1))
+    backoff = RecordedBackoff()
+    with binance_ws_server.running(BinanceWsServer(sixty, extra_frames={100: [largest], 150: [too_large]})) as ws:
+        stream = kline_stream(ws, rest_exchange, publisher, backoff=backoff)
+        stream_until(stream, lambda: ws.finished and all_candles_arrived(stream, 120)())
+
+    assert_topic_equals_dump(kafka, sixty)
+    assert ws.connections == 2 and any("sent 1009 (message too big)" in r.getMessage() for r in caplog.records)
+    assert stream.counts.reconnects == 1 and backoff.attempts == [1]
+    assert stream.counts.dead_letters == 1
+    letters = [json.loads(m.value()) for m in consume(kafka, topics.DEADLETTER, 1)]
+    assert_dead_lettered_once_each(letters, {largest: "symbol must be at most 256 characters"}, SOURCE)
 
 
 def test_stop_ends_the_stream_while_it_waits_to_reconnect(publisher: Publisher) -> None:

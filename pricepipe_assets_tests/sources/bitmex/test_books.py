@@ -4,7 +4,7 @@ Data: the ten real tardis top-25 snapshots of Binance USD-M futures BTCUSDT in
 ../shared/data/samples/orderbook, relabelled XBTUSD and written as L2 rows by the test server
 (another venue's book, used only to drive the protocol). Constructed, and only this: the
 ``insert``/``update``/``delete`` messages between two snapshots are their row-by-row difference,
-and one ``delete`` names an id no snapshot holds.
+one ``delete`` names an id no snapshot holds, and the hostile messages change one field of a real one.
 """
 
 from __future__ import annotations
@@ -24,13 +24,14 @@ from pricepipe_assets.contract.books import OrderBook
 from pricepipe_assets.defs.resources import KafkaResource
 from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets.sources.bitmex.books import BOOK_TABLE
-from pricepipe_assets.sources.bitmex.ws import BOOK_SOURCE, BitmexClient
+from pricepipe_assets.sources.bitmex.ws import BOOK_SOURCE, FRAME_SOURCE, BitmexClient
 from pricepipe_assets.sources.book_throttle import BookThrottle
 from pricepipe_assets_tests.support.exchange_servers.bitmex_server import (
     BitmexServer,
     bitmex_books_from_tardis,
     table_frame,
 )
+from pricepipe_assets_tests.support.exchange_servers.hostile import NESTED_ARRAY, assert_dead_lettered_once_each
 from pricepipe_assets_tests.support.kafka_reads import consume
 
 BOOK25_CSV = "samples/orderbook/nautilus_tardis_binance-futures_book_snapshot_25_BTCUSDT.csv"
@@ -113,3 +114,34 @@ def test_partial_insert_update_delete_keep_the_book_and_an_unknown_delete_resubs
     assert server.unsubscribe_requests == [[f"{BOOK_TABLE}:XBTUSD"]] and bitmex.counts.resubscribes == 1
     letters = [json.loads(m.value()) for m in consume(kafka, topics.DEADLETTER, 1)]
     assert letters[0]["source_topic"] == BOOK_SOURCE and "does not hold" in letters[0]["error"]
+
+
+def test_hostile_book_messages_are_dead_lettered_and_the_book_goes_on_with_the_real_changes(
+        kafka: KafkaResource, client: tuple[BitmexClient, BitmexServer], books: list[list[dict[str, Any]]]) -> None:
+    """A ``partial`` whose filter names a list is refused and the book it would have replaced stays; a
+    row dated in the year 2999 breaks the book like any row that cannot be read (resubscribed), instead
+    of dating every later book of the symbol beyond what the contract accepts."""
+    bitmex, server = client
+    wait_until(lambda: bitmex.counts.books == 1, "the partial's book")
+    listed = table_frame(BOOK_TABLE, "partial", books[1], filter={"symbol": ["XBTUSD"]})
+    late = {**books[0][0], "size": books[0][0]["size"] + 1, "timestamp": "2999-01-01T00:00:00.000Z"}
+    dated = table_frame(BOOK_TABLE, "update", [late])
+    for frame in (NESTED_ARRAY, listed, dated):
+        server.send(frame)
+    wait_until(lambda: bitmex.counts.resubscribes == 1 and bitmex.books.trusted("XBTUSD"), "the fresh partial")
+    changes = [table_frame(BOOK_TABLE, action, rows) for action, rows in differences(books[0], books[1]).items() if rows]
+    for frame in changes:
+        server.send(frame)
+    published = 2 + len(changes)
+    wait_until(lambda: bitmex.counts.books == published, "the real changes after the fresh partial")
+
+    tops = [(b.bids, b.asks) for b in (OrderBook.from_json(m.value()) for m in consume(kafka, topics.ORDERBOOK, published))]
+    assert tops[:2] == [top(books[0])] * 2 and tops[-1] == top(books[1])
+    letters = [json.loads(m.value()) for m in consume(kafka, topics.DEADLETTER, 3)]
+    assert_dead_lettered_once_each([one for one in letters if one["source_topic"] == FRAME_SOURCE],
+                                   {NESTED_ARRAY: "nested more deeply"}, FRAME_SOURCE)
+    assert_dead_lettered_once_each([one for one in letters if one["source_topic"] == BOOK_SOURCE], {
+        listed: "could not be read: TypeError: unhashable type: 'list'",
+        dated: "out of step, resubscribing: timestamp 32472144000000 is not a plausible time",
+    }, BOOK_SOURCE)
+    assert bitmex.counts.dead_letters == 3 and server.connections == 1

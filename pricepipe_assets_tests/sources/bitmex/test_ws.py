@@ -21,9 +21,9 @@ from pricepipe_assets.defs.resources import KafkaResource
 from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets.sources.bitmex.ws import (
     FRAME_SOURCE,
-    KEPT_FRAME_BYTES,
     QUOTE_SOURCE,
     TRADE_SOURCE,
+    TRANSPORT_LIMIT_FACTOR,
     BitmexClient,
 )
 from pricepipe_assets_tests.support.exchange_servers.bitmex_server import (
@@ -31,6 +31,16 @@ from pricepipe_assets_tests.support.exchange_servers.bitmex_server import (
     bitmex_quotes_from_tardis_book,
     bitmex_trades_from_tardis,
     table_frame,
+)
+from pricepipe_assets_tests.support.exchange_servers.hostile import (
+    LONG_NUMBER,
+    MEGABYTES,
+    NESTED_ARRAY,
+    WireFrame,
+    assert_dead_lettered_once_each,
+    grown,
+    invalid_utf8,
+    random_binary,
 )
 from pricepipe_assets_tests.support.kafka_reads import consume
 
@@ -228,6 +238,89 @@ def test_malformed_frames_go_to_deadletter_with_a_reason_while_good_elements_arr
     source, reason, raw = letter("bidPrice")
     assert (source, reason, json.loads(raw)) == (QUOTE_SOURCE, "bidPrice must be a number, got NoneType", no_bid)
     source, reason, raw = letter("frame of")
-    assert (source, raw) == (FRAME_SOURCE, oversized.encode()[:KEPT_FRAME_BYTES])
+    assert (source, raw) == (FRAME_SOURCE, oversized.encode())
     assert f"{len(oversized.encode())} bytes exceeds the limit of 4096 bytes" in reason
     assert (client.counts.dead_letters, client.counts.ignored, client.counts.duplicates) == (4, 1, 0)
+
+
+def element_json(item: dict[str, Any]) -> bytes:
+    """An element as the client writes it into its dead letter: compact JSON."""
+    return json.dumps(item, separators=(",", ":")).encode()
+
+
+def test_hostile_frames_are_dead_lettered_once_each_while_the_real_trades_and_quotes_arrive_unchanged(
+        kafka: KafkaResource, server: BitmexServer, start_client: Callable[..., BitmexClient],
+        trade_items: list[dict[str, Any]], quote_items: list[dict[str, Any]], shared_data: Path) -> None:
+    """Frames that cannot be read go to ``deadletter`` whole; a readable frame's bad element goes alone.
+    The fixture fails the test if the client ended before it was told to stop."""
+    client = start_client()
+    wait_until(lambda: client.subscriptions == ALL_SUBSCRIPTIONS, "the subscriptions")
+    server.insert("trade", trade_items[:3])
+    server.insert("quote", quote_items[:3])
+    wait_until(lambda: (client.counts.trades, client.counts.quotes) == (3, 3), "the first trades and quotes")
+
+    trade, quote = trade_items[3], quote_items[3]
+    frames: dict[WireFrame, str] = {
+        NESTED_ARRAY: "nested more deeply than Python's recursion limit",
+        grown(table_frame("trade", "insert", [{**trade, "trdMatchID": "SIZED"}]), "SIZED", MEGABYTES):
+            f"frame of {MEGABYTES} bytes exceeds the limit of 1048576 bytes",
+        random_binary(): "not valid JSON",
+        invalid_utf8(table_frame("trade", "insert", [trade]), "XBTUSD"): "can't decode byte 0xff",
+        table_frame("trade", "insert", [{**trade, "size": -1}]).replace('"size": -1', f'"size": {LONG_NUMBER}'):
+            "Exceeds the limit (4300 digits)",
+        table_frame("trade", "insert", {"0": trade}): "trade insert without a data array",
+        json.dumps({"table": ["trade"], "action": "insert", "data": [trade]}): "unexpected table \"['trade']\"",
+    }
+    trades = {  # a readable frame's bad element: its dead letter holds the element
+        element_json({**trade, "price": 1e300}): "price must be 0 or between 1e-12 and 1e+18 in magnitude",
+        element_json({**trade, "size": 2**70}): "size must be 0 or between 1e-12 and 1e+18 in magnitude",
+        element_json({**trade, "timestamp": "9999-12-31T23:59:59.999Z"}): "is not a plausible time",
+        element_json({**trade, "trdMatchID": "\ud800"}): "trdMatchID is not encodable as UTF-8",
+    }
+    quotes = {element_json({**quote, "bidPrice": [quote["bidPrice"]]}): "bidPrice must be a number, got list"}
+    for frame in frames:
+        server.send(frame)
+    for table, rows in (("trade", trades), ("quote", quotes)):
+        server.send(table_frame(table, "insert", [json.loads(row) for row in rows]))
+    server.insert("trade", trade_items[3:])
+    server.insert("quote", quote_items[3:])
+    wait_until(lambda: (client.counts.trades, client.counts.quotes) == (10, 10), "every real trade and quote")
+
+    assert values(consume(kafka, topics.TRADES, 10)) == expected_trades(shared_data)
+    assert values(consume(kafka, topics.QUOTES, 10)) == expected_quotes(shared_data)
+    dead = len(frames) + len(trades) + len(quotes)
+    letters = values(consume(kafka, topics.DEADLETTER, dead))
+    assert len(letters) == client.counts.dead_letters == dead
+    for source, expected in ((FRAME_SOURCE, frames), (TRADE_SOURCE, trades), (QUOTE_SOURCE, quotes)):
+        assert_dead_lettered_once_each([one for one in letters if one["source_topic"] == source], expected, source)
+    assert (server.connections, client.counts.reconnects, client.counts.duplicates) == (1, 0, 0)
+
+
+def test_only_a_frame_beyond_the_transport_limit_costs_a_reconnect_and_no_trade_is_lost_or_repeated(
+        kafka: KafkaResource, server: BitmexServer, start_client: Callable[..., BitmexClient],
+        trade_items: list[dict[str, Any]], shared_data: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A frame of exactly the transport limit (``max_frame_bytes`` times ``TRANSPORT_LIMIT_FACTOR``) is
+    refused unparsed, and its dead letter still tells the whole frame's size and SHA-256; one byte more
+    and websockets closes the connection (1009) unread, and the client reconnects after its backoff."""
+    caplog.set_level(logging.WARNING, logger="pricepipe_assets.sources.bitmex.ws")
+    max_frame_bytes = 16 * 1024
+    client = start_client(max_frame_bytes=max_frame_bytes)
+    wait_until(lambda: client.subscriptions == ALL_SUBSCRIPTIONS, "the subscriptions")
+    server.insert("trade", trade_items[:4])
+    wait_until(lambda: client.counts.trades == 4, "the first trades")
+
+    sized = table_frame("trade", "insert", [{**trade_items[4], "trdMatchID": "SIZED"}])
+    limit = max_frame_bytes * TRANSPORT_LIMIT_FACTOR
+    largest, too_large = (grown(sized, "SIZED", size) for size in (limit, limit + 1))
+    server.send(largest)
+    server.send(too_large)
+    # the new connection's partial repeats the 4 trades the client has: it is subscribed again
+    wait_until(lambda: client.counts.duplicates == 4, "the partial of a new connection")
+    server.insert("trade", trade_items[4:])
+    wait_until(lambda: client.counts.trades == 10, "the other trades")
+
+    assert any("sent 1009 (message too big)" in record.getMessage() for record in caplog.records)
+    assert client.counts.reconnects == 1 and server.connections == 2
+    assert values(consume(kafka, topics.TRADES, 10)) == expected_trades(shared_data)
+    letters = values(consume(kafka, topics.DEADLETTER, 1))
+    assert_dead_lettered_once_each(letters, {largest: f"frame of {limit} bytes exceeds the limit"}, FRAME_SOURCE)

@@ -20,6 +20,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from pricepipe_assets_tests.support.exchange_servers.hostile import WireFrame, send_frame
 
 SNAPSHOT_CSV = "samples/orderbook/nautilus_binance_btcusdt-depth-snap.csv"
 UPDATE_CSV = "samples/orderbook/nautilus_binance_btcusdt-depth-update.csv"
@@ -63,12 +66,14 @@ def subscribed(path: str) -> set[str]:
 class BinanceDepthServer:
     """Sends the queued frames of each connection in order, ``pause_s`` apart, then keeps it open.
 
-    ``connections`` is a list per connection (a reconnect gets the next); ``paths`` records what
-    each client subscribed to. With ``hang_up``, every connection but the last is cut (no closing
-    handshake, as a network failure) once its frames are sent.
+    ``connections`` is a list per connection (a reconnect gets the next), of real frames and hostile
+    ones (see ``hostile``); ``paths`` records what each client subscribed to. A connection the
+    client closes loses the rest of its frames. With ``hang_up``, every connection but the last is
+    cut (no closing handshake, as a network failure) once its frames are sent.
     """
 
-    def __init__(self, connections: Sequence[Sequence[str]], pause_s: float = 0.05, hang_up: bool = False) -> None:
+    def __init__(self, connections: Sequence[Sequence[WireFrame]], pause_s: float = 0.05,
+                 hang_up: bool = False) -> None:
         self.connections = [list(frames) for frames in connections]
         self.pause_s = pause_s
         self.hang_up = hang_up
@@ -84,10 +89,13 @@ class BinanceDepthServer:
         assert connection.request is not None
         self.paths.append(connection.request.path)
         frames = self.connections.pop(0) if self.connections else []
-        for frame in frames:
-            await asyncio.sleep(self.pause_s)
-            await connection.send(frame)
-            self.sent += 1
+        try:
+            for frame in frames:
+                await asyncio.sleep(self.pause_s)
+                await send_frame(connection, frame)
+                self.sent += 1
+        except ConnectionClosed:
+            return
         if self.hang_up and self.connections:
             await asyncio.sleep(self.pause_s)
             connection.transport.abort()

@@ -7,7 +7,9 @@ the client as its clock, so "the last closed minute" means the same to both.
 
 Connections can be dropped after a number of frames; the minutes that pass while the client is
 away are skipped (the client must read them over REST), and the exchange can stay unreachable for
-a few handshakes. Extra raw frames (malformed ones) can be slipped in after any frame.
+a few handshakes. Extra raw frames (malformed or hostile ones, see ``hostile``) can be slipped in
+after any frame; when the client closes the connection (on one too large for it), the next
+connection resumes where this one stopped.
 """
 
 from __future__ import annotations
@@ -23,7 +25,10 @@ from typing import Protocol, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+
+from pricepipe_assets_tests.support.exchange_servers.hostile import WireFrame, send_frame
 
 MINUTE_MS = 60_000
 
@@ -88,7 +93,7 @@ class BinanceWsServer:
     """The replay: one position in the day shared by successive connections, like an exchange's clock."""
 
     def __init__(self, candles: Mapping[str, list[list[str]]], *, open_updates: bool = True,
-                 drops: Sequence[Drop] = (), extra_frames: Mapping[int, Sequence[str | bytes]] | None = None) -> None:
+                 drops: Sequence[Drop] = (), extra_frames: Mapping[int, Sequence[WireFrame]] | None = None) -> None:
         self.frames = timeline(candles, open_updates)
         self.start_ms = int(next(iter(candles.values()))[0][0])
         self.position = 0
@@ -124,6 +129,12 @@ class BinanceWsServer:
         symbols = subscribed(connection.request.path)
         drop = self._drops.pop(0) if self._drops else None
         self.connections += 1
+        try:
+            await self._replay(connection, symbols, drop)
+        except ConnectionClosed:
+            return  # the client left: the replay's position stays for its next connection
+
+    async def _replay(self, connection: ServerConnection, symbols: set[str], drop: Drop | None) -> None:
         sent = 0
         while not self.finished:
             if drop is not None and sent == drop.after_frames:
@@ -134,7 +145,7 @@ class BinanceWsServer:
                 await connection.send(frame.text)
                 sent += 1
             for raw in self._extra.pop(self.position, ()):
-                await connection.send(raw)
+                await send_frame(connection, raw)
             self.position += 1
         await connection.wait_closed()
 

@@ -4,7 +4,8 @@ It speaks what a client of ``wss://ws.bitmex.com/realtime`` relies on: the welco
 message, ``{"op": "subscribe", "args": [...]}`` answered per argument with ``success`` (then the
 table's ``partial`` snapshot) or an ``error`` for an unknown table or symbol, ``insert`` frames,
 and the text ``ping`` answered with ``pong``. Tests steer it from their own thread: insert rows,
-send any frame (also broken ones), drop every connection, stop answering pings.
+send any frame (also broken or hostile ones, see ``hostile``), drop every connection, stop answering
+pings.
 
 The ``trade`` partial repeats the last ``trade_partial_size`` trades of its symbol, as BitMEX's
 does after a reconnect, so a client's de-duplication is exercised.
@@ -35,6 +36,8 @@ from typing import Any, TypeVar
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
+
+from pricepipe_assets_tests.support.exchange_servers.hostile import WireFrame, send_frame
 
 T = TypeVar("T")
 
@@ -221,7 +224,7 @@ class BitmexServer:
         """Remember ``rows`` (for later partials) and send them as ``insert`` to their subscribers."""
         self._call(self._insert(table, rows))
 
-    def send(self, frame: str) -> None:
+    def send(self, frame: WireFrame) -> None:
         """Send any frame, valid or not, to every connection."""
         self._call(self._broadcast(frame))
 
@@ -253,7 +256,7 @@ class BitmexServer:
                 if f"{table}:{symbol}" in session.subscriptions:
                     await self._send(session, frame)
 
-    async def _broadcast(self, frame: str) -> None:
+    async def _broadcast(self, frame: WireFrame) -> None:
         for session in list(self._sessions):
             await self._send(session, frame)
 
@@ -262,9 +265,9 @@ class BitmexServer:
             session.connection.transport.abort()
 
     @staticmethod
-    async def _send(session: _Session, frame: str) -> None:
+    async def _send(session: _Session, frame: WireFrame) -> None:
         try:
-            await session.connection.send(frame)
+            await send_frame(session.connection, frame)
         except ConnectionClosed:
             pass  # the client went away meanwhile; its session ends in _handle
 
