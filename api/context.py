@@ -15,12 +15,14 @@ from dataclasses import dataclass
 
 from api import queries
 from api.cache import ByteLru, TtlCache
-from api.errors import UnknownSymbol
+from api.errors import StreamsFull, UnknownSymbol
 from api.store import AsyncStore
 from api.windows import utc
 from pricepipe_assets.settings import Settings
 
 FINAL_MAX_AGE_S = 365 * 24 * 3600
+# A refused stream has no slot to wait for: one frees only when some chart page closes.
+STREAM_RETRY_AFTER_S = 30
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,26 @@ class SymbolInfo:
     exchange: str | None
     latest_event_time: dt.datetime | None
     configured: bool
+
+
+class StreamSlots:
+    """The live streams this worker serves, at most ``limit`` at once.
+
+    A stream keeps its connection and reads the store until the client leaves, so without a cap
+    the number of clients alone would decide this worker's sockets and its load on Cassandra.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+    def take(self) -> None:
+        if self.open >= self.limit:
+            raise StreamsFull(self.limit, STREAM_RETRY_AFTER_S)
+        self.open += 1
+
+    def give_back(self) -> None:
+        self.open -= 1
 
 
 class ApiContext:
@@ -40,6 +62,7 @@ class ApiContext:
         # Shared caches may keep a final answer too, unless an API key guards it.
         self.final_cache_control = (f"{'private' if settings.api_key else 'public'}, max-age={FINAL_MAX_AGE_S}, "
                                     "immutable").encode()
+        self.streams = StreamSlots(settings.api_streams_max)
         self._symbols: dict[str, SymbolInfo] = {}
         self._symbols_read_at = -float("inf")
         self._symbols_lock = asyncio.Lock()

@@ -16,12 +16,13 @@ log = logging.getLogger("pricepipe.api")
 
 
 class ApiError(Exception):
-    """A request the API refuses, with the status and the message the client gets."""
+    """A request the API refuses, with the status, the message and any headers the client gets."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.headers = headers or {}
 
 
 class InvalidParameter(ApiError):
@@ -44,13 +45,21 @@ class StoreUnavailable(ApiError):
         super().__init__(503, f"the data store is unavailable right now ({detail}); try again shortly")
 
 
-def error_response(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message, "status": status}, status_code=status)
+class StreamsFull(ApiError):
+    """Every live-stream slot of this worker is taken; one frees when a client leaves."""
+
+    def __init__(self, limit: int, retry_after_s: int) -> None:
+        super().__init__(503, f"this API worker already serves {limit} live streams (PRICEPIPE_API_STREAMS_MAX); "
+                              f"try again in {retry_after_s} s", {"Retry-After": str(retry_after_s)})
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message, "status": status}, status_code=status, headers=headers)
 
 
 async def api_error(request: Request, error: Exception) -> JSONResponse:
     assert isinstance(error, ApiError)
-    return error_response(error.status, error.message)
+    return error_response(error.status, error.message, error.headers)
 
 
 async def http_error(request: Request, error: Exception) -> JSONResponse:

@@ -256,6 +256,11 @@ class Settings:
     api_cache_s: float = _setting(2.0, _parse_share, "seconds the API may serve a cached answer for its hot endpoints "
                                   "(latest price, recent statistics); 0 disables the cache")
     api_stream_s: float = _setting(2.0, _parse_speed, "seconds between two updates of the chart page's live stream")
+    api_streams_max: int = _setting(200, lambda s: _parse_int(s, minimum=1), "live streams (`/stream/{symbol}`) one "
+                                    "API worker serves at once; one more gets 503 with Retry-After. Each holds a "
+                                    "connection and reads Cassandra about 3 times per PRICEPIPE_API_STREAM_S until its "
+                                    "page closes: 200 (about 300 reads/s per worker at the default 2 s) leave the "
+                                    "worker room for its other requests")
     api_closed_cache_mb: int = _setting(64, lambda s: _parse_int(s, minimum=0), "megabytes of encoded closed-day answers (1m "
                                           "candles of days that ended before the symbol's clock, which never change) "
                                           "each API worker keeps, least recently used dropped first; 0 keeps none")

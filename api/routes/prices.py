@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from api import queries
 from api import schemas as s
 from api.answers import encode
-from api.context import ApiContext
+from api.context import ApiContext, StreamSlots
 from api.endpoint import Endpoint
 from api.errors import StoreUnavailable
+from api.openapi import STATUS_TEXT
 from api.params import finite, parse_all
 from api.routes.candles import CANDLE, newest_candle
 from api.routes.orderbook import ORDER_BOOK, order_book
@@ -55,17 +57,41 @@ def _event(name: str, payload: dict[str, Any]) -> str:
     return f"event: {name}\ndata: {encode(payload).decode()}\n\n"
 
 
+class SlotStream(StreamingResponse):
+    """An event stream that gives its slot back however it ends.
+
+    The client leaving is the usual end: Starlette then cancels the task sending the events, which
+    may be waiting in ``send`` rather than inside the generator, so the slot is given back here,
+    around the whole response, and the generator is closed at once rather than whenever it is
+    collected.
+    """
+
+    def __init__(self, events: AsyncGenerator[str, None], slots: StreamSlots) -> None:
+        super().__init__(events, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+        self.events = events
+        self.slots = slots
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self.slots.give_back()
+            await self.events.aclose()
+
+
 async def stream(request: Request) -> Response:
     """Server-sent ``update`` events ({"candle", "price", "book"}) every ``PRICEPIPE_API_STREAM_S`` seconds.
 
     A store outage is an ``error`` event, not the end of the stream: the page shows it and the
-    next update arrives once Cassandra answers again.
+    next update arrives once Cassandra answers again. A worker serves at most
+    ``PRICEPIPE_API_STREAMS_MAX`` streams; one more is a 503 with ``Retry-After``.
     """
     context: ApiContext = request.app.state.context
     symbol = parse_all((SYMBOL,), request.path_params, request.query_params)["symbol"]
     await context.symbol(symbol)
 
-    async def events() -> AsyncIterator[str]:
+    async def events() -> AsyncGenerator[str, None]:
         while True:
             try:
                 info = await context.symbol(symbol)
@@ -76,8 +102,8 @@ async def stream(request: Request) -> Response:
                 yield _event("error", {"error": error.message, "status": error.status})
             await asyncio.sleep(context.settings.api_stream_s)
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    context.streams.take()
+    return SlotStream(events(), context.streams)
 
 
 ENDPOINTS = (
@@ -99,10 +125,20 @@ STREAM_OPENAPI = {
         "description": "An `update` event every PRICEPIPE_API_STREAM_S seconds with `{\"candle\", \"price\", "
         "\"book\"}` (the newest 1m candle, the answer of /{symbol}/price and the best 5 levels of "
         "/{symbol}/orderbook); an `error` event while the store is "
-        "unavailable. With PRICEPIPE_API_KEY set, pass the key as `?api_key=` (EventSource sends no headers).",
+        "unavailable. With PRICEPIPE_API_KEY set, pass the key as `?api_key=` (EventSource sends no headers). "
+        "One API worker serves at most PRICEPIPE_API_STREAMS_MAX streams at once (default 200); one more is "
+        "refused with 503 and `Retry-After`, and a slot frees when a client closes its stream.",
         "parameters": [SYMBOL.schema()],
-        "responses": {"200": {"description": "an endless text/event-stream",
-                              "content": {"text/event-stream": {"schema": s.obj(candle=CANDLE, price=PRICE,
-                                                                                    book=ORDER_BOOK)}}}},
+        "responses": {
+            "200": {"description": "an endless text/event-stream",
+                    "content": {"text/event-stream": {"schema": s.obj(candle=CANDLE, price=PRICE, book=ORDER_BOOK)}}},
+            **{str(status): {"description": STATUS_TEXT[status], "content": {"application/json": {"schema": s.ERROR}}}
+               for status in (401, 404, 422)},
+            "503": {"description": "this worker already serves PRICEPIPE_API_STREAMS_MAX streams (then with "
+                                   "`Retry-After`), or Cassandra is unavailable",
+                    "headers": {"Retry-After": {"description": "seconds to wait before asking again",
+                                                "schema": {"type": "integer"}}},
+                    "content": {"application/json": {"schema": s.ERROR}}},
+        },
     },
 }

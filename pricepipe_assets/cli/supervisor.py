@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from api.server import UVICORN_HTTP
 from infra.local import launcher, targets
 from pricepipe_assets.cli.instance import dagster_home, prepare_instance, repo_root
 from pricepipe_assets.settings import Settings
@@ -135,7 +136,8 @@ def children(settings: Settings, bin_dir: Path, workspace: Path) -> list[Child]:
               logs / "dagster-daemon.log"),
         Child("api",
               [str(bin_dir / "uvicorn"), "api.app:app", "--host", settings.bind_host, "--port", str(settings.api_port),
-               "--timeout-graceful-shutdown", str(API_GRACEFUL_SHUTDOWN_S), "--workers", str(settings.api_workers)],
+               "--timeout-graceful-shutdown", str(API_GRACEFUL_SHUTDOWN_S), "--workers", str(settings.api_workers),
+               "--http", UVICORN_HTTP],
               logs / "api.log"),
         Child("feed", [str(bin_dir / "pricepipe"), "feed", "--source", "auto"], logs / "feed.log", may_finish=True),
     ]

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import socket
 import threading
@@ -30,9 +32,11 @@ import pandas as pd
 import pytest
 import uvicorn
 from dagster_pyspark import LazyPySparkResource
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from api.app import create_app
+from api.server import GuardedHttpProtocol
 from pricepipe_assets.contract.books import OrderBook
 from pricepipe_assets.contract.topics import CANDLES_1M, ORDERBOOK, PREDICTIONS, TRADES
 from pricepipe_assets.defs.analytics import (
@@ -146,12 +150,11 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="session")
-def api_base_url(filled: Filled) -> Iterator[str]:
-    """The API over the filled keyspace, served by a real uvicorn on a free loopback port."""
+@contextlib.contextmanager
+def served(app: Starlette, protocol: type[asyncio.Protocol] = GuardedHttpProtocol) -> Iterator[str]:
+    """``app`` served by a real uvicorn on a free loopback port, with the HTTP protocol the API runs with."""
     port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(filled.settings), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", http=protocol))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -161,3 +164,10 @@ def api_base_url(filled: Filled) -> Iterator[str]:
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def api_base_url(filled: Filled) -> Iterator[str]:
+    """The API over the filled keyspace, served by a real uvicorn on a free loopback port."""
+    with served(create_app(filled.settings)) as url:
+        yield url

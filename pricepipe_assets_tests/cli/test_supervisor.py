@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import requests
 
+from api.server import UVICORN_HTTP
 from pricepipe_assets.cli import instance, supervisor
 from pricepipe_assets.cli.supervisor import Child, children
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource
@@ -225,6 +226,7 @@ def test_run_starts_the_api_with_the_configured_workers_and_a_graceful_shutdown_
     assert option(api_command({"PRICEPIPE_API_WORKERS": "3"}), "--workers") == "3"
     assert option(api_command({}), "--workers") == str(os.cpu_count() or 1)
     assert option(api_command({}), "--timeout-graceful-shutdown") == str(supervisor.API_GRACEFUL_SHUTDOWN_S)
+    assert option(api_command({}), "--http") == UVICORN_HTTP  # the limits against hostile requests
 SOURCE_DAY = "2024-01-01"
 
 
