@@ -2,9 +2,9 @@
 
 pricepipe's side is the path a user takes: `pricepipe backfill` (``sources.backfill.backfill``)
 publishes BTCUSDT 1m candles of 2024-01 from the dumps mirror to Kafka, and a real
-`dagster-daemon` running pricepipe's code location (already up, as in production) turns the lag
-into sensor-driven `candles_1m_job` runs that write the lake's raw zone (a local folder) and
-Cassandra. The clock runs from the start of the backfill until both `candles_lake` and
+`dagster-daemon` running pricepipe's code location and the stream worker (already up, as in
+production) write the lake's raw zone (a local folder, through sensor-driven `candles_1m_job` runs)
+and Cassandra (the worker). The clock runs from the start of the backfill until both `candles_lake` and
 `candles_live` have committed every offset (each commits only after its write); every candle is
 then counted in both stores. Topics, keyspace, lake and Dagster home are the benchmark's own and
 removed at the end, and no process is left behind.
@@ -28,11 +28,10 @@ import time
 import zipfile
 from pathlib import Path
 
-from benchmarks.daemon import REPO, running_daemon, wait_for
+from benchmarks.daemon import REPO, running_daemon, running_stream_worker, wait_for
 from benchmarks.ingest import Isolated, candle_row, dumps, run_timings
 from pricepipe_assets.contract.records import Candle
 from pricepipe_assets.contract.topics import CANDLES_1M
-from pricepipe_assets.defs.kafka_fed import consumer_group
 from pricepipe_assets.defs.resources import LakeResource
 from pricepipe_assets.kafka.batches import committed_and_watermarks, lag
 from pricepipe_assets.settings import Settings
@@ -41,7 +40,7 @@ from pricepipe_assets.sources.binance.dump_files import Dataset, days
 from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
 from pricepipe_assets_tests.support.kline_files import KLINE_COLUMNS
 
-GROUPS = (consumer_group("candles_lake"), consumer_group("candles_live"))
+GROUPS = ("candles_lake", "candles_live")
 # A candle of another symbol, produced before the clock starts: the daemon's first run proves the
 # code location loaded and the sensors tick, as they would in a deployment that is already running.
 WARM_UP = Dataset.klines("ETHUSDT", "1m")
@@ -49,7 +48,8 @@ WARM_UP = Dataset.klines("ETHUSDT", "1m")
 
 def caught_up(env: Isolated) -> bool:
     """Whether every candle group has committed up to the high watermark of every partition."""
-    return all(lag(committed_and_watermarks(env.kafka, group, CANDLES_1M)) == 0 for group in GROUPS)
+    return all(lag(committed_and_watermarks(env.kafka, env.kafka.consumer_group(asset), CANDLES_1M)) == 0
+               for asset in GROUPS)
 
 
 def count_cassandra(env: Isolated, symbol: str, first: dt.date, last: dt.date) -> int:
@@ -71,7 +71,8 @@ def pricepipe_side(data: Path, symbol: str, first: dt.date, last: dt.date, inter
                      "PRICEPIPE_SENSOR_INTERVAL_S": str(interval_s),
                      "PRICEPIPE_BINANCE_DUMPS_URL": (data / "binance").as_uri()}
         settings = Settings.from_env({**os.environ, **variables})
-        with running_daemon(REPO / "workspace.yaml", variables, prefix="pricepipe-bench-home-") as home:
+        with running_daemon(REPO / "workspace.yaml", variables, prefix="pricepipe-bench-home-") as home, \
+                running_stream_worker({**variables, "DAGSTER_HOME": str(home)}, home / "stream.log"):
             warm = next(c for c in dumps(data).records(WARM_UP, first, first) if isinstance(c, Candle))
             env.kafka.publisher().publish(warm)
             select = env.cassandra.prepare("SELECT open_time FROM candles WHERE symbol = ? AND interval = '1m' "

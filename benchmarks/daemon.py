@@ -1,4 +1,5 @@
-"""A real `dagster-daemon` in a Dagster home of its own, for the benchmarks that time sensor-driven runs.
+"""A real `dagster-daemon` in a Dagster home of its own, for the benchmarks that time sensor-driven runs,
+and the stream worker beside it, as `pricepipe run` starts them.
 
 The daemon starts its code server (`dagster api grpc`) and, through it, one process per run, all
 in the daemon's process group. Stopping only the daemon leaves those behind: a code server that
@@ -78,6 +79,20 @@ def running_daemon(workspace: Path, variables: Mapping[str, str], *, prefix: str
             stop_group(process)
     finally:
         shutil.rmtree(home)
+
+
+@contextmanager
+def running_stream_worker(variables: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`pricepipe stream`, as `pricepipe run` starts it beside the daemon, until the block ends; give
+    it the daemon's ``DAGSTER_HOME`` in ``variables`` so its materializations reach the same instance."""
+    with log.open("wb") as output:
+        process = subprocess.Popen([str(Path(sys.executable).parent / "pricepipe"), "stream"], cwd=REPO,
+                                   env={**os.environ, **variables}, stdout=output, stderr=subprocess.STDOUT)
+    try:
+        yield process
+    finally:
+        process.terminate()
+        process.wait(60)
 
 
 def wait_for(condition: Callable[[], bool], home: Path, what: str, timeout_s: float = 240, every_s: float = 0.2) -> None:

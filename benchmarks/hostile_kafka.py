@@ -1,5 +1,6 @@
 """Hostile-input campaign on Kafka: generated bad messages on every topic the platform consumes, read
-by the platform itself (a real `dagster-daemon`, its sensors and runs), beside real data.
+by the platform itself (the stream worker `pricepipe stream`, and a real `dagster-daemon` with its
+sensors and runs), beside real data.
 
 Every consumed topic gets its share of ``--messages`` hostile messages (deep nesting, megabyte
 payloads, random and invalid UTF-8 bytes, numbers of any length, wrong types, absurd values, lone
@@ -8,7 +9,8 @@ its hours, the first BTCUSD_PERP trades of 2026-05-08, and one quote, order book
 prediction after the flood. Hostile records are written for the symbol ``HOSTILE``, so one that
 happens to be valid never overwrites a real row. Then it counts:
 
-- crashes: runs that failed (each would have been retried on the same offsets);
+- crashes: runs that failed (each would have been retried on the same offsets), and a stream worker
+  that exited;
 - stalled topics: consumer groups not at the end of their topic when the time is up;
 - silent drops: messages the contract refuses that did not reach `deadletter`, and real records
   missing from Cassandra;
@@ -33,19 +35,18 @@ from typing import Any
 
 import dagster as dg
 
-from benchmarks.daemon import REPO, running_daemon, wait_for
+from benchmarks.daemon import REPO, running_daemon, running_stream_worker, wait_for
 from benchmarks.ingest import Isolated, dumps
 from pricepipe_assets.contract import topics
 from pricepipe_assets.contract.books import OrderBook
 from pricepipe_assets.contract.records import Candle, DeadLetter, Prediction, Quote, Record, RecordError, Trade, decode
-from pricepipe_assets.defs.jobs import TOPIC_ASSETS
-from pricepipe_assets.defs.kafka_fed import consumer_group
+from pricepipe_assets.defs.jobs import TOPIC_CONSUMERS
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource
 from pricepipe_assets.kafka import batches
 from pricepipe_assets.sources.binance.dumps import Dataset
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 
-CONSUMED = tuple(TOPIC_ASSETS)
+CONSUMED = tuple(TOPIC_CONSUMERS)
 MINUTE_DAY, TRADE_DAY = dt.date(2024, 1, 1), dt.date(2026, 5, 8)
 REAL_TRADES = 5_000
 # Payloads of 100 kB and more are this share of the flood: enough to try every consumer on them,
@@ -186,9 +187,9 @@ def produce(kafka: KafkaResource, messages: list[Message]) -> dict[tuple[str, in
 def lagging(kafka: KafkaResource) -> dict[str, int]:
     """Per consuming asset and topic, the messages its group has not committed yet."""
     lags = {}
-    for topic, assets in TOPIC_ASSETS.items():
+    for topic, assets in TOPIC_CONSUMERS.items():
         for asset in assets:
-            lag = batches.lag(batches.committed_and_watermarks(kafka, consumer_group(asset), topic))
+            lag = batches.lag(batches.committed_and_watermarks(kafka, kafka.consumer_group(asset), topic))
             if lag:
                 lags[f"{asset} on {topic}"] = lag
     return lags
@@ -265,7 +266,8 @@ def campaign(data: Path, count: int, seed: int, timeout_s: float) -> dict[str, A
         variables = {**env.variables(), "PRICEPIPE_LAKE_URI": lake, "PRICEPIPE_STATE_DIR": str(Path(lake) / "state"),
                      "PRICEPIPE_SENSOR_INTERVAL_S": "2"}
         started = time.monotonic()
-        with running_daemon(REPO / "workspace.yaml", variables, prefix="pricepipe-bench-home-") as home:
+        with running_daemon(REPO / "workspace.yaml", variables, prefix="pricepipe-bench-home-") as home, \
+                running_stream_worker({**variables, "DAGSTER_HOME": str(home)}, home / "stream.log") as worker:
             try:
                 wait_for(lambda: not lagging(env.kafka), home, "every consumer group at the end of its topic",
                          timeout_s=timeout_s, every_s=5)
@@ -273,7 +275,8 @@ def campaign(data: Path, count: int, seed: int, timeout_s: float) -> dict[str, A
                 print(error, file=sys.stderr)
             drained_s = time.monotonic() - started
             stalled = lagging(env.kafka)
-            crashes = failed_runs(home)
+            crashes = failed_runs(home) + ([f"the stream worker exited with {worker.returncode}"]
+                                           if worker.poll() is not None else [])
         letters = dead_letters(env.kafka)
         missing = missing_real(env.cassandra, real)
     families = Counter(family for family, _, _ in hostile)

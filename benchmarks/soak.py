@@ -41,8 +41,7 @@ import requests
 
 from infra.local import launcher
 from pricepipe_assets.contract.topics import CANDLES_1M, TRADES
-from pricepipe_assets.defs.jobs import TOPIC_ASSETS
-from pricepipe_assets.defs.kafka_fed import consumer_group
+from pricepipe_assets.defs.jobs import TOPIC_CONSUMERS
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource
 from pricepipe_assets.kafka.batches import committed_and_watermarks, lag
 from pricepipe_assets.settings import Settings
@@ -95,10 +94,10 @@ def rss_by_kind(root_pid: int, layout: launcher.Layout) -> dict[str, float]:
 def kafka_progress(kafka: KafkaResource) -> dict[str, int]:
     """Records produced per topic, and each Kafka-fed asset's lag (produced minus committed)."""
     figures: dict[str, int] = {}
-    for topic, assets in TOPIC_ASSETS.items():
+    for topic, assets in TOPIC_CONSUMERS.items():
         produced = None
         for asset in assets:
-            offsets = committed_and_watermarks(kafka, consumer_group(asset), topic)
+            offsets = committed_and_watermarks(kafka, kafka.consumer_group(asset), topic)
             produced = sum(high for _, _, high in offsets.values())
             figures[f"lag {asset}"] = lag(offsets)
         figures[f"produced {topic}"] = produced or 0

@@ -17,7 +17,6 @@ from pricepipe_assets.defs import (
     minute_lstm,
     minute_predictions,
     ml,
-    predictions,
     retention,
     topics,
 )
@@ -27,14 +26,12 @@ from pricepipe_assets.defs.jobs import TOPIC_JOBS, analytics_job, retention_job
 from pricepipe_assets.defs.resources import build_resources
 from pricepipe_assets.defs.schedules import build_schedules
 from pricepipe_assets.defs.sensors import build_sensors
-from pricepipe_assets.defs.trade_candles import trade_candles_asset
 from pricepipe_assets.settings import get_settings
 
 settings = get_settings()
 defs = dg.Definitions(
-    assets=[*dg.load_assets_from_modules([bootstrap, lake, live, predictions, analytics, ml, minute_lstm,
-                                       minute_predictions, retention]),
-            binance_history_asset(settings.symbols), trade_candles_asset(settings.trade_candle_grace_s), *topics.FEEDS, *topics.TOPICS],
+    assets=[*dg.load_assets_from_modules([bootstrap, lake, analytics, ml, minute_lstm, minute_predictions, retention]),
+            binance_history_asset(settings.symbols), *live.LIVE_TABLES, *topics.FEEDS, *topics.TOPICS],
     asset_checks=ASSET_CHECKS,
     jobs=[*TOPIC_JOBS.values(), analytics_job, retention_job],
     sensors=build_sensors(settings),

@@ -198,7 +198,9 @@ class Settings:
     kafka_username: str = _setting("", str.strip, "Kafka SASL user name")
     kafka_password: str = _setting("", str, "Kafka SASL password", secret=True)
     topic_prefix: str = _setting("", str.strip, "prefix of every topic name (e.g. 'staging.'), for shared clusters")
-    kafka_topic_partitions: int = _setting(3, lambda s: _parse_int(s, minimum=1), "partitions of each topic pricepipe creates")
+    kafka_topic_partitions: int = _setting(
+        6, lambda s: _parse_int(s, minimum=1), "partitions of each topic pricepipe creates: the most stream workers "
+        "that share a topic's records (each symbol's records stay in one partition, in order)")
     kafka_replication_factor: int = _setting(1, lambda s: _parse_int(s, minimum=1), "replication factor of each topic pricepipe creates")
     kafka_min_insync_replicas: int = _setting(
         None, lambda s: _parse_int(s, minimum=1), "min.insync.replicas of each topic pricepipe creates: replicas that "
@@ -237,6 +239,9 @@ class Settings:
         10, lambda s: _parse_int(s, minimum=0), "seconds a symbol's trades must have moved past the end of a minute "
         "before `trade_candles` publishes that minute's candle built from trades (a later, late trade amends it)")
     sensor_interval_s: int = _setting(5, lambda s: _parse_int(s, minimum=1), "seconds between two ticks of a Kafka sensor")
+    stream_report_s: float = _setting(
+        15.0, _parse_speed, "seconds between two materializations the stream worker reports to Dagster for each live "
+        "table it wrote (rows, offsets, lag, freshness of the interval)")
     symbols: tuple[str, ...] = _setting(("BTCUSDT", "ETHUSDT"), _parse_symbols, "Binance symbols pricepipe follows")
     bitmex_symbols: tuple[str, ...] = _setting(
         ("XBTUSD", "ETHUSD", "SOLUSD", "DOGEUSD"), _parse_symbols, "BitMEX symbols for trades and quotes"

@@ -1,6 +1,6 @@
 """Imports point one way: contract <- Kafka and storage clients <- sources, transforms, forecasting <-
-Dagster definitions and the CLI <- the code location; the API uses the contract, the clients and the
-settings only.
+the stream worker <- Dagster definitions <- the CLI and the code location; the API uses the contract,
+the clients and the settings only.
 
 Every import in the package is read, the ones inside functions too, since a lazy import is still
 a dependency. docs/architecture.md describes the same layers.
@@ -24,8 +24,9 @@ LAYERS: dict[str, int] = {
     "contract": 1,
     "kafka": 2, "storage": 2,
     "sources": 3, "transforms": 3, "forecasting": 3,
-    "defs": 4, "cli": 4,
-    "definitions": 5,
+    "stream": 4,
+    "defs": 5,
+    "cli": 6, "definitions": 6,
 }
 # What the web process may use: no Dagster, no sources, no models.
 API_MAY_IMPORT = {"settings", "contract", "kafka", "storage"}

@@ -77,6 +77,30 @@ def _feed(args: argparse.Namespace, settings: Settings) -> int:
     return run_feed(args.source, settings, replay, history=args.history)
 
 
+def _stream(args: argparse.Namespace, settings: Settings) -> int:
+    from pricepipe_assets.cli import stream
+
+    if args.action == "reset":
+        from pricepipe_assets.kafka.client import kafka_cluster
+
+        if not args.assets:
+            raise ValueError("pricepipe stream reset needs --assets, the live tables to write again")
+
+        to = args.to if args.to in ("earliest", "latest") else _time(args.to)
+        for asset, partitions in stream.reset(kafka_cluster(settings), args.assets, to).items():
+            print(f"[stream] {asset}: {partitions} partition(s) moved to {args.to}")
+        return 0
+    return stream.run(settings)
+
+
+def _time(text: str) -> dt.datetime:
+    try:
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"--to wants earliest, latest or an ISO time such as 2024-01-01T00:00, got {text!r}") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+
+
 def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     from pricepipe_assets.sources.backfill import backfill
 
@@ -145,6 +169,15 @@ def build_parser() -> argparse.ArgumentParser:
                       help="binance: first fetch the history the lake lacks (PRICEPIPE_HISTORY_DAILY_YEARS of daily "
                       "candles, PRICEPIPE_HISTORY_DAYS of 1m), as `pricepipe run` does online")
     feed.set_defaults(handler=_feed)
+
+    stream = commands.add_parser("stream", help="write the live tables from Kafka as records arrive, until Ctrl-C "
+                                 "(what `pricepipe run` starts); `reset` moves tables back to write a range again")
+    stream.add_argument("action", nargs="?", choices=("run", "reset"), default="run")
+    stream.add_argument("--assets", nargs="+", default=[], metavar="ASSET",
+                        help="reset: the live tables to write again (e.g. candles_live); stop the workers first")
+    stream.add_argument("--to", default="earliest",
+                        help="reset: earliest, latest, or an ISO time (UTC unless it says otherwise)")
+    stream.set_defaults(handler=_stream)
 
     backfill = commands.add_parser("backfill", help="publish a symbol's history for a date range into Kafka")
     backfill.add_argument("--symbol", required=True)

@@ -139,6 +139,7 @@ def children(settings: Settings, bin_dir: Path, workspace: Path) -> list[Child]:
                "--timeout-graceful-shutdown", str(API_GRACEFUL_SHUTDOWN_S), "--workers", str(settings.api_workers),
                "--http", UVICORN_HTTP],
               logs / "api.log"),
+        Child("stream", [str(bin_dir / "pricepipe"), "stream"], logs / "stream.log"),
         Child("feed", [str(bin_dir / "pricepipe"), "feed", "--source", "auto"], logs / "feed.log", may_finish=True),
     ]
 

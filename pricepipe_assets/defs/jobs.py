@@ -1,5 +1,5 @@
-"""One job per source topic, selecting the assets that topic feeds; the topic's sensor launches it.
-And the analytics and retention jobs, which their schedules launch."""
+"""One job per topic the lake keeps, selecting the assets that topic feeds in runs; the topic's sensor
+launches it. And the analytics and retention jobs, which their schedules launch."""
 
 from __future__ import annotations
 
@@ -14,16 +14,16 @@ from pricepipe_assets.contract.topics import (
     QUOTES,
     TRADES,
 )
+from pricepipe_assets.stream.stages import stage_assets
 
-# Which assets consume which topic, each through its own consumer group (`pricepipe.<asset>`).
+# Which assets consume which topic in sensor-driven runs (the lake, the history), each through its own
+# consumer group (`pricepipe.<asset>`). The live tables are the stream worker's (`stream/stages.py`).
 TOPIC_ASSETS: dict[str, tuple[str, ...]] = {
-    CANDLES_1M: ("candles_lake", "candles_live"),
-    CANDLES_1H: ("candles_lake", "candles_live"),
-    CANDLES_1D: ("candles_lake", "candles_live"),
-    TRADES: ("trades_lake", "trade_stats_minute", "trade_stats_hour", "latest_prices", "trade_candles"),
-    QUOTES: ("latest_prices",),
-    ORDERBOOK: ("order_books_lake", "order_books_live", "latest_prices"),
-    PREDICTIONS: ("predictions_live",),
+    CANDLES_1M: ("candles_lake",),
+    CANDLES_1H: ("candles_lake",),
+    CANDLES_1D: ("candles_lake",),
+    TRADES: ("trades_lake",),
+    ORDERBOOK: ("order_books_lake",),
 }
 
 # Assets a topic's job runs after its Kafka-fed ones, without reading the topic themselves.
@@ -31,6 +31,17 @@ TOPIC_FOLLOWERS: dict[str, tuple[str, ...]] = {
     CANDLES_1M: ("minute_predictions",),
 }
 
+# The stream worker's tables whose checks a topic's job runs (the worker runs no check itself).
+TOPIC_CHECKED: dict[str, tuple[str, ...]] = {
+    CANDLES_1M: ("candles_live",),
+    ORDERBOOK: ("order_books_live",),
+}
+
+# Every consumer of each topic, the runs' and the stream worker's: the lag its sensor observes.
+TOPIC_CONSUMERS: dict[str, tuple[str, ...]] = {
+    topic: (*TOPIC_ASSETS.get(topic, ()), *stage_assets().get(topic, ()))
+    for topic in (CANDLES_1M, CANDLES_1H, CANDLES_1D, TRADES, QUOTES, ORDERBOOK, PREDICTIONS)
+}
 
 # Spark and retention runs take minutes; `dagster.yaml` lets at most one of them run at a time, so
 # the live topics' runs always keep the other slots and a rollup never holds up ingest.
@@ -42,11 +53,13 @@ def job_name(topic: str) -> str:
 
 
 def topic_job(topic: str) -> dg.UnresolvedAssetJobDefinition:
-    """The job that takes a range of ``topic`` to every asset it feeds (and their checks)."""
+    """The job that takes a range of ``topic`` to every asset it feeds in runs (and their checks), and
+    checks the stream worker's tables it names."""
     return dg.define_asset_job(
         job_name(topic),
-        selection=dg.AssetSelection.assets(*TOPIC_ASSETS[topic], *TOPIC_FOLLOWERS.get(topic, ())),
-        description=f"Takes a range of Kafka offsets of `{topic}` (run config) to the lake and Cassandra.",
+        selection=dg.AssetSelection.assets(*TOPIC_ASSETS[topic], *TOPIC_FOLLOWERS.get(topic, ()))
+        | dg.AssetSelection.checks_for_assets(*TOPIC_CHECKED.get(topic, ())),
+        description=f"Takes a range of Kafka offsets of `{topic}` (run config) to the lake.",
         executor_def=dg.in_process_executor,
     )
 

@@ -2,15 +2,12 @@
 consumer group, reading its share of the range and describing the batch in metadata."""
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import dagster as dg
 from pydantic import Field
 
-from pricepipe_assets.contract.records import Candle
 from pricepipe_assets.contract.utc import utc_day, utc_iso
-from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.kafka import batches as kafka_batches
 from pricepipe_assets.kafka.batches import Batch, Delivered, OffsetRange
@@ -26,11 +23,6 @@ class OffsetRangesConfig(dg.Config):
     )
 
 
-def consumer_group(asset_name: str) -> str:
-    """Each asset commits its own progress, so one asset's failure never skips data for another."""
-    return f"pricepipe.{asset_name}"
-
-
 def read_batch(context: dg.AssetExecutionContext, kafka: KafkaResource, config: OffsetRangesConfig, topic: str, *,
                dead_letter: bool = False, align_to: int = 1,
                on_records: Callable[[Sequence[Delivered]], None] | None = None) -> Batch:
@@ -39,34 +31,12 @@ def read_batch(context: dg.AssetExecutionContext, kafka: KafkaResource, config: 
     ends = None
     if config.offset_ranges:
         ends = {r.partition: r.end for r in kafka_batches.parse_ranges(config.offset_ranges) if r.topic == topic}
-    group = consumer_group(context.asset_key.to_user_string())
+    group = kafka.consumer_group(context.asset_key.to_user_string())
     ranges = kafka_batches.group_ranges(kafka, group, topic, ends, align_to=align_to)
     batch = kafka_batches.read(kafka, group, ranges, dead_letter=dead_letter, on_records=on_records)
     context.log.info(f"{topic}: read {len(batch.records)} records, {batch.dead_letters} bad, from "
                      f"{kafka_batches.format_ranges(ranges) or 'nothing new'}")
     return batch
-
-
-def read_while_writing(context: dg.AssetExecutionContext, kafka: KafkaResource, config: OffsetRangesConfig,
-                       topic: str, cassandra: CassandraResource, cql: str,
-                       rows_of: Callable[[Sequence[Delivered]], list[tuple[Any, ...]]]) -> tuple[Batch, int]:
-    """:func:`read_batch`, writing each poll's ``rows_of`` with ``cql`` while the next poll is read;
-    returns the batch and the rows written.
-
-    Reading and decoding then overlap the Cassandra writes instead of preceding them, which is most
-    of a large batch's time. One writer thread runs the polls' writes in order, so a row delivered
-    again in a later poll is written after its earlier delivery, as one write after the whole read
-    would do; every write has returned (or raised, failing the run) before this returns, so the
-    caller commits offsets only for rows that are stored.
-    """
-    with ThreadPoolExecutor(max_workers=1) as writer:
-        writes: list[Future[int]] = []
-
-        def write(records: Sequence[Delivered]) -> None:
-            writes.append(writer.submit(cassandra.write_all, cql, rows_of(records)))
-
-        batch = read_batch(context, kafka, config, topic, on_records=write)
-        return batch, sum(future.result() for future in writes)
 
 
 def run_topics(config: OffsetRangesConfig, topics: Sequence[str]) -> list[str]:
@@ -80,7 +50,7 @@ def run_topics(config: OffsetRangesConfig, topics: Sequence[str]) -> list[str]:
 
 def commit_batch(context: dg.AssetExecutionContext, kafka: KafkaResource, batch: Batch) -> None:
     """Record the asset's progress; called only once the batch's write has succeeded."""
-    kafka_batches.commit(kafka, consumer_group(context.asset_key.to_user_string()), batch.ranges)
+    kafka_batches.commit(kafka, kafka.consumer_group(context.asset_key.to_user_string()), batch.ranges)
 
 
 def batch_metadata(rows_written: int, *batches: Batch) -> dict[str, Any]:
@@ -103,10 +73,3 @@ def batch_metadata(rows_written: int, *batches: Batch) -> dict[str, Any]:
         "newest_by_symbol": dg.MetadataValue.json({symbol: utc_iso(ms) for symbol, ms in sorted(newest.items())}),
         "days": dg.MetadataValue.json(sorted({utc_day(t) for t in times})),
     }
-
-
-def early_closed(batch: Batch) -> int:
-    """The distinct candles of the batch the venue closed early: each one marks an outage inside its
-    interval, so a batch reports them beside its row count instead of leaving them to the gap check."""
-    return len({(c.symbol, c.interval, c.open_time) for item in batch.records
-                if isinstance(c := item.record, Candle) and not c.is_complete})

@@ -21,7 +21,6 @@ from pricepipe_assets.defs.kafka_fed import (
     OffsetRangesConfig,
     batch_metadata,
     commit_batch,
-    early_closed,
     read_batch,
     run_topics,
 )
@@ -37,6 +36,7 @@ from pricepipe_assets.storage.lake_datasets import (
     block_start,
     chunk_basename,
 )
+from pricepipe_assets.transforms import live_writes
 
 # Both a topic's lake asset and its Cassandra assets are ready when its run starts; Dagster's executor
 # takes the higher `dagster/priority` first. Readers wait on the live tables, nobody waits on the raw
@@ -125,7 +125,7 @@ def candles_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kaf
         commit_batch(context, kafka, batch)
         batches.append(batch)
     return dg.MaterializeResult(metadata={**batch_metadata(rows, *batches),
-                                          "early_closed": sum(early_closed(batch) for batch in batches),
+                                          "early_closed": sum(live_writes.early_closed(batch.records) for batch in batches),
                                           "dataset": lake.path(RAW_CANDLES)})
 
 

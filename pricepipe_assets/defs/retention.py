@@ -18,7 +18,6 @@ from dagster import AssetExecutionContext
 from pydantic import Field
 
 from pricepipe_assets.contract.topics import CANDLES_1M, ORDERBOOK, TRADES
-from pricepipe_assets.defs.kafka_fed import consumer_group
 from pricepipe_assets.defs.partitions import day_partitions
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
@@ -126,7 +125,7 @@ def compaction_asset(name: str, dataset: str, topic: str, writer: str) -> dg.Ass
         _expired_or_fail(cassandra, dt.date.fromisoformat(day),
                          cassandra.hot_window(False) if config.hot_days is None else config.hot_days)
         committed = {partition: offset or 0 for partition, (offset, _, _) in
-                     kafka_batches.committed_and_watermarks(kafka, consumer_group(writer), topic).items()}
+                     kafka_batches.committed_and_watermarks(kafka, kafka.consumer_group(writer), topic).items()}
         folders = [f for f in date_folders(lake, dataset) if f.endswith(f"/date={day}")]
         done = [c for folder in folders if (c := compact_folder(lake, folder, committed, OFFSETS_PER_FILE)) is not None]
         return dg.MaterializeResult(metadata={

@@ -1,4 +1,5 @@
-"""Sensors that turn Kafka lag into runs: one per source topic; one that follows the lake's history;
+"""Sensors that turn Kafka lag into runs of the lake's assets and observe every consumer's lag: one
+per consumed topic; one that follows the lake's history;
 and one that observes the feeds running outside Dagster.
 
 A Kafka sensor's tick only reads watermarks and committed offsets (metadata requests with short
@@ -14,8 +15,7 @@ import json
 
 import dagster as dg
 
-from pricepipe_assets.defs.jobs import TOPIC_ASSETS, TOPIC_JOBS, analytics_job
-from pricepipe_assets.defs.kafka_fed import consumer_group
+from pricepipe_assets.defs.jobs import TOPIC_ASSETS, TOPIC_CONSUMERS, TOPIC_JOBS, analytics_job, job_name
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.defs.resources.lake import LakeResource
 from pricepipe_assets.defs.topics import FEED_TOPICS, feed_observations, topic_observation
@@ -55,28 +55,35 @@ def _earlier_attempts(instance: dg.DagsterInstance, offset_ranges: str) -> int:
 
 
 def kafka_sensor(topic: str, minimum_interval_seconds: int) -> dg.SensorDefinition:
-    """The sensor that launches ``topic``'s job when any of its assets' consumer groups lags."""
-    job = TOPIC_JOBS[topic]
+    """The sensor that records ``topic``'s end offsets and every consumer's lag, and launches the
+    topic's job when one of the job's assets lags (a topic only the stream worker reads has no job)."""
+    job = TOPIC_JOBS.get(topic)
+    purpose = (f"Requests a `{job.name}` run for the offsets of `{topic}` its assets have not committed yet, and "
+               if job is not None else f"`{topic}` is read by the stream worker only: ")
 
     @dg.sensor(
-        name=f"{job.name.removesuffix('_job')}_sensor",
+        name=f"{job_name(topic).removesuffix('_job')}_sensor",
         job=job,
         minimum_interval_seconds=minimum_interval_seconds,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Requests a `{job.name}` run for the offsets of `{topic}` its assets have not committed yet, "
-        "and records the topic's end offsets and each consuming asset's lag as an observation of the topic asset.",
+        description=f"{purpose}records the topic's end offsets and each consuming asset's lag (the runs' and the "
+        "stream worker's) as an observation of the topic asset.",
     )
     def _sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult:
-        offsets = {name: kafka_batches.committed_and_watermarks(kafka, consumer_group(name), topic)
-                   for name in TOPIC_ASSETS[topic]}
+        offsets = {name: kafka_batches.committed_and_watermarks(kafka, kafka.consumer_group(name), topic)
+                   for name in TOPIC_CONSUMERS[topic]}
         state = json.loads(context.cursor) if context.cursor else {}
         observation, observed = topic_observation(topic, offsets)
         events = [observation] if observed != state.get("observed") else []
         state["observed"] = observed
+        if job is None:
+            return dg.SensorResult(skip_reason=f"{topic} has no batch job; lag observed", asset_events=events,
+                                   cursor=json.dumps(state))
         if _has_active_run(context.instance, topic):
             return dg.SensorResult(skip_reason=f"a run for {topic} is queued or running", asset_events=events,
                                    cursor=json.dumps(state))
-        ranges = kafka_batches.pending_ranges(topic, offsets.values(), MAX_OFFSETS_PER_PARTITION)
+        ranges = kafka_batches.pending_ranges(topic, [offsets[name] for name in TOPIC_ASSETS[topic]],
+                                              MAX_OFFSETS_PER_PARTITION)
         if not ranges:
             return dg.SensorResult(skip_reason=f"no lag on {topic}", asset_events=events, cursor=json.dumps(state))
         offset_ranges = kafka_batches.format_ranges(ranges)
@@ -132,5 +139,5 @@ def feeds_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> d
 def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     """One lag sensor per consumed topic, ticking every ``PRICEPIPE_SENSOR_INTERVAL_S``, and the
     analytics and feeds sensors."""
-    return [*(kafka_sensor(topic, settings.sensor_interval_s) for topic in TOPIC_ASSETS), analytics_sensor,
+    return [*(kafka_sensor(topic, settings.sensor_interval_s) for topic in TOPIC_CONSUMERS), analytics_sensor,
             feeds_sensor]

@@ -69,6 +69,13 @@ class KafkaCluster(BaseModel):
         """The full name of a contract topic on this cluster (with the configured prefix)."""
         return self.topic_prefix + name
 
+    def consumer_group(self, asset: str) -> str:
+        """The group an asset commits its progress in, the runs' and the stream worker's alike. Each
+        asset has its own, so one asset's failure never skips data for another; the topic prefix
+        comes first, so two deployments sharing a cluster never share a group (a stream worker's
+        group is a membership, and one deployment's members would block the other's commits)."""
+        return f"{self.topic_prefix}pricepipe.{asset}"
+
     def publisher(self, **producer_overrides: Any) -> Publisher:
         """A :class:`Publisher` over a new idempotent producer, the contract's topics created first.
 

@@ -64,6 +64,13 @@ def _candle_row(c: Candle) -> tuple[Any, ...]:
             c.low, c.close, c.volume, c.quote_volume, c.trades, c.is_complete)
 
 
+def early_closed(records: Iterable[Delivered]) -> int:
+    """The distinct candles of a batch the venue closed early: each one marks an outage inside its
+    interval, so a batch reports them beside its row count instead of leaving them to the gap check."""
+    return len({(c.symbol, c.interval, c.open_time) for item in records
+                if isinstance(c := item.record, Candle) and not c.is_complete})
+
+
 def record_activity(cassandra: CassandraCluster, records: Iterable[Delivered]) -> None:
     """Advance each symbol's newest event time in `symbols` (the clock of the API and retention)."""
     newest: dict[str, Record] = {}

@@ -37,6 +37,7 @@ from pricepipe_assets_tests.support.kafka_runs import (
     source_candles,
     source_trades,
 )
+from pricepipe_assets_tests.support.stream_runs import materialized
 
 DAY_MS = 1704067200000
 LATE_SAMPLE = 6000
@@ -71,10 +72,9 @@ def test_a_day_of_candles_reaches_lake_and_cassandra_once(
 
     _assert_candles_equal_source(cassandra, local_lake, shared_data)
     assert platform_now(cassandra) == dt.datetime(2024, 1, 1, 23, 59, 59, 999000, tzinfo=dt.UTC)
-    metadata = run.asset_materializations_for_node("candles_live")[0].metadata
-    assert metadata["dagster/row_count"].value == 1440
-    assert metadata["dead_letters"].value == 0
-    assert metadata["first_event_time"].value == "2024-01-01T00:00:00+00:00"
+    metadata = materialized(instance, "candles_live")
+    assert (metadata["dagster/row_count"], metadata["dead_letters"], metadata["lag"]) == (1440, 0, 0)
+    assert metadata["first_event_time"] == "2024-01-01T00:00:00+00:00"
     files = sorted(p.name for p in Path(local_lake.root, RAW_CANDLES).rglob("*.parquet"))
     assert files and all(re.fullmatch(r"p[01]-o000000000000-0\.parquet", name) for name in files)
     checks = {c.check_name: c.passed for c in run.get_asset_check_evaluations()}
@@ -88,10 +88,11 @@ def test_bad_messages_go_to_deadletter_and_never_stop_the_batch(
     producer = kafka.producer()
     producer.produce(kafka.topic(CANDLES_1M), key=b"BTCUSDT", value=b"{not json")
     producer.flush(10)
-    (run,) = drain(definitions(kafka, cassandra, local_lake), CANDLES_1M, kafka, dg.DagsterInstance.ephemeral())
+    instance = dg.DagsterInstance.ephemeral()
+    (run,) = drain(definitions(kafka, cassandra, local_lake), CANDLES_1M, kafka, instance)
 
     assert run.asset_materializations_for_node("candles_lake")[0].metadata["dead_letters"].value == 1
-    assert run.asset_materializations_for_node("candles_live")[0].metadata["dagster/row_count"].value == 1440
+    assert materialized(instance, "candles_live")["dagster/row_count"] == 1440
     (letter,) = consume(kafka, "deadletter", expected=1)
     assert b"not valid JSON" in letter.value()
 
@@ -121,12 +122,14 @@ def test_an_early_closed_candle_is_kept_flagged_counted_and_named_beside_the_gap
     for row in _real_rows_with_an_outage(shared_data):
         publisher.publish(candle_from_binance_row(row, "BTCUSDT", "1m"))
     publisher.flush()
-    (run,) = drain(definitions(kafka, cassandra, local_lake), CANDLES_1M, kafka, dg.DagsterInstance.ephemeral())
+    instance = dg.DagsterInstance.ephemeral()
+    (run,) = drain(definitions(kafka, cassandra, local_lake), CANDLES_1M, kafka, instance)
 
     early_open = DAY_MS + 60_000 * EARLY_MINUTE
-    for asset in ("candles_live", "candles_lake"):
-        metadata = run.asset_materializations_for_node(asset)[0].metadata
-        assert (metadata["early_closed"].value, metadata["dead_letters"].value) == (1, 0)
+    live = materialized(instance, "candles_live")
+    assert (live["early_closed"], live["dead_letters"]) == (1, 0)
+    lake = run.asset_materializations_for_node("candles_lake")[0].metadata
+    assert (lake["early_closed"].value, lake["dead_letters"].value) == (1, 0)
     stored = {r.open_time: r for r in cassandra.session().execute(
         "SELECT open_time, close_time, is_complete FROM candles WHERE symbol = 'BTCUSDT' AND interval = '1m' "
         "AND bucket = %s", (CANDLE_DAY,))}

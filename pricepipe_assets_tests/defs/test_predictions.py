@@ -1,4 +1,4 @@
-"""Predictions published to Kafka reach Cassandra through their sensor's runs, each beside the
+"""Predictions published to Kafka reach Cassandra through the stream worker, each beside the
 actual close once that candle is stored, and daily forecasts are kept whole."""
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from pricepipe_assets.contract.records import Prediction
 from pricepipe_assets.contract.topics import CANDLES_1M, PREDICTIONS
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets_tests.support.kafka_runs import definitions, drain, publish_candles, source_candles
+from pricepipe_assets_tests.support.stream_runs import materialized
 
 DAY_MS = 1704067200000  # 2024-01-01, the day publish_candles replays
 MINUTE_MS = 60_000
@@ -41,13 +42,13 @@ def test_predictions_reach_cassandra_beside_the_actual_close_once_known(
     drain(defs, CANDLES_1M, kafka, instance)
     publisher.publish(_predict(targets[-1] + MINUTE_MS))
     publisher.flush()
-    (run,) = drain(defs, PREDICTIONS, kafka, instance)
+    drain(defs, PREDICTIONS, kafka, instance)
 
     closes = source_candles(shared_data).set_index("open_time")["close"]
     rows = list(cassandra.session().execute(
         "SELECT target_time, actual FROM predictions WHERE symbol = 'BTCUSDT' AND horizon = '1m' AND bucket = '2024-01-01'"))
     assert [row.actual for row in rows] == [closes[t] for t in [*targets, targets[-1] + MINUTE_MS]]
-    assert run.asset_materializations_for_node("predictions_live")[0].metadata["actuals_resolved"].value == 4
+    assert materialized(instance, "predictions_live")["actuals_resolved"] == 4
     per_model = list(cassandra.session().execute(
         "SELECT target_time, actual FROM model_predictions WHERE symbol = 'BTCUSDT' AND horizon = '1m' "
         "AND bucket = '2024-01-01' AND model = 'minute_sgd' ORDER BY target_time ASC"))
@@ -65,11 +66,12 @@ def test_a_daily_forecast_is_kept_whole_and_bad_predictions_are_dead_lettered(
     producer = kafka.producer()
     producer.produce(kafka.topic(PREDICTIONS), key=b"BTCUSDT", value=_predict(DAY_MS + 30_000).to_json())
     producer.flush(10)
-    (run,) = drain(definitions(kafka, cassandra, local_lake), PREDICTIONS, kafka, dg.DagsterInstance.ephemeral())
+    instance = dg.DagsterInstance.ephemeral()
+    drain(definitions(kafka, cassandra, local_lake), PREDICTIONS, kafka, instance)
 
     forecast = list(cassandra.session().execute(
         "SELECT target_time, predicted, model_version FROM forecasts WHERE symbol = 'BTCUSDT' AND bucket = '2024-01-01'"))
     assert len(forecast) == 15 and {row.model_version for row in forecast} == {"v7"}
     assert [row.predicted for row in forecast] == [43_000.0 + day for day in range(1, 16)]
-    metadata = run.asset_materializations_for_node("predictions_live")[0].metadata
-    assert metadata["dead_letters"].value == 1 and metadata["forecast_rows"].value == 15
+    metadata = materialized(instance, "predictions_live")
+    assert metadata["dead_letters"] == 1 and metadata["forecast_rows"] == 15

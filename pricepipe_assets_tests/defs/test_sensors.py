@@ -16,7 +16,7 @@ from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, La
 from pricepipe_assets.defs.sensors import RANGE_TAG, TOPIC_TAG, analytics_sensor, feeds_sensor
 from pricepipe_assets.defs.topics import BINANCE_FEED, BITMEX_FEED, FEED_TOPICS, topic_key
 from pricepipe_assets.kafka.batches import parse_ranges
-from pricepipe_assets_tests.support.kafka_runs import definitions, publish_candles, run_requested, tick
+from pricepipe_assets_tests.support.kafka_runs import definitions, drain, publish_candles, run_requested, tick
 from pricepipe_assets_tests.support.lake_fill import real_minutes, write_raw_candles
 
 
@@ -46,9 +46,10 @@ def test_a_failed_range_is_requested_again_with_an_attempt_suffix(
     instance = dg.DagsterInstance.ephemeral()
     publish_candles(kafka, shared_data, tmp_path)
     (first,) = tick(CANDLES_1M, kafka, instance).run_requests
-    unreachable = CassandraResource(hosts=["127.0.0.1"], port=1, keyspace="nowhere")
-    failed = run_requested(definitions(kafka, unreachable, local_lake), CANDLES_1M, first, instance,
-                           raise_on_error=False)
+    unwritable = tmp_path / "a-file-not-a-folder"
+    unwritable.write_text("")
+    failed = run_requested(definitions(kafka, CassandraResource(), LakeResource(uri=str(unwritable))), CANDLES_1M,
+                           first, instance, raise_on_error=False)
     assert not failed.success
 
     (again,) = tick(CANDLES_1M, kafka, instance).run_requests
@@ -82,8 +83,7 @@ def test_each_tick_observes_the_topics_end_offsets_and_each_consumers_lag_when_t
     assert metadata["lag candles_live"] == metadata["lag candles_lake"] == metadata["max_lag"] == 1440
     assert not tick(CANDLES_1M, kafka, instance, cursor=first.cursor).asset_events  # nothing changed
 
-    (request,) = first.run_requests
-    assert run_requested(definitions(kafka, cassandra, local_lake), CANDLES_1M, request, instance).success
+    assert all(run.success for run in drain(definitions(kafka, cassandra, local_lake), CANDLES_1M, kafka, instance))
     (caught_up,) = tick(CANDLES_1M, kafka, instance, cursor=first.cursor).asset_events
     assert caught_up.metadata["max_lag"].value == 0
 

@@ -1,4 +1,4 @@
-"""`trade_candles` through sensor-requested runs on the real servers: the real BTCUSD_PERP day
+"""`trade_candles` through the stream worker on the real servers: the real BTCUSD_PERP day
 equals a pandas resample of its aggTrades, BitMEX trades from the local BitMEX server become
 candles, and late, repeated and replayed trades converge on the same candles."""
 
@@ -13,12 +13,10 @@ from typing import Any
 import dagster as dg
 import pandas as pd
 
+from pricepipe_assets.cli import stream
 from pricepipe_assets.contract.records import Trade
 from pricepipe_assets.contract.topics import CANDLES_1M, TRADES
-from pricepipe_assets.defs.kafka_fed import consumer_group
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
-from pricepipe_assets.kafka import batches as kafka_batches
-from pricepipe_assets.kafka.batches import OffsetRange
 from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset
 from pricepipe_assets.sources.bitmex.ws import BitmexClient
@@ -66,10 +64,10 @@ def test_the_real_day_in_two_batches_equals_a_resample_of_its_aggtrades(
     """The noon split leaves a minute open at the end of the first batch; the second run publishes it
     although it reads none of its trades, and every minute is published exactly once."""
     trades = real_trades(shared_data, tmp_path)
-    defs, instance = definitions(kafka, cassandra, local_lake, GRACE_S), dg.DagsterInstance.ephemeral()
+    defs, instance = definitions(kafka, cassandra, local_lake), dg.DagsterInstance.ephemeral()
     for part in (trades[:len(trades) // 2], trades[len(trades) // 2:]):
         publish(kafka, part)
-        assert all(run.success for run in drain(defs, TRADES, kafka, instance))
+        assert all(run.success for run in drain(defs, TRADES, kafka, instance, grace_s=GRACE_S))
 
     expected = expected_trade_candles(source_trades(shared_data), GRACE_S)
     messages = published(kafka, len(expected))
@@ -112,8 +110,8 @@ def test_bitmex_trades_from_the_local_bitmex_server_become_bitmex_candles(
         finally:
             stop.set()
             thread.join(timeout=30)
-    assert all(run.success for run in drain(definitions(kafka, cassandra, local_lake, GRACE_S), TRADES, kafka,
-                                            dg.DagsterInstance.ephemeral()))
+    assert all(run.success for run in drain(definitions(kafka, cassandra, local_lake), TRADES, kafka,
+                                            dg.DagsterInstance.ephemeral(), grace_s=GRACE_S))
 
     expected = expected_trade_candles(source[source["transact_time"] < end], GRACE_S)
     candles = latest_by_minute(published(kafka, len(expected)))
@@ -127,14 +125,15 @@ def test_late_and_repeated_trades_republish_amended_candles_and_a_replay_publish
         tmp_path: Path) -> None:
     """Every 7th trade of the first 6,000 arrives after the rest, with the first half again (as a
     replay does): the last version of each candle, in Kafka and in `candles_live`, equals the
-    resample. Then the stage's offsets are reset to the start and it republishes every candle byte
-    for byte."""
+    resample. Then the stage's offsets are reset to the start (`pricepipe stream reset`) and it
+    republishes every candle as its last version, byte for byte (the minutes it finds amended in the
+    stored trades, as often as its batches close them)."""
     trades = real_trades(shared_data, tmp_path)[:6000]
     late = trades[::7]
-    defs, instance = definitions(kafka, cassandra, local_lake, GRACE_S), dg.DagsterInstance.ephemeral()
+    defs, instance = definitions(kafka, cassandra, local_lake), dg.DagsterInstance.ephemeral()
     for batch in ([t for t in trades if t not in late], [*late, *trades[:3000]]):
         publish(kafka, batch)
-        assert all(run.success for run in drain(defs, TRADES, kafka, instance))
+        assert all(run.success for run in drain(defs, TRADES, kafka, instance, grace_s=GRACE_S))
     expected = expected_trade_candles(source_trades(shared_data).iloc[:6000], GRACE_S)
     first = [m for m in consume(kafka, CANDLES_1M, len(expected) + 1)]
     assert len(first) > len(expected)  # amended minutes were published again
@@ -149,11 +148,10 @@ def test_late_and_repeated_trades_republish_amended_candles_and_a_replay_publish
     pd.testing.assert_frame_equal(rows[TRADE_CANDLE_COLUMNS], expected[TRADE_CANDLE_COLUMNS], check_dtype=False, check_names=False,
                                   rtol=1e-12)
 
-    ends = kafka_batches.committed_and_watermarks(kafka, consumer_group("trade_candles"), TRADES)
-    kafka_batches.commit(kafka, consumer_group("trade_candles"), [OffsetRange(TRADES, p, 0, 0) for p in ends])
-    assert all(run.success for run in drain(defs, TRADES, kafka, instance))
+    stream.reset(kafka, ["trade_candles"], "earliest")
+    assert all(run.success for run in drain(defs, TRADES, kafka, instance, grace_s=GRACE_S))
     everything = consume(kafka, CANDLES_1M, len(first) + len(expected))
     final = {json.loads(m.value())["open_time"]: m.value() for m in first}
     replayed = everything[len(first):]
-    assert len(replayed) == len(expected)
+    assert {json.loads(m.value())["open_time"] for m in replayed} == set(expected.index)
     assert all(m.value() == final[json.loads(m.value())["open_time"]] for m in replayed)

@@ -2,9 +2,9 @@
 
 Real candles (BTCUSDT, 2024-01-01) and trades (BTCUSD_PERP, 2026-05-08) are replayed into the
 cluster's Kafka at ``SPEED`` times real time, each day in about two and a half minutes, while the
-test plays the Dagster daemon: it ticks the topics' sensors and executes each requested run in
-process, on an instance that keeps the runs, so a range whose run failed is requested again with an
-attempt suffix, the project's own retry. Meanwhile kafka-2 is stopped and restarted, then
+stream worker's stages write the live tables in process and the test plays the Dagster daemon: it
+ticks the topics' sensors and executes each requested run in process, on an instance that keeps the
+runs, so a range whose run failed is requested again with an attempt suffix, the project's own retry. Meanwhile kafka-2 is stopped and restarted, then
 cassandra-2, and the API is asked for a price and candles all along. At the end the lake and every
 Cassandra table the feed reaches equal the source row for row, and what each fault cost (failed
 runs and ticks, seconds of lag) is printed for docs/scaling.md.
@@ -29,8 +29,7 @@ from starlette.testclient import TestClient
 from api.app import create_app
 from infra.local import cluster, launcher
 from pricepipe_assets.contract.topics import CANDLES_1M, PREDICTIONS, TRADES
-from pricepipe_assets.defs.jobs import TOPIC_ASSETS
-from pricepipe_assets.defs.kafka_fed import consumer_group
+from pricepipe_assets.defs.jobs import TOPIC_CONSUMERS
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets.kafka import batches as kafka_batches
 from pricepipe_assets.kafka.client import kafka_cluster
@@ -40,6 +39,8 @@ from pricepipe_assets.sources.replay import Replayer
 from pricepipe_assets.storage.cassandra import cassandra_cluster
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.storage.lake_datasets import RAW_CANDLES, RAW_TRADES
+from pricepipe_assets.stream import worker
+from pricepipe_assets.stream.stages import STAGES, Stores
 from pricepipe_assets_tests.support.kafka_runs import (
     CANDLE_DAY,
     TRADE_CANDLE_COLUMNS,
@@ -52,6 +53,7 @@ from pricepipe_assets_tests.support.kafka_runs import (
     source_trades,
     tick,
 )
+from pricepipe_assets_tests.support.stream_runs import stage_lag
 
 SPEED = 600.0
 # (node, seconds after the replay starts that it is stopped, seconds it stays down)
@@ -111,8 +113,8 @@ def _sample_offsets(record: Record, kafka: KafkaResource, done: threading.Event)
     while not done.wait(0.5):
         for topic in SAMPLED:
             try:
-                groups = [kafka_batches.committed_and_watermarks(kafka, consumer_group(asset), topic)
-                          for asset in TOPIC_ASSETS[topic]]
+                groups = [kafka_batches.committed_and_watermarks(kafka, kafka.consumer_group(asset), topic)
+                          for asset in TOPIC_CONSUMERS[topic]]
             except Exception:  # noqa: BLE001 - a broker going away loses a sample, not the test
                 continue
             if all(groups) and all(g.keys() == groups[0].keys() for g in groups):
@@ -138,11 +140,12 @@ def _worst_lag(record: Record, topic: str, phase: str) -> float:
 
 def _play_the_daemon(record: Record, defs: dg.Definitions, kafka: KafkaResource, client: TestClient,
                      background: list[threading.Thread]) -> None:
-    """Tick every sensor and run what it asks for, until the feed and the faults are over and a
-    whole round of ticks finds no lag."""
+    """Tick every sensor and run what it asks for, until the feed and the faults are over, a whole
+    round of ticks finds no lag and the stream worker's stages have written everything."""
     instance = dg.DagsterInstance.ephemeral()
     while True:
-        quiet = not any(thread.is_alive() for thread in background)
+        quiet = not any(thread.is_alive() for thread in background) and not any(
+            stage_lag(kafka, stage) for stage in STAGES)
         for topic in SENSED:
             try:
                 outcome = tick(topic, kafka, instance)
@@ -258,9 +261,15 @@ def test_the_feed_loses_and_doubles_nothing_through_a_broker_and_a_cassandra_nod
                 for stream in (candles, trades)]
         faults = _background(record, lambda: _faults(record, cluster_layout))
         sampler = _background(record, lambda: _sample_offsets(record, kafka, sampling_done))
+        stream_stop = threading.Event()
+        stream = worker.start(lambda: Stores(kafka, CassandraResource(**cassandra.model_dump()), kafka.publisher(),
+                                             Settings().trade_candle_grace_s * 1000), stream_stop)
         try:
             _play_the_daemon(record, definitions(kafka, cassandra, lake), kafka, client, [*feed, faults])
         finally:
+            stream_stop.set()
+            for _, thread in stream:
+                thread.join(30)
             sampling_done.set()
             sampler.join(10)
     report = _report(record)

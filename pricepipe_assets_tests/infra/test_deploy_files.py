@@ -37,7 +37,7 @@ def services() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def manifests() -> list[dict[str, Any]]:
-    return [document for name in ("api.yaml", "feed.yaml")
+    return [document for name in ("api.yaml", "feed.yaml", "stream.yaml")
             for document in yaml.safe_load_all((INFRA / "k8s" / name).read_text())]
 
 
@@ -89,7 +89,7 @@ def assert_settings(environment: dict[str, Any]) -> Settings:
 
 def test_every_pricepipe_container_runs_a_command_this_checkout_accepts(services: dict[str, Any]) -> None:
     pricepipe = _pricepipe_services(services)
-    assert set(pricepipe) == {"dagster-instance", "dagster-webserver", "dagster-daemon", "feed", "api"}
+    assert set(pricepipe) == {"dagster-instance", "dagster-webserver", "dagster-daemon", "stream", "feed", "api"}
     for spec in pricepipe.values():
         assert_runs_here(spec["command"])
 
@@ -180,14 +180,26 @@ def test_the_settings_configmap_holds_settings_that_parse_and_no_secret(manifest
 def test_every_kubernetes_container_runs_this_checkout_with_its_settings(manifests: list[dict[str, Any]]) -> None:
     configmaps = set(_of_kind(manifests, "ConfigMap"))
     containers = _containers(manifests)
-    assert set(containers) == {"pricepipe-api", "pricepipe-feed"}
+    assert set(containers) == {"pricepipe-api", "pricepipe-feed", "pricepipe-stream"}
     for container in containers.values():
         assert_runs_here(container["command"])
         assert {source["configMapRef"]["name"] for source in container["envFrom"] if "configMapRef" in source} <= configmaps
-        assert_settings({variable["name"]: variable["value"] for variable in container.get("env", [])})
+        assert_settings({variable["name"]: variable["value"] for variable in container.get("env", [])
+                         if variable["name"].startswith("PRICEPIPE_")})
     assert containers["pricepipe-feed"]["command"][:2] == ["pricepipe", "feed"]
     feed = _of_kind(manifests, "Deployment")["pricepipe-feed"]["spec"]
     assert feed["replicas"] == 1 and feed["strategy"]["type"] == "Recreate"
+
+
+def test_the_stream_workers_share_partitions_and_report_to_the_charts_instance(
+        manifests: list[dict[str, Any]]) -> None:
+    stream = _of_kind(manifests, "Deployment")["pricepipe-stream"]["spec"]
+    (container,) = stream["template"]["spec"]["containers"]
+    assert container["command"] == ["pricepipe", "stream"] and stream["replicas"] >= 2
+    env = {variable["name"]: variable for variable in container["env"]}
+    (mount,) = container["volumeMounts"]
+    assert mount["mountPath"] == f"{env['DAGSTER_HOME']['value']}/dagster.yaml"
+    assert "secretKeyRef" in env["DAGSTER_PG_PASSWORD"]["valueFrom"]
 
 
 def test_every_pricepipe_pod_runs_one_image(manifests: list[dict[str, Any]], helm_values: dict[str, Any]) -> None:
@@ -209,3 +221,11 @@ def test_api_ports_and_probes_agree(manifests: list[dict[str, Any]]) -> None:
     service = _of_kind(manifests, "Service")["pricepipe-api"]["spec"]
     assert service["selector"] == _of_kind(manifests, "Deployment")["pricepipe-api"]["spec"]["selector"]["matchLabels"]
     assert [(declared["port"], declared["targetPort"]) for declared in service["ports"]] == [(port, port)]
+
+
+def test_the_api_is_served_with_its_limits_against_hostile_requests(services: dict[str, Any],
+                                                                      manifests: list[dict[str, Any]]) -> None:
+    from api.server import UVICORN_HTTP
+
+    for command in (services["api"]["command"], _containers(manifests)["pricepipe-api"]["command"]):
+        assert command[command.index("--http") + 1] == UVICORN_HTTP

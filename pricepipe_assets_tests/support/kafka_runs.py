@@ -8,16 +8,16 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from pricepipe_assets.defs import lake, live, minute_lstm, minute_predictions, ml, predictions
+from pricepipe_assets.defs import lake, live, minute_lstm, minute_predictions, ml
 from pricepipe_assets.defs.checks import ASSET_CHECKS
 from pricepipe_assets.defs.jobs import TOPIC_JOBS, job_name
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource, ModelRulesResource
 from pricepipe_assets.defs.resources.spark import spark_resource
 from pricepipe_assets.defs.sensors import kafka_sensor
-from pricepipe_assets.defs.trade_candles import trade_candles_asset
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset
 from pricepipe_assets_tests.support.kline_files import KLINE_COLUMNS, kline_file
+from pricepipe_assets_tests.support.stream_runs import catch_up
 
 CANDLE_DAY = dt.date(2024, 1, 1)
 TRADE_DAY = dt.date(2026, 5, 8)
@@ -75,12 +75,11 @@ def expected_trade_candles(source: pd.DataFrame, grace_s: int) -> pd.DataFrame:
     return minutes[minutes.index + 60_000 + grace_s * 1000 <= newest]
 
 
-def definitions(kafka: KafkaResource, cassandra: CassandraResource, lake_resource: LakeResource,
-                grace_s: int = Settings().trade_candle_grace_s) -> dg.Definitions:
-    """The code location's Kafka-fed assets, checks and jobs over the test's own resources
-    (``grace_s``: the trade candles' grace period)."""
+def definitions(kafka: KafkaResource, cassandra: CassandraResource, lake_resource: LakeResource) -> dg.Definitions:
+    """The code location's Kafka-fed assets, the stream worker's tables, checks and jobs over the
+    test's own resources."""
     return dg.Definitions(
-        assets=[*dg.load_assets_from_modules([lake, live, predictions, ml, minute_lstm, minute_predictions]), trade_candles_asset(grace_s)],
+        assets=[*dg.load_assets_from_modules([lake, ml, minute_lstm, minute_predictions]), *live.LIVE_TABLES],
         asset_checks=ASSET_CHECKS,
         jobs=list(TOPIC_JOBS.values()),
         resources={"kafka": kafka, "cassandra": cassandra, "lake": lake_resource, "model_rules": ModelRulesResource(),
@@ -103,9 +102,16 @@ def run_requested(defs: dg.Definitions, topic: str, request: dg.RunRequest, inst
 
 
 def drain(defs: dg.Definitions, topic: str, kafka: KafkaResource, instance: dg.DagsterInstance,
-          max_runs: int = 5) -> list[dg.ExecuteInProcessResult]:
-    """Tick the topic's sensor and execute each requested run until the sensor sees no lag."""
-    results = []
+          max_runs: int = 5, grace_s: int = Settings().trade_candle_grace_s) -> list[dg.ExecuteInProcessResult]:
+    """What the platform does with ``topic``: the stream worker's stages write its live tables until
+    they are caught up and report their materializations to ``instance``, then the topic's sensor is
+    ticked and each requested run executed until the lake's assets see no lag (a topic without a
+    batch job has none); returns the runs."""
+    for event in catch_up(kafka, defs.resources["cassandra"], [topic], grace_s=grace_s):
+        instance.report_runless_asset_event(event)
+    results: list[dg.ExecuteInProcessResult] = []
+    if topic not in TOPIC_JOBS:
+        return results
     for _ in range(max_runs):
         outcome = tick(topic, kafka, instance)
         if not outcome.run_requests:

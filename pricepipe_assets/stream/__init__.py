@@ -1,0 +1,1 @@
+"""The stream worker: the live tables written from Kafka as records arrive, observed by Dagster."""
