@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from api import queries
 from api.cache import ByteLru, TtlCache
 from api.errors import StreamsFull, UnknownSymbol
+from api.live import Feeds
 from api.store import AsyncStore
 from api.windows import utc
 from pricepipe_assets.settings import Settings
@@ -36,8 +37,9 @@ class SymbolInfo:
 class StreamSlots:
     """The live streams this worker serves, at most ``limit`` at once.
 
-    A stream keeps its connection and reads the store until the client leaves, so without a cap
-    the number of clients alone would decide this worker's sockets and its load on Cassandra.
+    A stream keeps its connection until the client leaves and is sent every change of its symbol.
+    The reads are per symbol, not per stream (:mod:`api.live`), but without a cap the number of
+    clients alone would decide this worker's sockets and the work of sending each change to all.
     """
 
     def __init__(self, limit: int) -> None:
@@ -63,6 +65,7 @@ class ApiContext:
         self.final_cache_control = (f"{'private' if settings.api_key else 'public'}, max-age={FINAL_MAX_AGE_S}, "
                                     "immutable").encode()
         self.streams = StreamSlots(settings.api_streams_max)
+        self.feeds = Feeds(settings.api_stream_s)
         self._symbols: dict[str, SymbolInfo] = {}
         self._symbols_read_at = -float("inf")
         self._symbols_lock = asyncio.Lock()

@@ -90,6 +90,8 @@ class AsyncStore:
         self._running: dict[tuple[Any, ...], asyncio.Future[list[Any]]] = {}
         self._queued: dict[tuple[Any, ...], asyncio.Future[list[Any]]] = {}
         self._reads: set[asyncio.Task[None]] = set()  # the loop keeps only weak references to tasks
+        # Requests sent to Cassandra, one per page, as Cassandra counts reads: what sharing saves.
+        self.requests = 0
 
     async def _ensure_connected(self, statements: Sequence[str]) -> None:
         if self._connected:
@@ -166,6 +168,7 @@ class AsyncStore:
             self._prepared[cql] = statement
         pages = _Pages(asyncio.get_running_loop())
         future = pages.future
+        self.requests += 1
         try:
             response = self._session.execute_async(statement, params, execution_profile=self._profile)
         except self._unavailable as error:
@@ -181,6 +184,7 @@ class AsyncStore:
             if not response.has_more_pages:
                 return result
             future = pages.next()
+            self.requests += 1
             response.start_fetching_next_page()
 
     async def many(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:

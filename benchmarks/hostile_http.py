@@ -35,6 +35,7 @@ import hypothesis
 import requests
 import schemathesis
 
+from api.live import KEEP_ALIVE_S as STREAM_KEEP_ALIVE_S
 from api.routes.prices import STREAM_PATH
 from api.server import REQUEST_TIMEOUT_S, UVICORN_HTTP
 from benchmarks.daemon import REPO, stop_group
@@ -233,7 +234,8 @@ async def idle_connections(port: int, answering: int, silent: int, tally: Tally)
 
 
 async def stream_round(port: int, count: int, stream_s: float, tally: Tally) -> tuple[int, int]:
-    """``count`` streams at once, then two updates from each admitted one: (admitted, stalled)."""
+    """``count`` streams at once, then the first update and what follows it from each admitted one:
+    (admitted, stalled)."""
     connections = [await asyncio.open_connection(HOST, port) for _ in range(count)]
 
     async def admitted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
@@ -242,10 +244,13 @@ async def stream_round(port: int, count: int, stream_s: float, tally: Tally) -> 
         return answer[0] == 200
 
     async def stalled(reader: asyncio.StreamReader) -> bool:
+        """Live: the first update, then more (another update, or the keep-alive comment a stream
+        sends while its symbol does not change)."""
         with contextlib.suppress(*NO_ANSWER):
-            async with asyncio.timeout(2 * stream_s + 15):
-                for _ in range(2):
-                    await reader.readuntil(b"event: update")
+            async with asyncio.timeout(2 * stream_s + STREAM_KEEP_ALIVE_S + 5):
+                await reader.readuntil(b"event: update")
+                await reader.readuntil(b"\n\n")
+                await reader.readuntil(b"\n\n")
                 return False
         return True
 

@@ -260,12 +260,13 @@ class Settings:
                             "?api_key= for the chart's live updates)", secret=True)
     api_cache_s: float = _setting(2.0, _parse_share, "seconds the API may serve a cached answer for its hot endpoints "
                                   "(latest price, recent statistics); 0 disables the cache")
-    api_stream_s: float = _setting(2.0, _parse_speed, "seconds between two updates of the chart page's live stream")
+    api_stream_s: float = _setting(0.25, _parse_speed, "seconds between two polls of a symbol's newest candle, price "
+                                   "and book for the chart page's live stream: one poll (3 or 4 reads) per symbol per "
+                                   "API worker, shared by all its streams, each sent an update when the answer changed")
     api_streams_max: int = _setting(200, lambda s: _parse_int(s, minimum=1), "live streams (`/stream/{symbol}`) one "
                                     "API worker serves at once; one more gets 503 with Retry-After. Each holds a "
-                                    "connection and reads Cassandra about 3 times per PRICEPIPE_API_STREAM_S until its "
-                                    "page closes: 200 (about 300 reads/s per worker at the default 2 s) leave the "
-                                    "worker room for its other requests")
+                                    "connection until its page closes (all streams of a symbol share one poll of "
+                                    "Cassandra), so the cap bounds connections and memory, not reads")
     api_closed_cache_mb: int = _setting(64, lambda s: _parse_int(s, minimum=0), "megabytes of encoded closed-day answers (1m "
                                           "candles of days that ended before the symbol's clock, which never change) "
                                           "each API worker keeps, least recently used dropped first; 0 keeps none")

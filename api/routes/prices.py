@@ -1,4 +1,4 @@
-"""``GET /{symbol}/price`` and the chart page's live stream of the newest candle and price."""
+"""``GET /{symbol}/price`` and the chart page's live stream of the newest candle, price and book."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from api.answers import encode
 from api.context import ApiContext, StreamSlots
 from api.endpoint import Endpoint
 from api.errors import StoreUnavailable
+from api.live import KEEP_ALIVE, KEEP_ALIVE_S
 from api.openapi import STATUS_TEXT
 from api.params import finite, parse_all
 from api.routes.candles import CANDLE, newest_candle
@@ -53,8 +54,22 @@ async def price(context: ApiContext, symbol: str) -> dict[str, Any]:
             "last_source": source}
 
 
-def _event(name: str, payload: dict[str, Any]) -> str:
-    return f"event: {name}\ndata: {encode(payload).decode()}\n\n"
+def _event(name: str, payload: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + encode(payload) + b"\n\n"
+
+
+async def stream_event(context: ApiContext, symbol: str) -> bytes:
+    """One poll of a symbol's live stream, shared by all its clients (:mod:`api.live`). The three reads
+    run at once, so an update reaches the page one read's latency after the poll starts; a store
+    outage is an ``error`` event, and the next poll that Cassandra answers is an update again."""
+    try:
+        info = await context.symbol(symbol)
+        candle, quote, book = await asyncio.gather(newest_candle(context, symbol, info.latest_event_time),
+                                                   price(context, symbol),
+                                                   order_book(context, symbol, STREAM_BOOK_DEPTH))
+    except StoreUnavailable as error:
+        return _event("error", {"error": error.message, "status": error.status})
+    return _event("update", {"candle": candle, "price": quote, "book": book})
 
 
 class SlotStream(StreamingResponse):
@@ -63,10 +78,10 @@ class SlotStream(StreamingResponse):
     The client leaving is the usual end: Starlette then cancels the task sending the events, which
     may be waiting in ``send`` rather than inside the generator, so the slot is given back here,
     around the whole response, and the generator is closed at once rather than whenever it is
-    collected.
+    collected: closing it takes the client off its symbol's poller, which stops with the last one.
     """
 
-    def __init__(self, events: AsyncGenerator[str, None], slots: StreamSlots) -> None:
+    def __init__(self, events: AsyncGenerator[bytes, None], slots: StreamSlots) -> None:
         super().__init__(events, media_type="text/event-stream",
                          headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
         self.events = events
@@ -81,29 +96,20 @@ class SlotStream(StreamingResponse):
 
 
 async def stream(request: Request) -> Response:
-    """Server-sent ``update`` events ({"candle", "price", "book"}) every ``PRICEPIPE_API_STREAM_S`` seconds.
+    """Server-sent ``update`` events ({"candle", "price", "book"}) as the symbol's rows change.
 
-    A store outage is an ``error`` event, not the end of the stream: the page shows it and the
-    next update arrives once Cassandra answers again. A worker serves at most
-    ``PRICEPIPE_API_STREAMS_MAX`` streams; one more is a 503 with ``Retry-After``.
+    The worker reads the symbol every ``PRICEPIPE_API_STREAM_S`` seconds, once for all its clients
+    (:mod:`api.live`), and a client gets an update when what was read differs from the last one it
+    got, so a new row reaches the page within about one period of being readable. A store outage is
+    an ``error`` event, not the end of the stream: the page shows it and the next update arrives once
+    Cassandra answers again. A worker serves at most ``PRICEPIPE_API_STREAMS_MAX`` streams; one more
+    is a 503 with ``Retry-After``.
     """
     context: ApiContext = request.app.state.context
     symbol = parse_all((SYMBOL,), request.path_params, request.query_params)["symbol"]
     await context.symbol(symbol)
-
-    async def events() -> AsyncGenerator[str, None]:
-        while True:
-            try:
-                info = await context.symbol(symbol)
-                yield _event("update", {"candle": await newest_candle(context, symbol, info.latest_event_time),
-                                        "price": await price(context, symbol),
-                                        "book": await order_book(context, symbol, STREAM_BOOK_DEPTH)})
-            except StoreUnavailable as error:
-                yield _event("error", {"error": error.message, "status": error.status})
-            await asyncio.sleep(context.settings.api_stream_s)
-
     context.streams.take()
-    return SlotStream(events(), context.streams)
+    return SlotStream(context.feeds.stream(symbol, lambda: stream_event(context, symbol)), context.streams)
 
 
 ENDPOINTS = (
@@ -122,10 +128,14 @@ ROUTES = (Route(STREAM_PATH, stream, methods=["GET"], name="stream"),)
 STREAM_OPENAPI = {
     "get": {
         "tags": ["market data"], "summary": "Live updates for the chart page (server-sent events)",
-        "description": "An `update` event every PRICEPIPE_API_STREAM_S seconds with `{\"candle\", \"price\", "
-        "\"book\"}` (the newest 1m candle, the answer of /{symbol}/price and the best 5 levels of "
-        "/{symbol}/orderbook); an `error` event while the store is "
-        "unavailable. With PRICEPIPE_API_KEY set, pass the key as `?api_key=` (EventSource sends no headers). "
+        "description": "An `update` event with `{\"candle\", \"price\", \"book\"}` (the newest 1m candle, the "
+        "answer of /{symbol}/price and the best 5 levels of /{symbol}/orderbook) at once, then whenever one of "
+        "them changed: each API worker reads a symbol every PRICEPIPE_API_STREAM_S seconds (default 0.25) while "
+        "it has clients, once for all of them, so a new row arrives within about that time of being readable. "
+        "An `error` event while the store is unavailable (an `update` follows once it answers again), and a "
+        f"comment line (`{KEEP_ALIVE.decode().strip()}`) after {KEEP_ALIVE_S:g} s without an event, so that proxies "
+        "keep the connection open. "
+        "With PRICEPIPE_API_KEY set, pass the key as `?api_key=` (EventSource sends no headers). "
         "One API worker serves at most PRICEPIPE_API_STREAMS_MAX streams at once (default 200); one more is "
         "refused with 503 and `Retry-After`, and a slot frees when a client closes its stream.",
         "parameters": [SYMBOL.schema()],

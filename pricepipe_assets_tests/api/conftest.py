@@ -11,6 +11,8 @@
   symbol has no kline stream) go through `candles.1m` into Cassandra;
 - ten real order books of BTCUSDT (tardis top-25 snapshots of Binance futures, 2020-09-01, cut to 10
   levels) go through `orderbook` into `order_books` and the latest bid and ask.
+
+A test that needs a row to change while the API streams it writes a symbol of its own (:class:`LiveSymbol`).
 """
 
 from __future__ import annotations
@@ -37,7 +39,9 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from api.server import GuardedHttpProtocol
+from api.windows import iso
 from pricepipe_assets.contract.books import OrderBook
+from pricepipe_assets.contract.records import INTERVAL_MS, Candle
 from pricepipe_assets.contract.topics import CANDLES_1M, ORDERBOOK, PREDICTIONS, TRADES
 from pricepipe_assets.defs.analytics import (
     candles_daily,
@@ -52,7 +56,10 @@ from pricepipe_assets.defs.ml import (
     minute_model,
 )
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource, ModelRulesResource
+from pricepipe_assets.kafka.batches import Delivered
 from pricepipe_assets.settings import Settings
+from pricepipe_assets.storage.live_tables import UPSERT_VENUE_CANDLE
+from pricepipe_assets.transforms.live_writes import candle_rows, record_activity
 from pricepipe_assets_tests.support.kafka_runs import (
     definitions,
     drain,
@@ -171,3 +178,32 @@ def api_base_url(filled: Filled) -> Iterator[str]:
     """The API over the filled keyspace, served by a real uvicorn on a free loopback port."""
     with served(create_app(filled.settings)) as url:
         yield url
+
+
+class LiveSymbol:
+    """A symbol of the filled keyspace that only one test watches, whose newest 1m candle the test
+    moves on with :meth:`tick`, for streams that must see a row change while the API serves them.
+
+    Each candle is written as the stream worker's candles stage writes it: the row, then the
+    symbol's clock. The candles are minutes of LIVE_DAY, so the platform's clock (the trades' day)
+    and every other symbol's rows stay as the other tests expect them.
+    """
+
+    def __init__(self, filled: Filled) -> None:
+        self.filled = filled
+        self.name = f"LIVE{uuid.uuid4().hex[:8].upper()}"
+        self.candles = 0
+        self.tick()
+
+    def tick(self) -> str:
+        """Write the next minute's candle; returns its open time as the API writes it."""
+        opened = dt.datetime.combine(LIVE_DAY, dt.time(), dt.UTC) + dt.timedelta(minutes=self.candles)
+        start, price = int(opened.timestamp() * 1000), 100.0 + self.candles
+        candle = Candle(exchange="binance", symbol=self.name, interval="1m", open_time=start,
+                        close_time=start + INTERVAL_MS["1m"] - 1, open=price, high=price, low=price, close=price,
+                        volume=1.0, quote_volume=price, trades=1, is_closed=True)
+        records = [Delivered(CANDLES_1M, 0, self.candles, candle)]
+        self.filled.cassandra.write_all(UPSERT_VENUE_CANDLE, candle_rows(records))
+        record_activity(self.filled.cassandra, records)
+        self.candles += 1
+        return iso(opened)
