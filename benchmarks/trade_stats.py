@@ -3,14 +3,17 @@
 Both read the same topic on the local Kafka and write per-minute statistics into the local
 Cassandra, in one run, alternating pricepipe then Quix for ``--pairs`` pairs:
 
-* pricepipe: the `trade_stats_minute` asset materialized as a sensor-requested run does it (the
-  pending offset range as run config; read, decode and validate, store the trades, compute the
-  touched minutes, commit), into a fresh keyspace, its consumer group rewound to the topic's start
-  so each run reads the whole day as a new group would.
+* pricepipe: the stream worker's trades stage as `pricepipe stream` runs it (a `StageRunner` on a
+  thread of its own: poll, decode and validate, store the trades, write the touched minutes,
+  advance the symbols' clock, commit), limited to its `trade_stats_minute` step: the stage's
+  followers (the hourly statistics, `trade_candles`) do work the Quix app does not, so they are
+  left out to keep the two sides' work the same. A fresh consumer group and keyspace each run,
+  timed from the runner's start (consumer created, group joined) to its last commit.
 * Quix Streams: what a Quix user writes for the same job: a JSON topic with the trade time as
   message time, `.tumbling_window(60_000)` with count, sum and latest aggregations, `.final()`,
   and a batching sink writing each closed window into a table of the same schema with
-  `execute_concurrent_with_args` at 64 in flight; a fresh consumer group and keyspace each run.
+  `execute_concurrent_with_args` at 64 in flight; a fresh consumer group and keyspace each run,
+  timed from the `Application`'s creation to `run` returning after the last window.
 
 The topic holds the real BTCUSD_PERP aggTrades of 2026-05-08 (from `../shared/data/binance`),
 published once with the project's own publisher, then one closing trade: the day's last trade
@@ -34,31 +37,26 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-import dagster as dg
 import pandas as pd
 
 from benchmarks.ingest import Isolated
+from benchmarks.stream_bench import StageRun, groups_of, own_stage, remove_groups, row_sink, run_stage
 from pricepipe_assets.contract.records import Trade
 from pricepipe_assets.contract.topics import TRADES
-from pricepipe_assets.defs.kafka_fed import consumer_group
-from pricepipe_assets.defs.live import trade_stats_minute
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource
-from pricepipe_assets.defs.sensors import run_config
-from pricepipe_assets.kafka import batches as kafka_batches
 from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.storage.live_tables import UPSERT_MINUTE
-from pricepipe_assets_tests.support.kafka_runs import expected_minute_stats, source_trades
 
 REPO = Path(__file__).resolve().parents[1]
 SYMBOL = "BTCUSD_PERP"
 DAY = dt.date(2026, 5, 8)
 DATASET = Dataset.agg_trades(SYMBOL, "futures/cm")
 MINUTE_MS = 60_000
-CONCURRENCY = 64
 STATS = ["trades", "volume", "quote_volume", "buy_volume", "sell_volume", "vwap", "last_price"]
 
 
@@ -76,6 +74,22 @@ def publish(kafka: KafkaResource, data: Path) -> int:
     publisher.publish(dataclasses.replace(last, ts=midnight))
     publisher.flush()
     return published + 1
+
+
+def source_minutes(data: Path) -> pd.DataFrame:
+    """The reference: a pandas group-by per minute of the source file, in trade order."""
+    path = data / "binance/data/futures/cm/daily/aggTrades" / SYMBOL / f"{SYMBOL}-aggTrades-{DAY}.zip"
+    trades = pd.read_csv(path).sort_values(["transact_time", "agg_trade_id"])
+    sold = trades["is_buyer_maker"]
+    frame = pd.DataFrame({"minute": trades["transact_time"] - trades["transact_time"] % MINUTE_MS,
+                          "size": trades["quantity"], "price": trades["price"],
+                          "quote": trades["quantity"] * trades["price"],
+                          "buy": trades["quantity"].where(~sold, 0.0), "sell": trades["quantity"].where(sold, 0.0)})
+    stats = frame.groupby("minute").agg(trades=("size", "size"), volume=("size", "sum"), quote_volume=("quote", "sum"),
+                                        buy_volume=("buy", "sum"), sell_volume=("sell", "sum"),
+                                        last_price=("price", "last"))
+    stats["vwap"] = stats["quote_volume"] / stats["volume"]
+    return stats.reset_index()
 
 
 def check_output(cassandra: CassandraResource, expected: pd.DataFrame, side: str) -> None:
@@ -104,42 +118,27 @@ def fresh_keyspace(kind: str) -> Iterator[CassandraResource]:
         cassandra.close()
 
 
-def run_pricepipe(kafka: KafkaResource, cassandra: CassandraResource) -> float:
-    """Seconds of one `trade_stats_minute` run over the whole topic, as its sensor would request it."""
-    group = consumer_group("trade_stats_minute")
-    partitions = [p for p, _ in kafka_batches.committed_and_watermarks(kafka, group, TRADES).items()]
-    kafka_batches.commit(kafka, group, [kafka_batches.OffsetRange(TRADES, p, 0, 0) for p in partitions])
-    offsets = kafka_batches.committed_and_watermarks(kafka, group, TRADES)
-    ranges = kafka_batches.format_ranges(kafka_batches.pending_ranges(TRADES, [offsets], 10**9))
-    config = {"ops": {"trade_stats_minute": run_config(TRADES, ranges)["ops"]["trade_stats_minute"]}}
-    started = time.perf_counter()
-    result = dg.materialize([trade_stats_minute], resources={"kafka": kafka, "cassandra": cassandra},
-                            run_config=config, instance=dg.DagsterInstance.ephemeral())
-    seconds = time.perf_counter() - started
-    if not result.success:
-        raise RuntimeError("the trade_stats_minute run failed")
-    return seconds
+def run_pricepipe(kafka: KafkaResource, cassandra: CassandraResource, messages: int) -> StageRun:
+    """One run of the trades stage's `trade_stats_minute` step over the whole topic, on fresh groups."""
+    stage = own_stage("trade_stats_minute", steps=1)
+    try:
+        return run_stage(stage, kafka, cassandra, messages)
+    finally:
+        remove_groups(kafka, groups_of(kafka, stage))
 
 
 def run_quix(kafka: KafkaResource, cassandra: CassandraResource, windows: int, state_dir: Path, group: str) -> float:
     """Seconds of a Quix Streams app computing and storing the topic's closed minute windows."""
-    from cassandra.concurrent import execute_concurrent_with_args
     from quixstreams import Application
     from quixstreams.dataframe.windows import Count, Latest, Sum
-    from quixstreams.sinks import BatchingSink, SinkBatch
 
-    session, insert = cassandra.session(), cassandra.prepare(UPSERT_MINUTE)
+    def row(item: Any) -> tuple[Any, ...]:
+        window = item.value
+        return (item.key.decode(), candle_bucket("1m", window["start"]), _time(window["start"]), window["trades"],
+                window["volume"], window["quote_volume"], window["buy_volume"], window["sell_volume"],
+                window["quote_volume"] / window["volume"], window["last_price"])
 
-    class CassandraSink(BatchingSink):
-        def write(self, batch: SinkBatch) -> None:
-            rows = []
-            for item in batch:
-                window = item.value
-                rows.append((item.key.decode(), candle_bucket("1m", window["start"]), _time(window["start"]),
-                             window["trades"], window["volume"], window["quote_volume"], window["buy_volume"],
-                             window["sell_volume"], window["quote_volume"] / window["volume"], window["last_price"]))
-            execute_concurrent_with_args(session, insert, rows, concurrency=CONCURRENCY, raise_on_first_error=True)
-
+    sink = row_sink(cassandra, UPSERT_MINUTE, row)
     started = time.perf_counter()
     app = Application(broker_address=kafka.bootstrap_servers, consumer_group=group, auto_offset_reset="earliest",
                       state_dir=str(state_dir), loglevel="WARNING")
@@ -152,19 +151,9 @@ def run_quix(kafka: KafkaResource, cassandra: CassandraResource, windows: int, s
     sdf = sdf.tumbling_window(MINUTE_MS).agg(
         trades=Count(), volume=Sum("size"), quote_volume=Sum("quote"), buy_volume=Sum("buy"),
         sell_volume=Sum("sell"), last_price=Latest("price")).final()
-    sdf.sink(CassandraSink())
+    sdf.sink(sink)
     app.run(count=windows, timeout=60)
     return time.perf_counter() - started
-
-
-def delete_quix_topics(kafka: KafkaResource, groups: list[str]) -> None:
-    """Quix's changelog topics for its window state, named after its consumer groups."""
-    admin = kafka.admin()
-    names = [name for name in admin.list_topics(timeout=10).topics if any(group in name for group in groups)]
-    if names:
-        for future in admin.delete_topics(names, operation_timeout=10).values():
-            with suppress(Exception):  # already gone is fine
-                future.result(30)
 
 
 def main() -> int:
@@ -176,32 +165,34 @@ def main() -> int:
 
     print(f"pricepipe trade statistics benchmark, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
     print(f"command: .venv/bin/python -m benchmarks.trade_stats --pairs {args.pairs}")
-    expected = expected_minute_stats(source_trades(args.data))
+    expected = source_minutes(args.data)
     windows = len(expected)
     quix_groups: list[str] = []
-    results: list[tuple[float, float]] = []
+    results: list[tuple[StageRun, float]] = []
     with Isolated() as env, tempfile.TemporaryDirectory(prefix="pricepipe-quix-") as state:
         try:
             messages = publish(env.kafka, args.data)
             print(f"published {messages:,} trades ({SYMBOL} {DAY}, with the closing trade) to {env.kafka.topic(TRADES)}")
             for pair in range(1, args.pairs + 1):
                 with fresh_keyspace("pricepipe") as cassandra:
-                    project_s = run_pricepipe(env.kafka, cassandra)
+                    project = run_pricepipe(env.kafka, cassandra, messages)
                     check_output(cassandra, expected, "pricepipe")
                 group = f"bench.quix.{uuid.uuid4().hex[:8]}"
                 quix_groups.append(group)
                 with fresh_keyspace("quix") as cassandra:
                     quix_s = run_quix(env.kafka, cassandra, windows, Path(state) / group, group)
                     check_output(cassandra, expected, "quix")
-                results.append((project_s, quix_s))
-                print(f"pair {pair}: pricepipe {project_s:.2f} s, Quix Streams {quix_s:.2f} s, both equal to the group-by")
+                results.append((project, quix_s))
+                print(f"pair {pair}: pricepipe {project.seconds:.2f} s ({project.describe()}), Quix Streams "
+                      f"{quix_s:.2f} s, both equal to the group-by")
         finally:
-            delete_quix_topics(env.kafka, quix_groups)
+            remove_groups(env.kafka, quix_groups)
 
     print("\n| pair | pricepipe s | pricepipe trades/s | Quix s | Quix trades/s | ratio |\n"
           "| ---: | ---: | ---: | ---: | ---: | ---: |")
     ratios = []
-    for pair, (project_s, quix_s) in enumerate(results, 1):
+    for pair, (project, quix_s) in enumerate(results, 1):
+        project_s = project.seconds
         ratios.append(quix_s / project_s)
         print(f"| {pair} | {project_s:.2f} | {messages / project_s:,.0f} | {quix_s:.2f} | {messages / quix_s:,.0f} "
               f"| {ratios[-1]:.2f} |")
