@@ -246,6 +246,8 @@ def sides(stack: ExitStack, folder: Path, whole_worker: bool) -> tuple[Side, Sid
     project_log, quix_log = folder / "pricepipe.log", folder / "quix.log"
     group = f"bench.quix.{uuid.uuid4().hex[:8]}"
     stack.callback(remove_groups, quix_env.kafka, [group])
+    stack.callback(remove_groups, project_env.kafka,
+                   [project_env.kafka.consumer_group(step.asset) for stage in STAGES for step in stage.steps])
     quix_app = ["--quix-app", quix_env.kafka.bootstrap_servers, quix_env.kafka.topic(CANDLES_1M),
                 quix_env.cassandra.keyspace, group]
     project = ((lambda: running_stream_worker(variables, project_log)) if whole_worker
