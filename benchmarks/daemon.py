@@ -9,6 +9,7 @@ removed. So the whole group is stopped and waited for, and only then is the home
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -82,17 +83,24 @@ def running_daemon(workspace: Path, variables: Mapping[str, str], *, prefix: str
 
 
 @contextmanager
-def running_stream_worker(variables: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """`pricepipe stream`, as `pricepipe run` starts it beside the daemon, until the block ends; give
-    it the daemon's ``DAGSTER_HOME`` in ``variables`` so its materializations reach the same instance."""
+def running_process(command: list[str], variables: Mapping[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` from the checkout, with ``variables`` added to the environment and its output in
+    ``log``, until the block ends; then terminated and waited for, so nothing outlives the benchmark."""
     with log.open("wb") as output:
-        process = subprocess.Popen([str(Path(sys.executable).parent / "pricepipe"), "stream"], cwd=REPO,
-                                   env={**os.environ, **variables}, stdout=output, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **variables}, stdout=output,
+                                   stderr=subprocess.STDOUT)
     try:
         yield process
     finally:
         process.terminate()
         process.wait(60)
+
+
+def running_stream_worker(variables: Mapping[str, str], log: Path) -> contextlib.AbstractContextManager[
+        subprocess.Popen[bytes]]:
+    """`pricepipe stream`, as `pricepipe run` starts it beside the daemon; give it the daemon's
+    ``DAGSTER_HOME`` in ``variables`` so its materializations reach the same instance."""
+    return running_process([str(Path(sys.executable).parent / "pricepipe"), "stream"], variables, log)
 
 
 def wait_for(condition: Callable[[], bool], home: Path, what: str, timeout_s: float = 240, every_s: float = 0.2) -> None:

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.daemon import DAGSTER_YAML, REPO, running_stream_worker
+from benchmarks.daemon import DAGSTER_YAML, REPO, running_process, running_stream_worker
 from benchmarks.ingest import FIRST_DAY, Isolated, dumps
 from benchmarks.stream_bench import remove_groups, row_sink
 from pricepipe_assets.contract.records import Candle
@@ -119,17 +119,10 @@ def serve_candles_stage() -> None:
         thread.join(30)
 
 
-@contextmanager
-def running_app(arguments: list[str], variables: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def running_app(arguments: list[str], variables: dict[str, str], log: Path) -> AbstractContextManager[
+        subprocess.Popen[bytes]]:
     """This module as a consumer process (``--quix-app`` or ``--stage-app``) until the block ends."""
-    with log.open("wb") as output:
-        process = subprocess.Popen([sys.executable, "-m", "benchmarks.freshness", *arguments], cwd=REPO,
-                                   env={**os.environ, **variables}, stdout=output, stderr=subprocess.STDOUT)
-    try:
-        yield process
-    finally:
-        process.terminate()
-        process.wait(60)
+    return running_process([sys.executable, "-m", "benchmarks.freshness", *arguments], variables, log)
 
 
 @dataclass
