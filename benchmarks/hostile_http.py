@@ -1,13 +1,12 @@
 """Hostile HTTP campaign: over 10,000 hostile requests against the API, counting every answer that is not a refusal.
 
-The API runs as ``pricepipe run`` starts it (the supervisor's command, one worker, the default
-stream cap) on 127.0.0.1, over a keyspace of its own holding two real days of BTCUSDT 1m candles.
-Families (docs/reliability.md describes each): schemathesis cases from ``/openapi.json``, long
-paths, query parameters, headers, garbage bytes, bodies, slow clients, idle connections, and live
-streams past the cap. Traffic goes to 127.0.0.1 only, in bounded numbers, so the run ends by
-itself. Counted, beside a ``/health`` probe every second: answers by class, the cap's 503s apart
-from other 5xx, silent drops (no HTTP answer), refusals not in the API's JSON error shape, stalled
-streams, idle connections open past their deadline, and crashes (the server gone or a probe missed).
+The API runs as ``pricepipe run`` starts it (the supervisor's command, one worker, the default stream cap) on
+127.0.0.1, over a keyspace of its own holding two real days of BTCUSDT 1m candles. Families (docs/reliability.md
+describes each): schemathesis cases from ``/openapi.json``, long paths, query parameters, headers, garbage bytes,
+bodies, slow clients, idle connections, and live streams past the cap. Traffic goes to 127.0.0.1 only, in bounded
+numbers, so the run ends by itself. Counted, beside a ``/health`` probe every second: answers by class, the cap's 503s
+apart from other 5xx, silent drops (no HTTP answer), refusals not in the API's JSON error shape, stalled streams, idle
+connections open past their deadline, crashes (the server gone or a probe missed).
 
     .venv/bin/python -m benchmarks.hostile_http [--examples 2500] [--streams 300] [--rounds 2] [--seed 26]
 """
@@ -234,8 +233,7 @@ async def idle_connections(port: int, answering: int, silent: int, tally: Tally)
 
 
 async def stream_round(port: int, count: int, stream_s: float, tally: Tally) -> tuple[int, int]:
-    """``count`` streams at once, then the first update and what follows it from each admitted one:
-    (admitted, stalled)."""
+    """``count`` streams at once, then each admitted one's first update and what follows: (admitted, stalled)."""
     connections = [await asyncio.open_connection(HOST, port) for _ in range(count)]
 
     async def admitted(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
@@ -244,13 +242,11 @@ async def stream_round(port: int, count: int, stream_s: float, tally: Tally) -> 
         return answer[0] == 200
 
     async def stalled(reader: asyncio.StreamReader) -> bool:
-        """Live: the first update, then more (another update, or the keep-alive comment a stream
-        sends while its symbol does not change)."""
+        """Live: the first update, then another event or the keep-alive sent while nothing changes."""
         with contextlib.suppress(*NO_ANSWER):
             async with asyncio.timeout(2 * stream_s + STREAM_KEEP_ALIVE_S + 5):
-                await reader.readuntil(b"event: update")
-                await reader.readuntil(b"\n\n")
-                await reader.readuntil(b"\n\n")
+                for end in (b"event: update", b"\n\n", b"\n\n"):
+                    await reader.readuntil(end)
                 return False
         return True
 

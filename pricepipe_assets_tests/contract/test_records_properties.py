@@ -1,12 +1,11 @@
-"""Property-based tests: hostile input to every parser and validator either becomes a valid record
-or is refused with a RecordError and a reason; nothing else escapes, nothing invalid gets through.
+"""Property-based tests: hostile input to every parser and validator either becomes a valid record or is refused with
+a RecordError and a reason; nothing else escapes, nothing invalid gets through.
 
-Beyond shallow JSON of a few hundred bytes, the input a broken venue or an attacker can send is drawn
-too, in every part of a valid message of every record type and venue format: nesting thousands deep,
-messages of a megabyte and more, numbers of thousands of digits or past a float's range, lone
-surrogates, invalid UTF-8, wrong types, and valid records with one absurd number. That input is
-built as bytes by repetition, so a megabyte costs hypothesis a few drawn integers, not a megabyte of
-its own choices, and the tests stay fast."""
+Beyond shallow JSON of a few hundred bytes, the input a broken venue or an attacker can send is drawn too, in every
+part of a valid message of every record type and venue format: nesting thousands deep, messages of a megabyte and
+more, numbers of thousands of digits or past a float's range, lone surrogates, invalid UTF-8, wrong types, and valid
+records with one absurd number. That input is built as bytes by repetition, so a megabyte costs hypothesis a few drawn
+integers, not a megabyte of its own choices, and the tests stay fast."""
 
 from __future__ import annotations
 
