@@ -13,6 +13,11 @@ from dataclasses import MISSING, asdict, dataclass, fields
 from typing import Any, ClassVar, TypeVar
 
 from pricepipe_assets.contract.record_values import (
+    INT64_MAX,
+    INT64_MIN,
+    MAX_MAGNITUDE,
+    MAX_TEXT,
+    MIN_MAGNITUDE,
     RecordError,
     loads_json,
     parse_boolean,
@@ -73,15 +78,16 @@ class Record:
         """A validated record from a decoded JSON object; unknown extra fields are ignored."""
         if not isinstance(data, Mapping):
             raise RecordError(f"expected a JSON object, got {type(data).__name__}")
-        values: dict[str, Any] = {}
+        values: list[Any] = []
         for name, parse, default in _parsers(cls):
-            if default is not MISSING and data.get(name) is None:
-                values[name] = default
-            elif name not in data:
-                raise RecordError(f"missing field {name!r}")
+            value = data.get(name, MISSING)
+            if default is not MISSING and value is None or value is MISSING:
+                if default is MISSING:
+                    raise RecordError(f"missing field {name!r}")
+                values.append(default)
             else:
-                values[name] = parse(data[name], name)
-        record = cls(**values)
+                values.append(value if _plain(parse, value) else parse(value, name))
+        record = cls(*values)
         record.check()
         return record
 
@@ -92,6 +98,20 @@ class Record:
         except ValueError as error:  # UnicodeDecodeError is one
             raise RecordError(f"not valid JSON: {error}") from None
         return cls.from_dict(data)
+
+
+def _plain(parse: Callable[[Any, str], Any], value: Any) -> bool:
+    """Whether ``value`` is what ``parse`` would return unchanged: the shape of nearly every field of
+    every message, checked without the parser's conversions. Anything else goes through the parser,
+    which converts it or refuses it with its reason."""
+    kind = type(value)
+    if parse is parse_finite:
+        return kind is float and (not value or MIN_MAGNITUDE <= abs(value) <= MAX_MAGNITUDE)
+    if parse is parse_integer:
+        return kind is int and INT64_MIN <= value <= INT64_MAX
+    if parse is parse_text:
+        return kind is str and 0 < len(value) <= MAX_TEXT and value.isascii() and not value.isspace()
+    return parse is parse_boolean and kind is bool
 
 
 @functools.cache
@@ -112,4 +132,4 @@ def _parsers(record_type: type[Record]) -> tuple[tuple[str, Callable[[Any, str],
             return parse_boolean
         return parse_text
 
-    return tuple((spec.name, parser(spec.name), spec.default) for spec in fields(record_type))
+    return tuple((spec.name, parser(spec.name), spec.default) for spec in fields(record_type) if spec.init)

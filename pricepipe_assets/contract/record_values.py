@@ -111,6 +111,18 @@ def parse_optional_finite(value: Any, name: str) -> float | None:
     return None if value is None else parse_finite(value, name)
 
 
+def _flat_without_large_floats(value: Any) -> bool:
+    """Whether an object orjson read cannot hold an integer beyond 64 bits: it has no nested value,
+    and no float as large as one (orjson turns such an integer into a float). Checking the values
+    costs less than searching the raw message for a run of 19 digits, and a record is such an
+    object."""
+    return type(value) is dict and all(type(item) in _SCALARS or type(item) is float and abs(item) < 2.0**63
+                                       for item in value.values())
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def loads_json(raw: bytes | str) -> Any:
     """What ``json.loads`` returns, through orjson (several times faster) whenever the two agree.
 
@@ -118,12 +130,15 @@ def loads_json(raw: bytes | str) -> Any:
     ``json`` with everything orjson refuses (NaN, lone surrogates, byte order marks...), so values
     and error messages, and with them every dead-letter reason, stay exactly ``json``'s.
     """
-    long_digits = LONG_DIGITS_TEXT if isinstance(raw, str) else LONG_DIGITS
-    if not long_digits.search(raw):
-        try:
-            return orjson.loads(raw)
-        except (orjson.JSONDecodeError, TypeError):
-            pass
+    try:
+        value = orjson.loads(raw)
+    except (orjson.JSONDecodeError, TypeError):
+        pass
+    else:
+        if _flat_without_large_floats(value):
+            return value
+        if not (LONG_DIGITS_TEXT if isinstance(raw, str) else LONG_DIGITS).search(raw):
+            return value
     try:
         return json.loads(raw)
     except RecursionError:

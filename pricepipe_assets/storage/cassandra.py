@@ -190,9 +190,11 @@ class CassandraCluster(BaseModel):
         from cassandra.concurrent import execute_concurrent
 
         if rows:
-            statement = self.prepare(cql)
-            execute_concurrent(self.session(), _requests(statement, rows), concurrency=concurrency,
-                               raise_on_first_error=True)
+            requests = _requests(self.prepare(cql), rows)
+            if len(requests) == 1:  # a live update: one request, without the concurrent machinery's cost
+                self.session().execute(*requests[0])
+            else:
+                execute_concurrent(self.session(), requests, concurrency=concurrency, raise_on_first_error=True)
         return len(rows)
 
     def schema_version(self) -> int:

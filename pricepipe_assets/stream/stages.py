@@ -61,11 +61,14 @@ class Step:
 @dataclass(frozen=True)
 class Stage:
     """A consumer group (the first step's asset) subscribed to ``topics``; ``dead_letters`` are the
-    topics whose bad messages this stage sends to `deadletter` (each topic has one such reader)."""
+    topics whose bad messages this stage sends to `deadletter` (each topic has one such reader), and
+    the records of ``activity`` advance their symbols' clock in `symbols` (each topic has one such
+    writer; the worker writes it at its commits, not per batch)."""
 
     topics: tuple[str, ...]
     steps: tuple[Step, ...]
     dead_letters: frozenset[str] = frozenset()
+    activity: frozenset[str] = frozenset()
 
     @property
     def asset(self) -> str:
@@ -74,14 +77,12 @@ class Stage:
 
 def _candles(stores: Stores, records: Sequence[Delivered], _: Sequence[OffsetRange]) -> Written:
     rows = stores.cassandra.write_all(UPSERT_VENUE_CANDLE, live_writes.candle_rows(records))
-    live_writes.record_activity(stores.cassandra, records)
     return Written(rows, {"early_closed": live_writes.early_closed(records)})
 
 
 def _trade_stats_minute(stores: Stores, records: Sequence[Delivered], _: Sequence[OffsetRange]) -> Written:
     stored = stores.cassandra.write_all(UPSERT_TRADE, live_writes.trade_rows(records))
     minutes = live_writes.minute_stats(stores.cassandra, records)
-    live_writes.record_activity(stores.cassandra, records)
     return Written(minutes, {"trades_stored": stored})
 
 
@@ -104,14 +105,11 @@ def _trade_candles(stores: Stores, records: Sequence[Delivered], ranges: Sequenc
 
 
 def _latest_prices(stores: Stores, records: Sequence[Delivered], _: Sequence[OffsetRange]) -> Written:
-    rows = live_writes.latest_prices(stores.cassandra, records)
-    live_writes.record_activity(stores.cassandra, [item for item in records if item.topic == QUOTES])
-    return Written(rows)
+    return Written(live_writes.latest_prices(stores.cassandra, records))
 
 
 def _order_books(stores: Stores, records: Sequence[Delivered], _: Sequence[OffsetRange]) -> Written:
     rows, spreads = live_writes.order_books(stores.cassandra, records)
-    live_writes.record_activity(stores.cassandra, records)
     return Written(rows, {"spread_by_symbol": spreads})
 
 
@@ -123,11 +121,12 @@ def _predictions(stores: Stores, records: Sequence[Delivered], _: Sequence[Offse
 
 TRADE_CANDLES = "trade_candles"
 STAGES: tuple[Stage, ...] = (
-    Stage(tuple(CANDLE_TOPICS.values()), (Step("candles_live", _candles),)),
+    Stage(tuple(CANDLE_TOPICS.values()), (Step("candles_live", _candles),), activity=frozenset(CANDLE_TOPICS.values())),
     Stage((TRADES,), (Step("trade_stats_minute", _trade_stats_minute), Step("trade_stats_hour", _trade_stats_hour),
-                      Step(TRADE_CANDLES, _trade_candles, commits_itself=True))),
-    Stage((QUOTES, ORDERBOOK, TRADES), (Step("latest_prices", _latest_prices),), frozenset({QUOTES})),
-    Stage((ORDERBOOK,), (Step("order_books_live", _order_books),)),
+                      Step(TRADE_CANDLES, _trade_candles, commits_itself=True)), activity=frozenset({TRADES})),
+    Stage((QUOTES, ORDERBOOK, TRADES), (Step("latest_prices", _latest_prices),), frozenset({QUOTES}),
+          frozenset({QUOTES})),
+    Stage((ORDERBOOK,), (Step("order_books_live", _order_books),), activity=frozenset({ORDERBOOK})),
     Stage((PREDICTIONS,), (Step("predictions_live", _predictions),), frozenset({PREDICTIONS})),
 )
 

@@ -4,10 +4,17 @@ Each stage (see :mod:`pricepipe_assets.stream.stages`) runs on a thread of its o
 consumer subscribed through its consumer group, so two or more workers share the partitions by
 Kafka's own group protocol and take over a stopped one's. A batch is whatever the consumer holds
 when its first message arrives; it is decoded (bad messages to `deadletter` by the topic's one
-dead-lettering stage), written, and only then committed, so a worker killed at any moment leaves
-offsets its successor reads again, and the writes are upserts on natural keys: nothing is lost,
-nothing doubled. A write that fails (Cassandra away) is retried from the same offsets after a
-capped backoff, never skipped.
+dead-lettering stage) and handed to the stage's writer thread, and the next batch is read and
+decoded while it is written: a backlog costs the longer of the two, not their sum. Rows are written
+as soon as their batch is; offsets are committed at most every ``COMMIT_EVERY_S`` (with the
+symbols' clock in `symbols`, which a commit must not pass), so a trickle of single records pays one
+Cassandra request each, not three.
+
+Offsets are committed only once everything before them was written, so a worker killed at any
+moment leaves offsets its successor reads again, and the writes are upserts on natural keys:
+nothing is lost, nothing doubled. Partitions taken away by a rebalance are first written and
+committed (the group waits for that), so their new owner never races an older write. A write that
+fails (Cassandra away) is read again from the same offsets after a capped backoff, never skipped.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,9 +31,10 @@ from pricepipe_assets.contract.records import INTERVAL_MS, RecordError, decode
 from pricepipe_assets.contract.utc import utc_day
 from pricepipe_assets.kafka.batches import Delivered, OffsetRange
 from pricepipe_assets.stream.stages import STAGES, Stage, Stores, Written
+from pricepipe_assets.transforms.live_writes import record_activity
 
 if TYPE_CHECKING:
-    from confluent_kafka import Consumer, Message
+    from confluent_kafka import Consumer, Message, TopicPartition
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +42,9 @@ log = logging.getLogger(__name__)
 # that a batch is written in well under a second.
 MAX_BATCH = 5_000
 POLL_S = 0.5
+# How often offsets (and the symbols' clock) are committed: what a killed worker's successor reads
+# again is at most this much, and a commit costs a request of its own.
+COMMIT_EVERY_S = 0.5
 MAX_BACKOFF_S = 10.0
 # How long a worker that stopped answering keeps its partitions before the others take them over:
 # the broker's default of 45 s would hold a killed worker's share that long.
@@ -90,8 +102,22 @@ class Progress:
         return taken
 
 
+@dataclass
+class Batch:
+    """A poll's records, the offset range of each partition it covers, each message's delay since
+    its producer's timestamp, and the bad messages among them."""
+
+    records: list[Delivered]
+    ranges: list[OffsetRange]
+    delays_s: list[float]
+    bad: int
+
+
 class StageRunner:
-    """One stage's consumer loop; ``run`` returns when ``stop`` is set."""
+    """One stage's consumer loop; ``run`` returns when ``stop`` is set.
+
+    Only the loop's thread calls the consumers; the writer thread only writes Cassandra and
+    publishes, one batch at a time, in the order they were read."""
 
     def __init__(self, stage: Stage, stores: Stores, stop: threading.Event, *,
                  clock: Callable[[], float] = time.time) -> None:
@@ -103,34 +129,54 @@ class StageRunner:
         self._failures_in_a_row = 0
         kafka = stores.kafka
         self._by_topic = {kafka.topic(topic): topic for topic in stage.topics}
+        self._consumer: Consumer | None = None
+        self._committers: list[Consumer] = []
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"stream-{stage.asset}-write")
+        self._in_flight: tuple[Future[dict[str, Written]], Batch] | None = None
+        self._written: dict[tuple[str, int], int] = {}
+        self._activity: dict[str, Delivered] = {}
+        self._commit_at = 0.0
 
     def run(self) -> None:
         kafka = self.stores.kafka
         consumer = kafka.consumer(kafka.consumer_group(self.stage.asset), **{"session.timeout.ms": SESSION_TIMEOUT_MS})
-        followers = {step.asset: kafka.consumer(kafka.consumer_group(step.asset)) for step in self.stage.steps[1:]
-                     if not step.commits_itself}
-        consumer.subscribe(list(self._by_topic))
+        self._consumer = consumer
+        self._committers = [consumer, *(kafka.consumer(kafka.consumer_group(step.asset))
+                                        for step in self.stage.steps[1:] if not step.commits_itself)]
+        consumer.subscribe(list(self._by_topic), on_revoke=self._on_revoke)
         try:
             while not self.stop.is_set():
-                first = consumer.poll(POLL_S)
-                if first is None:
+                messages = self._read(consumer)
+                batch = self._decode(messages) if messages else None
+                if not self._finish(batch):
                     continue
-                messages = [first, *consumer.consume(num_messages=MAX_BATCH - 1, timeout=0)]
-                self._process(consumer, followers, messages)
+                if batch is not None:
+                    self._in_flight = (self._writer.submit(self._write, batch), batch)
+                self._checkpoint(force=False)
         finally:
-            for follower in followers.values():
-                follower.close()
-            consumer.close()
+            self._finish(None)
+            self._checkpoint(force=True, wait=True)
+            self._writer.shutdown()
+            for committer in self._committers:
+                committer.close()
             self.stores.publisher.flush()
             self.stores.cassandra.close()
 
-    def _decode(self, messages: Sequence[Message]) -> tuple[list[Delivered], list[OffsetRange], list[float], int]:
-        """The batch's records, the offset range of each partition it covers, each message's delay
-        since its producer's timestamp, and the bad messages (dead-lettered by the owning stage)."""
-        records: list[Delivered] = []
+    def _read(self, consumer: Consumer) -> list[Message]:
+        """What the consumer holds now while a batch is being written (the next batch overlaps the
+        write); otherwise waits for the first message, at most until the next commit is due."""
+        if self._in_flight is not None:
+            return consumer.consume(num_messages=MAX_BATCH, timeout=0)
+        wait_s = POLL_S if not self._written else max(0.0, min(POLL_S, self._commit_at - time.monotonic()))
+        first = consumer.poll(wait_s)
+        if first is None:
+            return []
+        return [first, *consumer.consume(num_messages=MAX_BATCH - 1, timeout=0)]
+
+    def _decode(self, messages: Sequence[Message]) -> Batch:
+        """The batch's records; bad messages go to `deadletter` if this stage owns their topic."""
+        batch = Batch([], [], [], 0)
         spans: dict[tuple[str, int], tuple[int, int]] = {}
-        delays: list[float] = []
-        bad = 0
         now = self._clock()
         for message in messages:
             if message.error() is not None:
@@ -141,56 +187,100 @@ class StageRunner:
             spans[topic, partition] = (min(first, offset), offset + 1)
             created_ms = message.timestamp()[1]
             if created_ms > 0:
-                delays.append(now - created_ms / 1000)
+                batch.delays_s.append(now - created_ms / 1000)
             raw = message.value()
             try:
-                records.append(Delivered(topic, partition, offset, decode(topic, raw)))
+                batch.records.append(Delivered(topic, partition, offset, decode(topic, raw)))
             except RecordError as error:
-                bad += 1
+                batch.bad += 1
                 if topic in self.stage.dead_letters:
                     self.stores.publisher.dead_letter(full_topic, raw or b"", str(error), partition, offset)
-        ranges = [OffsetRange(topic, partition, start, end) for (topic, partition), (start, end) in spans.items()]
-        return records, ranges, delays, bad
+        batch.ranges = [OffsetRange(topic, partition, start, end) for (topic, partition), (start, end) in spans.items()]
+        return batch
 
-    def _process(self, consumer: Consumer, followers: dict[str, Consumer], messages: Sequence[Message]) -> None:
-        records, ranges, delays, bad = self._decode(messages)
+    def _write(self, batch: Batch) -> dict[str, Written]:
+        """Every step's write of the batch, in order (the writer thread)."""
+        results = {step.asset: step.write(self.stores, batch.records, batch.ranges) for step in self.stage.steps}
+        self.stores.publisher.flush()
+        return results
+
+    def _finish(self, following: Batch | None) -> bool:
+        """Wait for the batch being written. If its write failed, it and ``following`` (read
+        meanwhile) are read again after the backoff, and this returns False."""
+        if self._in_flight is None:
+            return True
+        future, batch = self._in_flight
+        self._in_flight = None
         try:
-            results = {step.asset: step.write(self.stores, records, ranges) for step in self.stage.steps}
-            self.stores.publisher.flush()
+            results = future.result()
         except Exception:  # any failure: the same offsets are read again after the backoff
-            log.exception("%s: writing %d records failed; reading them again", self.stage.asset, len(records))
+            log.exception("%s: writing %d records failed; reading them again", self.stage.asset, len(batch.records))
             self.progress.failures += 1
-            self._rewind(consumer, ranges)
-            return
+            self._rewind([*batch.ranges, *(following.ranges if following else ())])
+            return False
         self._failures_in_a_row = 0
-        offsets = self._offsets(ranges)
-        for committer in (consumer, *followers.values()):
-            self._commit(committer, offsets)
-        self.progress.add(results, records, ranges, delays, bad)
+        for r in batch.ranges:
+            self._written[r.topic, r.partition] = max(r.end, self._written.get((r.topic, r.partition), 0))
+        for item in batch.records:
+            if item.topic in self.stage.activity:
+                newest = self._activity.get(item.record.symbol)
+                if newest is None or item.record.event_time >= newest.record.event_time:
+                    self._activity[item.record.symbol] = item
+        self.progress.add(results, batch.records, batch.ranges, batch.delays_s, batch.bad)
+        return True
 
-    def _offsets(self, ranges: Sequence[OffsetRange]) -> list[object]:
+    def _checkpoint(self, *, force: bool, wait: bool = False) -> None:
+        """Advance the symbols' clock, then commit what was written, if a commit is due (or
+        ``force``). If the clock cannot be written, nothing is committed: the next checkpoint tries
+        again, and a successor reads those records again."""
+        if not self._written or not (force or time.monotonic() >= self._commit_at):
+            return
+        try:
+            record_activity(self.stores.cassandra, self._activity.values())
+        except Exception:
+            log.warning("%s: the symbols' clock could not be written; committing later", self.stage.asset,
+                        exc_info=True)
+            return
+        offsets = self._offsets()
+        for committer in self._committers:
+            self._commit(committer, offsets, wait)
+        self._written.clear()
+        self._activity.clear()
+        self._commit_at = time.monotonic() + COMMIT_EVERY_S
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Before partitions move to another worker: write what was read and commit it, so the new
+        owner starts where this one stopped and never races one of its writes."""
+        self._finish(None)
+        self._checkpoint(force=True, wait=True)
+
+    def _offsets(self) -> list[TopicPartition]:
         from confluent_kafka import TopicPartition
 
-        return [TopicPartition(self.stores.kafka.topic(r.topic), r.partition, r.end) for r in ranges]
+        kafka = self.stores.kafka
+        return [TopicPartition(kafka.topic(topic), partition, end) for (topic, partition), end in self._written.items()]
 
-    def _commit(self, committer: Consumer, offsets: list[object]) -> None:
-        """Commit after the write; a commit refused because the partitions moved to another worker
-        in between only means that worker writes the same rows again."""
+    def _commit(self, committer: Consumer, offsets: list[TopicPartition], wait: bool) -> None:
+        """A commit refused because the partitions moved to another worker in between only means
+        that worker writes the same rows again."""
         from confluent_kafka import KafkaException
 
         try:
-            committer.commit(offsets=offsets, asynchronous=False)
+            committer.commit(offsets=offsets, asynchronous=not wait)
         except KafkaException as error:
             log.warning("%s: commit refused (%s); the partitions' new owner writes them again", self.stage.asset,
                         error.args[0].str())
 
-    def _rewind(self, consumer: Consumer, ranges: Sequence[OffsetRange]) -> None:
+    def _rewind(self, ranges: Sequence[OffsetRange]) -> None:
         from confluent_kafka import KafkaException, TopicPartition
 
         self._failures_in_a_row += 1
+        starts: dict[tuple[str, int], int] = {}
         for r in ranges:
+            starts[r.topic, r.partition] = min(r.start, starts.get((r.topic, r.partition), r.start))
+        for (topic, partition), start in starts.items():
             try:
-                consumer.seek(TopicPartition(self.stores.kafka.topic(r.topic), r.partition, r.start))
+                self._consumer.seek(TopicPartition(self.stores.kafka.topic(topic), partition, start))
             except KafkaException:  # revoked meanwhile: its new owner starts from the committed offset
                 continue
         self.stop.wait(min(MAX_BACKOFF_S, 0.5 * 2 ** (self._failures_in_a_row - 1)))
