@@ -79,11 +79,13 @@ class ApiContext:
         """Configured symbols and every symbol data arrived for, by name.
 
         Requests that wait while another reads the table take that read's answer (it finished
-        after they asked), so concurrent requests cost one read, even with the cache off.
+        after they asked), so concurrent requests cost one read, even with the cache off. The table
+        is read again after ``PRICEPIPE_API_STREAM_S`` when that is shorter than the cache's time:
+        the clocks end the default ranges, so a candle `/stream` has sent is in `/candles` as soon.
         """
         asked = time.monotonic()
         async with self._symbols_lock:
-            if self._symbols_read_at < asked - self.settings.api_cache_s:
+            if self._symbols_read_at < asked - min(self.settings.api_cache_s, self.settings.api_stream_s):
                 rows = await self.store.rows(queries.SYMBOLS, ())
                 configured = self._configured()
                 found = {symbol: SymbolInfo(symbol, exchange, None, True) for symbol, exchange in configured.items()}

@@ -39,7 +39,7 @@ def run(settings: Settings, stop: threading.Event | None = None) -> int:
     report = reports.instance_report()
     if report is None:
         print("[stream] no DAGSTER_HOME: materializations are not reported to Dagster", file=sys.stderr)
-    reporter = reports.Reporter(kafka, runners, settings.stream_report_s, report or (lambda event: None))
+    reporter = reports.Reporter(runners, settings.stream_report_s, report or (lambda event: None))
     threading.Thread(target=reporter.run, args=(stop,), name="stream-reports", daemon=True).start()
     print(f"[stream] writing {', '.join(step.asset for stage in STAGES for step in stage.steps)} from "
           f"{kafka.bootstrap_servers}", file=sys.stderr, flush=True)

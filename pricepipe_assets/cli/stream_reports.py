@@ -20,7 +20,6 @@ import dagster as dg
 from pricepipe_assets.contract.utc import utc_iso
 from pricepipe_assets.kafka import batches as kafka_batches
 from pricepipe_assets.kafka.batches import OffsetRange
-from pricepipe_assets.kafka.client import KafkaCluster
 from pricepipe_assets.stream.worker import Progress, StageRunner
 
 log = logging.getLogger(__name__)
@@ -52,7 +51,7 @@ def _interval(progress: Progress) -> dict[str, Any]:
     return metadata
 
 
-def materializations(kafka: KafkaCluster, runner: StageRunner, progress: Progress) -> list[dg.AssetMaterialization]:
+def materializations(runner: StageRunner, progress: Progress) -> list[dg.AssetMaterialization]:
     """One materialization per asset of the stage that wrote something in the interval."""
     interval = _interval(progress)
     events = []
@@ -64,14 +63,12 @@ def materializations(kafka: KafkaCluster, runner: StageRunner, progress: Progres
         for result in written:
             for name, value in result.metadata.items():
                 extra[name] = extra.get(name, 0) + value if isinstance(value, int) else value
-        lag = sum(kafka_batches.lag(kafka_batches.committed_and_watermarks(kafka, kafka.consumer_group(step.asset), topic))
-                  for topic in runner.stage.topics)
         metadata = {
             "dagster/row_count": sum(result.rows for result in written),
             **interval,
             **{name: dg.MetadataValue.json(value) if isinstance(value, dict) else value for name, value in extra.items()},
             "batches": len(written),
-            "lag": lag,
+            "lag": progress.lag,
         }
         events.append(dg.AssetMaterialization(asset_key=step.asset, metadata=metadata,
                                               description="written by the stream worker"))
@@ -82,9 +79,8 @@ class Reporter:
     """Every ``every_s``, takes each runner's progress and reports it; ``report`` is where events
     go (the Dagster instance's ``report_runless_asset_event``, or a list in tests)."""
 
-    def __init__(self, kafka: KafkaCluster, runners: Sequence[StageRunner], every_s: float,
+    def __init__(self, runners: Sequence[StageRunner], every_s: float,
                  report: Callable[[dg.AssetMaterialization], None]) -> None:
-        self.kafka = kafka
         self.runners = runners
         self.every_s = every_s
         self.report = report
@@ -95,7 +91,7 @@ class Reporter:
             progress = runner.progress.take()
             if not progress.written:
                 continue
-            for event in materializations(self.kafka, runner, progress):
+            for event in materializations(runner, progress):
                 try:
                     self.report(event)
                     self.reported += 1

@@ -69,6 +69,7 @@ class Progress:
     last_ms: int | None = None
     days: set[str] = field(default_factory=set)
     delays_s: list[float] = field(default_factory=list)
+    lag: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def add(self, results: dict[str, Written], records: Sequence[Delivered], ranges: Sequence[OffsetRange],
@@ -96,7 +97,7 @@ class Progress:
         """Everything recorded so far, leaving this empty."""
         with self.lock:
             taken = Progress(self.written, self.records, self.dead_letters, self.failures, self.ranges, self.newest,
-                             self.first_ms, self.last_ms, self.days, self.delays_s)
+                             self.first_ms, self.last_ms, self.days, self.delays_s, self.lag)
             self.written, self.records, self.dead_letters, self.failures = {}, 0, 0, 0
             self.ranges, self.newest, self.first_ms, self.last_ms, self.days, self.delays_s = {}, {}, None, None, set(), []
         return taken
@@ -247,6 +248,19 @@ class StageRunner:
         self._written.clear()
         self._activity.clear()
         self._commit_at = time.monotonic() + COMMIT_EVERY_S
+        self.progress.lag = self._lag()
+
+    def _lag(self) -> int:
+        """What this worker's partitions hold beyond its read position, from the high watermarks
+        its fetches brought: no request, where asking the group's committed offsets costs a client
+        of its own per topic (other workers report their partitions)."""
+        consumer = self._consumer
+        lag = 0
+        for tp in consumer.position(consumer.assignment()):
+            if tp.offset >= 0:
+                _, high = consumer.get_watermark_offsets(tp, cached=True)
+                lag += max(0, high - tp.offset)
+        return lag
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Before partitions move to another worker: write what was read and commit it, so the new

@@ -42,7 +42,7 @@ def catch_up(kafka: KafkaResource, cassandra: CassandraResource, topics: Sequenc
         stop.set()
         for _, thread in started:
             thread.join(30)
-    return [event for runner, _ in started for event in materializations(kafka, runner, runner.progress.take())]
+    return [event for runner, _ in started for event in materializations(runner, runner.progress.take())]
 
 
 def materialized(instance: dg.DagsterInstance, asset: str) -> dict[str, object]:
