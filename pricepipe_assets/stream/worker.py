@@ -45,6 +45,9 @@ POLL_S = 0.5
 # How often offsets (and the symbols' clock) are committed: what a killed worker's successor reads
 # again is at most this much, and a commit costs a request of its own.
 COMMIT_EVERY_S = 0.5
+# Batches of this many records and more are written on the stage's writer thread while the next
+# one is read; smaller ones on the reading thread.
+OVERLAP_FROM = 100
 MAX_BACKOFF_S = 10.0
 # How long a worker that stopped answering keeps its partitions before the others take them over:
 # the broker's default of 45 s would hold a killed worker's share that long.
@@ -152,7 +155,7 @@ class StageRunner:
                 if not self._finish(batch):
                     continue
                 if batch is not None:
-                    self._in_flight = (self._writer.submit(self._write, batch), batch)
+                    self._in_flight = (self._start_write(batch), batch)
                 self._checkpoint(force=False)
         finally:
             self._finish(None)
@@ -198,6 +201,18 @@ class StageRunner:
                     self.stores.publisher.dead_letter(full_topic, raw or b"", str(error), partition, offset)
         batch.ranges = [OffsetRange(topic, partition, start, end) for (topic, partition), (start, end) in spans.items()]
         return batch
+
+    def _start_write(self, batch: Batch) -> Future[dict[str, Written]]:
+        """A batch of a few records is written on this thread: handing it to the writer costs more
+        than the read it would overlap."""
+        if len(batch.records) >= OVERLAP_FROM:
+            return self._writer.submit(self._write, batch)
+        written: Future[dict[str, Written]] = Future()
+        try:
+            written.set_result(self._write(batch))
+        except Exception as error:
+            written.set_exception(error)
+        return written
 
     def _write(self, batch: Batch) -> dict[str, Written]:
         """Every step's write of the batch, in order (the writer thread)."""
