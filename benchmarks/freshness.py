@@ -25,6 +25,15 @@ between candles included, as a long-lived consumer pays it; the idle rate alone 
 ``IDLE_S`` before each round. Topics, keyspaces, consumer groups and Dagster homes are removed at
 the end.
 
+A chart page sees a candle later still: when the API's live stream sends it. In each pricepipe
+round the API runs beside the worker as its own process on the worker's keyspace
+(:mod:`benchmarks.sse_freshness`), and one client in this process, connected once the warm-up
+candle was readable, holds `/stream/ETHUSDT` open. A candle's SSE delay runs from its produce call
+to the arrival of the first `update` event whose candle is that one or a newer one (an event
+carries only the newest candle); `sse_freshness_p95_s` pools the quiet rounds, and a candle no
+event carried within ``DRAIN_S`` counts as infinite. The API's process is not part of the
+worker's CPU figures; the machine's other core is shared with it as in production.
+
     .venv/bin/python -m benchmarks.freshness [--rate 5] [--seconds 60] [--rounds 2] [--pricepipe stream]
 """
 
@@ -43,13 +52,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from benchmarks.daemon import DAGSTER_YAML, REPO, running_process, running_stream_worker
 from benchmarks.ingest import FIRST_DAY, Isolated, dumps
+from benchmarks.sse_freshness import StreamClient, running_api, stream_delays
 from benchmarks.stream_bench import remove_groups, row_sink
 from pricepipe_assets.contract.records import Candle
 from pricepipe_assets.contract.topics import CANDLES_1M
@@ -70,6 +81,8 @@ SETTLE_S = 15.0
 IDLE_S = 10.0
 # How long after the last produce a round waits for the stragglers.
 DRAIN_S = 30.0
+# How long the live stream may take to show the warm-up candle (the API reads the symbols' clocks once per cache period).
+STREAM_WARM_UP_S = 60.0
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PRICEPIPE, QUIX = "pricepipe", "Quix Streams"
 
@@ -127,12 +140,14 @@ def running_app(arguments: list[str], variables: dict[str, str], log: Path) -> A
 
 @dataclass
 class Side:
-    """One consumer under test: its topics and keyspace, and its process, started for each round."""
+    """One consumer under test: its topics and keyspace, and its process, started for each round;
+    with ``api``, also the API over its keyspace, whose live stream is timed too."""
 
     name: str
     env: Isolated
     process: Callable[[], AbstractContextManager[subprocess.Popen[bytes]]]
     log: Path
+    api: Callable[[], AbstractContextManager[Callable[[str], StreamClient]]] | None = None
 
     def failed(self, process: subprocess.Popen[bytes], what: str) -> RuntimeError:
         tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-30:])
@@ -148,6 +163,7 @@ class Round:
     missing: int
     cpu_s: float
     idle_cpu_share: float
+    sse: tuple[list[float], int] | None = None  # the live stream's delays and the candles it never showed
 
 
 class Prober:
@@ -156,6 +172,7 @@ class Prober:
     def __init__(self, env: Isolated) -> None:
         self.publisher = env.kafka.publisher()
         self.session, self.select = env.cassandra.session(), env.cassandra.prepare(SELECT_CANDLE)
+        self.sent_at: list[float] = []  # the last round's produce times, for the delays measured elsewhere
 
     def readable(self, c: Candle) -> bool:
         key = (c.symbol, candle_bucket("1m", c.open_time), c.open_time)
@@ -166,6 +183,7 @@ class Prober:
         pending: dict[int, float] = {}
         delays: list[float] = []
         lock, done = threading.Lock(), threading.Event()
+        self.sent_at = []
 
         def poll() -> None:
             while not done.is_set():
@@ -183,8 +201,10 @@ class Prober:
         start = time.monotonic()
         for index, candle in enumerate(candles):
             time.sleep(max(0.0, start + index / rate - time.monotonic()))
+            sent = time.monotonic()
             with lock:
-                pending[index] = time.monotonic()
+                pending[index] = sent
+            self.sent_at.append(sent)
             self.publisher.publish(candle)
         self.publisher.flush()
         deadline = time.monotonic() + DRAIN_S
@@ -196,8 +216,8 @@ class Prober:
 
 
 def measure(side: Side, prober: Prober, warm_up: Candle, candles: list[Candle], rate: float, busy: bool) -> Round:
-    """One round: the side's process started, warmed up, idle for ``IDLE_S``, then fed ``candles``."""
-    with side.process() as process:
+    """One round: the side's process (and its API) started, warmed up, idle for ``IDLE_S``, then fed ``candles``."""
+    with side.process() as process, (side.api() if side.api else nullcontext()) as stream_client:
         prober.publisher.publish(warm_up)
         prober.publisher.flush()
         deadline = time.monotonic() + 180
@@ -205,6 +225,9 @@ def measure(side: Side, prober: Prober, warm_up: Candle, candles: list[Candle], 
             if process.poll() is not None or time.monotonic() > deadline:
                 raise side.failed(process, "the warm-up candle never became readable")
             time.sleep(0.05)
+        client = stream_client(warm_up.symbol) if stream_client else None
+        if client and not client.wait_for(warm_up, STREAM_WARM_UP_S, lambda: process.poll() is None):
+            raise side.failed(process, f"the API's live stream never showed the warm-up candle ({client.failure})")
         time.sleep(SETTLE_S)
         idle_from, idle_cpu = time.monotonic(), cpu_seconds(process.pid)
         time.sleep(IDLE_S)
@@ -214,7 +237,11 @@ def measure(side: Side, prober: Prober, warm_up: Candle, candles: list[Candle], 
         if process.poll() is not None:
             raise side.failed(process, "the consumer ended during the round")
         cpu_s = cpu_seconds(process.pid) - cpu_before
-    return Round(side.name, busy, delays, missing, cpu_s, idle_share)
+        sse = None
+        if client:
+            client.wait_for(candles[-1], DRAIN_S, lambda: process.poll() is None)
+            sse = stream_delays(candles, prober.sent_at, client.seen)
+    return Round(side.name, busy, delays, missing, cpu_s, idle_share, sse)
 
 
 @contextmanager
@@ -245,7 +272,8 @@ def sides(stack: ExitStack, folder: Path, whole_worker: bool) -> tuple[Side, Sid
                 quix_env.cassandra.keyspace, group]
     project = ((lambda: running_stream_worker(variables, project_log)) if whole_worker
                else (lambda: running_app(["--stage-app"], variables, project_log)))
-    return (Side(PRICEPIPE, project_env, project, project_log),
+    api = partial(running_api, project_env.cassandra.keyspace, folder / "api.log")
+    return (Side(PRICEPIPE, project_env, project, project_log, api),
             Side(QUIX, quix_env, lambda: running_app(quix_app, {}, quix_log), quix_log))
 
 
@@ -254,25 +282,36 @@ def pooled(rounds: list[Round], side: str, busy: bool) -> dict[str, float]:
     chosen = [r for r in rounds if r.side == side and r.busy == busy]
     delays = [d for r in chosen for d in r.delays] + [math.inf] * sum(r.missing for r in chosen)
     events = sum(len(r.delays) + r.missing for r in chosen)
+    sse = [d for r in chosen if r.sse for d in r.sse[0]] + [math.inf] * sum(r.sse[1] for r in chosen if r.sse)
     return {"candles": events, "p50": percentile(delays, 0.5), "p95": percentile(delays, 0.95),
             "p99": percentile(delays, 0.99), "max": max(delays), "cpu_ms": 1000 * sum(r.cpu_s for r in chosen) / events,
-            "idle": 100 * sum(r.idle_cpu_share for r in chosen) / len(chosen)}
+            "idle": 100 * sum(r.idle_cpu_share for r in chosen) / len(chosen),
+            "sse_p95": percentile(sse, 0.95) if sse else math.nan}
+
+
+def sse_line(result: Round) -> str:
+    if not result.sse:
+        return ""
+    seen, missing = result.sse
+    return f", SSE p95 {percentile(seen + [math.inf] * missing, 0.95):.3f} s ({missing} never shown)"
 
 
 def report(rounds: list[Round]) -> list[str]:
-    header = "| p50 s | p95 s | p99 s | max s | CPU ms/candle | idle CPU % of a core |"
-    print(f"\n| condition | side | candles {header}\n| --- | --- | ---: {'| ---: ' * 6}|")
+    header = "| p50 s | p95 s | p99 s | max s | CPU ms/candle | idle CPU % of a core | SSE p95 s |"
+    print(f"\n| condition | side | candles {header}\n| --- | --- | ---: {'| ---: ' * 7}|")
     stats = {}
     for busy in (False, True):
         for side in (PRICEPIPE, QUIX):
             s = stats[side, busy] = pooled(rounds, side, busy)
             print(f"| {'one core busy' if busy else 'quiet'} | {side} | {s['candles']} | {s['p50']:.3f} "
-                  f"| {s['p95']:.3f} | {s['p99']:.3f} | {s['max']:.3f} | {s['cpu_ms']:.2f} | {s['idle']:.1f} |")
+                  f"| {s['p95']:.3f} | {s['p99']:.3f} | {s['max']:.3f} | {s['cpu_ms']:.2f} | {s['idle']:.1f} "
+                  f"| {'-' if math.isnan(s['sse_p95']) else format(s['sse_p95'], '.3f')} |")
     quiet, busy = (stats[PRICEPIPE, False], stats[QUIX, False]), (stats[PRICEPIPE, True], stats[QUIX, True])
     return [f"freshness_p99_s = {quiet[0]['p99']:.3f}",
             f"freshness_p99_vs_quix = {quiet[0]['p99'] / quiet[1]['p99']:.2f}",
             f"freshness_p99_vs_quix_busy = {busy[0]['p99'] / busy[1]['p99']:.2f}",
-            f"live_cpu_per_event_vs_quix = {quiet[0]['cpu_ms'] / quiet[1]['cpu_ms']:.2f}"]
+            f"live_cpu_per_event_vs_quix = {quiet[0]['cpu_ms'] / quiet[1]['cpu_ms']:.2f}",
+            f"sse_freshness_p95_s = {quiet[0]['sse_p95']:.3f}"]
 
 
 def main() -> int:
@@ -321,7 +360,8 @@ def main() -> int:
                         print(f"{'busy' if busy else 'quiet'} round {number}, {side.name}: {len(ordered)} readable, "
                               f"{result.missing} missing, p50 {percentile(ordered, 0.5):.3f} s, p99 "
                               f"{percentile(ordered, 0.99):.3f} s, max {ordered[-1]:.3f} s, "
-                              f"{1000 * result.cpu_s / len(chunk[1:]):.2f} CPU ms/candle", flush=True)
+                              f"{1000 * result.cpu_s / len(chunk[1:]):.2f} CPU ms/candle{sse_line(result)}",
+                              flush=True)
     figures = report(rounds)
     print()
     for figure in figures:

@@ -1,20 +1,23 @@
 """Soak: the whole platform under a fast replay of real history for half an hour or more.
 
 `pricepipe run` is started as `make run` starts it (Dagster webserver and daemon with sensors and
-schedules on, the API, the feed), on a keyspace, topics, lake and Dagster home of its own, with the
-feed replaying real 1m candles of PRICEPIPE_SYMBOLS at ``--speed`` (2,880x: two market days a
-minute, so 30 minutes replay 60 days) beside a real day of aggTrades. Every ``--every`` seconds it
-records:
+schedules on, the API, the stream worker, the feed), on a keyspace, topics, lake and Dagster home
+of its own, with the feed replaying real 1m candles of PRICEPIPE_SYMBOLS at ``--speed`` (2,880x:
+two market days a minute, so 30 minutes replay 60 days) beside a real day of aggTrades. Every
+``--every`` seconds it records:
 
-- throughput: candles and trades produced to Kafka, and what the live assets committed;
-- Kafka lag of each Kafka-fed asset's consumer group;
+- throughput: candles and trades produced to Kafka, and the records each of the stream worker's
+  live assets committed in its consumer group;
+- Kafka lag of each Kafka-fed asset's consumer group (the runs' and the stream worker's), over
+  every topic it reads;
 - Dagster runs by status (a failed run is counted and named);
 - resident memory of every process: the Dagster webserver, daemon and their code servers, the
-  API, the feed, the runs in flight, Kafka and Cassandra;
+  API, the stream worker, the feed, the runs in flight, Kafka and Cassandra;
 - the API's answer time for ``/{symbol}/price``.
 
 At the end it prints a summary (memory at the start vs the end of the run, per process, to judge
-whether it stays flat), writes the samples as CSV and a plot, and removes its keyspace and topics.
+whether it stays flat), writes the samples as CSV and a plot, and removes its keyspace, topics,
+consumer groups and lake.
 
     .venv/bin/python benchmarks/soak.py --minutes 30 [--speed 2880] [--out build/soak]
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import os
+import shutil
 import signal
 import socket
 import statistics
@@ -38,20 +42,25 @@ from typing import Any
 
 import dagster as dg
 import requests
+from confluent_kafka import KafkaException
 
 from infra.local import launcher
 from pricepipe_assets.contract.topics import CANDLES_1M, TRADES
 from pricepipe_assets.defs.jobs import TOPIC_CONSUMERS
-from pricepipe_assets.defs.resources import CassandraResource, KafkaResource
 from pricepipe_assets.kafka.batches import committed_and_watermarks, lag
+from pricepipe_assets.kafka.client import KafkaCluster
 from pricepipe_assets.settings import Settings
+from pricepipe_assets.storage.cassandra import CassandraCluster
+from pricepipe_assets.stream.stages import stage_topics
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 # How a process of the platform is recognised in /proc/<pid>/cmdline.
 PROCESS_KINDS = (("dagster-webserver", "webserver"), ("dagster-daemon", "daemon"), ("api.app:app", "api"),
-                 ("pricepipe feed", "feed"), ("dagster code-server", "code server"), ("dagster api grpc", "code server"),
+                 ("pricepipe feed", "feed"), ("pricepipe stream", "stream worker"),
+                 ("dagster code-server", "code server"), ("dagster api grpc", "code server"),
                  ("dagster api execute_run", "run"))
+STREAM_ASSETS = frozenset(stage_topics())
 
 
 def free_port() -> int:
@@ -60,8 +69,76 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def servers_up() -> launcher.Layout:
+    """Start Kafka and Cassandra first when they are down, so that they outlive the platform: a
+    `pricepipe run` that started them would stop them with itself, under other benchmarks' feet."""
+    settings = Settings.from_env()
+    layout = launcher.Layout(settings.state_dir, settings.cache_dir)
+    down = [name for name in ("kafka", "cassandra") if not launcher.is_ready(launcher.SERVERS[name])]
+    if down:
+        launcher.up(down, layout)
+    return layout
+
+
+def isolated_env(work: Path, name: str) -> dict[str, str]:
+    """The environment of a `pricepipe run` beside any other on this machine: a keyspace, topic
+    prefix (hence consumer groups), lake, state and Dagster home of its own under ``work``, free
+    ports, and an exchange that never answers, so the feed replays the local dumps mirror as
+    `make run` has it do offline."""
+    unique = uuid.uuid4().hex[:8]
+    return {**os.environ, "PRICEPIPE_KEYSPACE": f"{name}_{unique}", "PRICEPIPE_TOPIC_PREFIX": f"{name}.{unique}.",
+            "PRICEPIPE_LAKE_URI": str(work / "lake"), "PRICEPIPE_STATE_DIR": str(work / "state"),
+            "DAGSTER_HOME": str(work / "dagster"), "PRICEPIPE_DAGSTER_PORT": str(free_port()),
+            "PRICEPIPE_API_PORT": str(free_port()), "PRICEPIPE_BINANCE_REST_URL": f"http://127.0.0.1:{free_port()}",
+            "PRICEPIPE_BINANCE_DUMPS_URL": (SHARED / "binance").as_uri()}
+
+
+def start_platform(env: dict[str, str], work: Path) -> subprocess.Popen[bytes]:
+    """`pricepipe run` in a session of its own: a Ctrl-C at the terminal reaches only the benchmark,
+    whose cleanup then stops the platform as a user would and waits for it before removing its data."""
+    with open(work / "run.log", "wb") as log:
+        return subprocess.Popen([str(Path(sys.executable).parent / "pricepipe"), "run"], env=env, cwd=REPO,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_platform(run: subprocess.Popen[bytes]) -> None:
+    """Ctrl-C, as a user stops `make run` (it stops its children itself); SIGKILL if it takes over two minutes."""
+    run.send_signal(signal.SIGINT)
+    try:
+        run.wait(120)
+    except subprocess.TimeoutExpired:
+        os.killpg(run.pid, signal.SIGKILL)
+        run.wait()
+
+
+def remove_platform_data(env: dict[str, str], work: Path) -> None:
+    """Drop what the platform wrote outside ``work``'s logs: its keyspace, topics, consumer groups and lake."""
+    cassandra = CassandraCluster(keyspace=env["PRICEPIPE_KEYSPACE"])
+    try:
+        cassandra.session().execute(f"DROP KEYSPACE IF EXISTS {env['PRICEPIPE_KEYSPACE']}")
+    finally:
+        cassandra.close()
+    kafka = KafkaCluster(topic_prefix=env["PRICEPIPE_TOPIC_PREFIX"])
+    admin = kafka.admin()
+    groups = [g.group_id for g in admin.list_consumer_groups(request_timeout=10).result().valid
+              if g.group_id.startswith(kafka.topic_prefix)]
+    for group, future in (admin.delete_consumer_groups(groups, request_timeout=30) if groups else {}).items():
+        try:
+            future.result()
+        except KafkaException as error:  # a member SIGKILLed a moment ago still holds it: say so, go on
+            print(f"[cleanup] consumer group {group} left: {error.args[0].str()}")
+    mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(kafka.topic_prefix)]
+    if mine:
+        admin.delete_topics(mine, operation_timeout=30)
+    shutil.rmtree(work / "lake", ignore_errors=True)
+
+
 def rss_by_kind(root_pid: int, layout: launcher.Layout) -> dict[str, float]:
-    """Resident MiB per kind of process: the platform's processes under ``root_pid``, and the servers."""
+    """Resident MiB per kind of process: the platform's processes under ``root_pid``, and the servers.
+
+    A process whose command line names no kind counts as its parent's: the API's uvicorn workers
+    are `multiprocessing` children of `uvicorn api.app:app`, and a run's Spark JVM is the run's.
+    """
     children: dict[int, list[int]] = defaultdict(list)
     cmdlines: dict[int, str] = {}
     for proc in Path("/proc").iterdir():
@@ -74,11 +151,11 @@ def rss_by_kind(root_pid: int, layout: launcher.Layout) -> dict[str, float]:
             continue
         children[parent].append(int(proc.name))
     rss: dict[str, float] = defaultdict(float)
-    stack = list(children[root_pid])
+    stack: list[tuple[int, str | None]] = [(pid, None) for pid in children[root_pid]]
     while stack:
-        pid = stack.pop()
-        stack += children[pid]
-        kind = next((name for needle, name in PROCESS_KINDS if needle in cmdlines.get(pid, "")), None)
+        pid, parent_kind = stack.pop()
+        kind = next((name for needle, name in PROCESS_KINDS if needle in cmdlines.get(pid, "")), parent_kind)
+        stack += [(child, kind) for child in children[pid]]
         mib = launcher.rss_mb(pid)
         if kind and mib:
             rss[kind] += mib
@@ -91,17 +168,20 @@ def rss_by_kind(root_pid: int, layout: launcher.Layout) -> dict[str, float]:
     return dict(rss)
 
 
-def kafka_progress(kafka: KafkaResource) -> dict[str, int]:
-    """Records produced per topic, and each Kafka-fed asset's lag (produced minus committed)."""
-    figures: dict[str, int] = {}
+def kafka_progress(kafka: KafkaCluster) -> dict[str, int]:
+    """Records produced per topic; each Kafka-fed asset's lag, summed over the topics it reads (the
+    stream worker's `candles_live` reads three); and the offsets each of the stream worker's assets
+    committed in its group, whose rise between samples is what the worker wrote."""
+    figures: dict[str, int] = defaultdict(int)
     for topic, assets in TOPIC_CONSUMERS.items():
-        produced = None
+        figures[f"produced {topic}"] = 0
         for asset in assets:
             offsets = committed_and_watermarks(kafka, kafka.consumer_group(asset), topic)
-            produced = sum(high for _, _, high in offsets.values())
-            figures[f"lag {asset}"] = lag(offsets)
-        figures[f"produced {topic}"] = produced or 0
-    return figures
+            figures[f"produced {topic}"] = sum(high for _, _, high in offsets.values())
+            figures[f"lag {asset}"] += lag(offsets)
+            if asset in STREAM_ASSETS:
+                figures[f"committed {asset}"] += sum(c or 0 for c, _, _ in offsets.values())
+    return dict(figures)
 
 
 def run_counts(dagster_home: Path) -> dict[str, Any]:
@@ -142,7 +222,10 @@ def plot(samples: list[dict[str, Any]], path: Path) -> None:
     lag.legend(loc="upper left", fontsize=8, ncol=3)
     for key in sorted(k for k in samples[-1] if k.startswith("produced ")):
         produced.plot(minutes, [s.get(key, 0) for s in samples], label=key.removeprefix("produced "))
-    produced.set_ylabel("records produced")
+    for key in sorted(k for k in samples[-1] if k.startswith("committed ")):
+        produced.plot(minutes, [s.get(key, 0) for s in samples], linestyle="--",
+                      label=f"{key.removeprefix('committed ')} (stream worker)")
+    produced.set_ylabel("records produced / committed")
     produced.set_xlabel("minutes since start")
     produced.legend(loc="upper left", fontsize=8)
     fig.suptitle("pricepipe soak: memory, lag and throughput over time")
@@ -166,6 +249,11 @@ def summary(samples: list[dict[str, Any]], window_s: float = 300) -> str:
         key = f"produced {topic}"
         lines.append(f"- {topic}: {end.get(key, 0):,} records produced in {minutes:.1f} min "
                      f"({(end.get(key, 0) - start.get(key, 0)) / (minutes * 60):,.1f}/s)")
+    committed = sorted(k for k in end if k.startswith("committed "))
+    if committed:
+        lines.append("- stream worker committed: " + ", ".join(
+            f"{k.removeprefix('committed ')} {end[k]:,} ({(end[k] - start.get(k, 0)) / (minutes * 60):,.1f}/s)"
+            for k in committed))
     lags = {k: v for k, v in end.items() if k.startswith("lag ")}
     lines.append(f"- lag at the end: {', '.join(f'{k[4:]} {v:,}' for k, v in sorted(lags.items()))}; "
                  f"largest lag seen: {max(max(s.get(k, 0) for s in samples) for k in lags):,}")
@@ -188,24 +276,13 @@ def main() -> int:
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
 
-    settings = Settings.from_env()
-    layout = launcher.Layout(settings.state_dir, settings.cache_dir)
-    down = [name for name in ("kafka", "cassandra") if not launcher.is_ready(launcher.SERVERS[name])]
-    if down:
-        launcher.up(down, layout)
-    unique = uuid.uuid4().hex[:8]
+    layout = servers_up()
     work = Path(tempfile.mkdtemp(prefix="pricepipe-soak-"))
-    ui_port, api_port = free_port(), free_port()
-    env = {**os.environ, "PRICEPIPE_KEYSPACE": f"soak_{unique}", "PRICEPIPE_TOPIC_PREFIX": f"soak.{unique}.",
-           "PRICEPIPE_LAKE_URI": str(work / "lake"), "PRICEPIPE_STATE_DIR": str(work / "state"),
-           "DAGSTER_HOME": str(work / "dagster"), "PRICEPIPE_DAGSTER_PORT": str(ui_port),
-           "PRICEPIPE_API_PORT": str(api_port), "PRICEPIPE_BINANCE_REST_URL": f"http://127.0.0.1:{free_port()}",
-           "PRICEPIPE_BINANCE_DUMPS_URL": (SHARED / "binance").as_uri(), "PRICEPIPE_REPLAY_HISTORY_DAYS": "0",
+    env = {**isolated_env(work, "soak"), "PRICEPIPE_REPLAY_HISTORY_DAYS": "0",
            "PRICEPIPE_REPLAY_SPEED": f"{args.speed:g}", "PRICEPIPE_SYMBOLS": "BTCUSDT,ETHUSDT"}
-    kafka = KafkaResource(topic_prefix=env["PRICEPIPE_TOPIC_PREFIX"])
-    api = f"http://127.0.0.1:{api_port}"
-    run = subprocess.Popen([str(Path(sys.executable).parent / "pricepipe"), "run"], env=env, cwd=REPO,
-                           stdout=open(work / "run.log", "w"), stderr=subprocess.STDOUT, start_new_session=True)
+    kafka = KafkaCluster(topic_prefix=env["PRICEPIPE_TOPIC_PREFIX"])
+    api = f"http://127.0.0.1:{env['PRICEPIPE_API_PORT']}"
+    run = start_platform(env, work)
     samples: list[dict[str, Any]] = []
     started = time.monotonic()
     print(f"[soak] pricepipe run (pid {run.pid}) for {args.minutes:g} min at {args.speed:g}x; log {work / 'run.log'}")
@@ -225,15 +302,12 @@ def main() -> int:
             samples.append(sample)
             print(f"[soak] {sample['elapsed_s'] / 60:5.1f} min  candles {sample.get(f'produced {CANDLES_1M}', 0):>8,}  "
                   f"trades {sample.get(f'produced {TRADES}', 0):>8,}  runs ok {sample.get('runs success', 0):>4}  "
-                  f"failed {sample.get('runs failure', 0):>3}  lag candles_live {sample.get('lag candles_live', 0):>6,}",
-                  flush=True)
+                  f"failed {sample.get('runs failure', 0):>3}  "
+                  f"lag candles_live {sample.get('lag candles_live', 0):>6,}  "
+                  f"stream worker {sample.get('rss stream worker', 0):>5.0f} MiB", flush=True)
             time.sleep(args.every)
     finally:
-        run.send_signal(signal.SIGINT)
-        try:
-            run.wait(120)
-        except subprocess.TimeoutExpired:
-            os.killpg(run.pid, signal.SIGKILL)
+        stop_platform(run)
         fields = sorted({k for s in samples for k in s}, key=lambda k: (k != "elapsed_s", k))
         with open(args.out / "samples.csv", "w", newline="") as handle:
             writer = csv.DictWriter(handle, fields)
@@ -243,12 +317,7 @@ def main() -> int:
             plot(samples, args.out / "soak.png")
             print(summary(samples))
             print(f"[soak] samples in {args.out / 'samples.csv'}, plot in {args.out / 'soak.png'}")
-        CassandraResource(keyspace=env["PRICEPIPE_KEYSPACE"]).session().execute(
-            f"DROP KEYSPACE IF EXISTS {env['PRICEPIPE_KEYSPACE']}")
-        admin = kafka.admin()
-        mine = [t for t in admin.list_topics(timeout=10).topics if t.startswith(kafka.topic_prefix)]
-        if mine:
-            admin.delete_topics(mine, operation_timeout=30)
+        remove_platform_data(env, work)
     return 0
 
 
