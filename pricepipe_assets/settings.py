@@ -239,6 +239,9 @@ class Settings:
         10, lambda s: _parse_int(s, minimum=0), "seconds a symbol's trades must have moved past the end of a minute "
         "before `trade_candles` publishes that minute's candle built from trades (a later, late trade amends it)")
     sensor_interval_s: int = _setting(5, lambda s: _parse_int(s, minimum=1), "seconds between two ticks of a Kafka sensor")
+    lake_batch_wait_s: int = _setting(
+        60, lambda s: _parse_int(s, minimum=0), "seconds new messages of a topic may wait for their lake run, unless a "
+        "partition's pending messages complete a lake file (10,000 offsets) sooner")
     stream_report_s: float = _setting(
         15.0, _parse_speed, "seconds between two materializations the stream worker reports to Dagster for each live "
         "table it wrote (rows, offsets, lag, freshness of the interval)")

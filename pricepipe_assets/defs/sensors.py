@@ -12,6 +12,7 @@ skipped forever, and while a topic's run is queued or running no second one is s
 from __future__ import annotations
 
 import json
+import time
 
 import dagster as dg
 
@@ -22,7 +23,7 @@ from pricepipe_assets.defs.topics import FEED_TOPICS, feed_observations, topic_o
 from pricepipe_assets.kafka import batches as kafka_batches
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.storage.compaction import date_folders
-from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
+from pricepipe_assets.storage.lake_datasets import OFFSETS_PER_FILE, RAW_CANDLES, block_start
 
 TOPIC_TAG = "pricepipe/topic"
 RANGE_TAG = "pricepipe/offset_ranges"
@@ -54,9 +55,19 @@ def _earlier_attempts(instance: dg.DagsterInstance, offset_ranges: str) -> int:
     return instance.get_runs_count(dg.RunsFilter(tags={RANGE_TAG: offset_ranges}))
 
 
-def kafka_sensor(topic: str, minimum_interval_seconds: int) -> dg.SensorDefinition:
+def _completes_a_file(ranges: list[kafka_batches.OffsetRange]) -> bool:
+    return any(r.end >= block_start(r.start) + OFFSETS_PER_FILE for r in ranges)
+
+
+def kafka_sensor(topic: str, minimum_interval_seconds: int, batch_wait_s: float = 0) -> dg.SensorDefinition:
     """The sensor that records ``topic``'s end offsets and every consumer's lag, and launches the
-    topic's job when one of the job's assets lags (a topic only the stream worker reads has no job)."""
+    topic's job when one of the job's assets lags (a topic only the stream worker reads has no job).
+
+    The lake is the history, read in days, so its runs gather: a range is requested once a
+    partition's pending messages complete a lake file (``OFFSETS_PER_FILE`` offsets), or once the
+    first of them has waited ``batch_wait_s``. Each file is written once or a few times, not at every
+    tick, and the runs' process starts (most of the batch path's cost) come once a minute, not every
+    few seconds; the live tables never wait for them."""
     job = TOPIC_JOBS.get(topic)
     purpose = (f"Requests a `{job.name}` run for the offsets of `{topic}` its assets have not committed yet, and "
                if job is not None else f"`{topic}` is read by the stream worker only: ")
@@ -85,7 +96,15 @@ def kafka_sensor(topic: str, minimum_interval_seconds: int) -> dg.SensorDefiniti
         ranges = kafka_batches.pending_ranges(topic, [offsets[name] for name in TOPIC_ASSETS[topic]],
                                               MAX_OFFSETS_PER_PARTITION)
         if not ranges:
+            state.pop("pending_since", None)
             return dg.SensorResult(skip_reason=f"no lag on {topic}", asset_events=events, cursor=json.dumps(state))
+        pending_since = state.setdefault("pending_since", time.time())
+        if time.time() - pending_since < batch_wait_s and not _completes_a_file(ranges):
+            pending = sum(r.end - r.start for r in ranges)
+            return dg.SensorResult(skip_reason=f"{pending} messages of {topic} gather for the lake (a run at a full "
+                                   f"file of {OFFSETS_PER_FILE} offsets, or {batch_wait_s:.0f} s after the first)",
+                                   asset_events=events, cursor=json.dumps(state))
+        state.pop("pending_since")
         offset_ranges = kafka_batches.format_ranges(ranges)
         attempt = _earlier_attempts(context.instance, offset_ranges) + 1
         run_key = offset_ranges if attempt == 1 else f"{offset_ranges}#attempt{attempt}"
@@ -139,5 +158,6 @@ def feeds_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> d
 def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
     """One lag sensor per consumed topic, ticking every ``PRICEPIPE_SENSOR_INTERVAL_S``, and the
     analytics and feeds sensors."""
-    return [*(kafka_sensor(topic, settings.sensor_interval_s) for topic in TOPIC_CONSUMERS), analytics_sensor,
+    return [*(kafka_sensor(topic, settings.sensor_interval_s, settings.lake_batch_wait_s) for topic in TOPIC_CONSUMERS),
+            analytics_sensor,
             feeds_sensor]

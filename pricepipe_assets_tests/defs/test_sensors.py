@@ -13,7 +13,7 @@ from pricepipe_assets.contract.records import Candle, Quote, Trade
 from pricepipe_assets.contract.topics import CANDLES_1M, QUOTES, TRADES
 from pricepipe_assets.defs.jobs import TOPIC_JOBS
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
-from pricepipe_assets.defs.sensors import RANGE_TAG, TOPIC_TAG, analytics_sensor, feeds_sensor
+from pricepipe_assets.defs.sensors import RANGE_TAG, TOPIC_TAG, analytics_sensor, feeds_sensor, kafka_sensor
 from pricepipe_assets.defs.topics import BINANCE_FEED, BITMEX_FEED, FEED_TOPICS, topic_key
 from pricepipe_assets.kafka.batches import parse_ranges
 from pricepipe_assets_tests.support.kafka_runs import definitions, drain, publish_candles, run_requested, tick
@@ -39,6 +39,29 @@ def test_lag_requests_one_run_keyed_by_its_offset_range_and_none_once_committed(
 
     assert run_requested(definitions(kafka, cassandra, local_lake), CANDLES_1M, request, instance).success
     assert not tick(CANDLES_1M, kafka, instance, cursor=result.cursor).run_requests
+
+
+def test_the_lake_gathers_messages_until_a_file_is_full_or_the_first_has_waited_long_enough(
+        kafka: KafkaResource, shared_data: Path, tmp_path: Path) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    publish_candles(kafka, shared_data, tmp_path)  # 1,440 candles, in one partition: no file full
+
+    def gathering_tick(cursor: str | None, wait_s: float) -> dg.SensorResult:
+        context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"kafka": kafka})
+        return kafka_sensor(CANDLES_1M, minimum_interval_seconds=1, batch_wait_s=wait_s)(context)
+
+    waiting = gathering_tick(None, wait_s=3600)
+    assert not waiting.run_requests and "gather for the lake" in waiting.skip_reason.skip_message
+    again = gathering_tick(waiting.cursor, wait_s=3600)
+    assert not again.run_requests and json.loads(again.cursor)["pending_since"] == json.loads(
+        waiting.cursor)["pending_since"]
+    (request,) = gathering_tick(again.cursor, wait_s=0).run_requests  # the first message has waited long enough
+    assert sum(r.end - r.start for r in parse_ranges(request.run_key)) == 1440
+
+    for day in range(2, 9):
+        publish_candles(kafka, shared_data, tmp_path, dt.date(2024, 1, day))
+    (full,) = gathering_tick(None, wait_s=3600).run_requests  # 11,520 candles: the first file is complete
+    assert sum(r.end - r.start for r in parse_ranges(full.run_key)) == 8 * 1440
 
 
 def test_a_failed_range_is_requested_again_with_an_attempt_suffix(
