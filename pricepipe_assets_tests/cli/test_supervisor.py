@@ -295,7 +295,7 @@ def test_run_brings_the_platform_up_and_data_flows_from_feed_to_api_then_ctrl_c_
         assert [c["volume"] for c in candles] == source["volume"].tolist()
         _wait_for("succeeded sensor-launched runs", lambda: any(
             r.status == dg.DagsterRunStatus.SUCCESS and r.tags["dagster/sensor_name"] == "candles_1m_sensor"
-            for r in _sensor_runs(dagster_home)), 120, run)
+            for r in _sensor_runs(dagster_home)), 240, run)  # the day's candles gather for PRICEPIPE_LAKE_BATCH_WAIT_S
         assert len(descendants_running(run.pid, "dagster code-server start")) == 1
         assert len(descendants_running(run.pid, "dagster api grpc")) == 1
         browser.connect(("127.0.0.1", api_port))
