@@ -197,6 +197,19 @@ class CassandraCluster(BaseModel):
                 execute_concurrent(self.session(), requests, concurrency=concurrency, raise_on_first_error=True)
         return len(rows)
 
+    def read_all(self, cql: str, parameters: Sequence[Sequence[Any]], concurrency: int = 64) -> list[list[Any]]:
+        """Run one prepared query per parameter tuple, concurrently; the rows of each, in order.
+
+        A batch of trades touching 500 symbols reads 500 partitions back: one after the other, the
+        round trips alone took about a second."""
+        from cassandra.concurrent import execute_concurrent_with_args
+
+        if not parameters:
+            return []
+        results = execute_concurrent_with_args(self.session(), self.prepare(cql), parameters, concurrency=concurrency,
+                                               raise_on_first_error=True)
+        return [list(result.result_or_exc) for result in results]
+
     def schema_version(self) -> int:
         """The highest migration applied to the keyspace."""
         rows = self.session().execute(self.prepare("SELECT version FROM schema_migrations"))

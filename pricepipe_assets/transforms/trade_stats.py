@@ -116,19 +116,10 @@ def _by_minute(trades: Iterable[Trade]) -> dict[str, dict[int, list[Trade]]]:
     return minutes
 
 
-def _written_minutes(cassandra: CassandraCluster, symbol: str, day: dt.date, first: int, last: int) -> set[int]:
-    select = cassandra.prepare(SELECT_MINUTE_STARTS)
-    return {_ms(row.minute) for row in cassandra.session().execute(select, (symbol, day, utc_time(first),
-                                                                           utc_time(last + MINUTE_MS)))}
-
-
-def _stored_minutes(cassandra: CassandraCluster, symbol: str, day: dt.date,
-                    minutes: set[int]) -> dict[int, list[Any]]:
-    """The stored trades of ``minutes`` (all in ``day``), one range read, grouped by minute."""
+def _stored_by_minute(trades: Iterable[Any], minutes: set[int]) -> dict[int, list[Any]]:
+    """Stored trades (one range read of a day) grouped by minute, those of ``minutes`` only."""
     by_minute: dict[int, list[Any]] = defaultdict(list)
-    select = cassandra.prepare(SELECT_TRADES)
-    for trade in cassandra.session().execute(select, (symbol, day, utc_time(min(minutes)),
-                                                      utc_time(max(minutes) + MINUTE_MS))):
+    for trade in trades:
         ms = _ms(trade.ts)
         if ms - ms % MINUTE_MS in minutes:
             by_minute[ms - ms % MINUTE_MS].append(trade)
@@ -150,24 +141,31 @@ def recompute_minutes(cassandra: CassandraCluster, trades: Iterable[Trade]) -> i
     which already include this batch. Runs of one topic never overlap (the sensor waits for the
     active one), so no other run writes between the read and the write.
     """
+    by_symbol = _by_minute(trades)
+    spans = [(symbol, day, first, last) for symbol, minutes in by_symbol.items()
+             for day, (first, last) in _spans_by_bucket(set(minutes), _day).items()]
+    starts = cassandra.read_all(SELECT_MINUTE_STARTS, [(symbol, day, utc_time(first), utc_time(last + MINUTE_MS))
+                                                       for symbol, day, first, last in spans])
+    written = [{_ms(row.minute) for row in found} & by_symbol[symbol].keys()
+               for found, (symbol, *_) in zip(starts, spans, strict=True)]
+    again = [index for index, minutes in enumerate(written) if minutes]
+    stored_trades = cassandra.read_all(SELECT_TRADES, [
+        (spans[i][0], spans[i][1], utc_time(min(written[i])), utc_time(max(written[i]) + MINUTE_MS)) for i in again])
+    stored = {i: _stored_by_minute(found, written[i]) for i, found in zip(again, stored_trades, strict=True)}
     rows = []
-    for symbol, minutes in _by_minute(trades).items():
-        for day, (first, last) in _spans_by_bucket(set(minutes), _day).items():
-            in_day = {m for m in minutes if first <= m <= last}
-            written = _written_minutes(cassandra, symbol, day, first, last) & in_day
-            stored = _stored_minutes(cassandra, symbol, day, written) if written else {}
-            rows += [(symbol, day, utc_time(m), *TradeStats.of_trades(stored[m] if m in written else minutes[m]).row())
-                     for m in sorted(in_day)]
+    for index, (symbol, day, first, last) in enumerate(spans):
+        minutes = by_symbol[symbol]
+        rows += [(symbol, day, utc_time(m),
+                  *TradeStats.of_trades(stored[index][m] if m in written[index] else minutes[m]).row())
+                 for m in sorted(m for m in minutes if first <= m <= last)]
     return cassandra.write_all(UPSERT_MINUTE, rows)
 
 
 def recompute_hours(cassandra: CassandraCluster, touched: dict[str, set[int]]) -> int:
     """Rewrite the statistics of every touched hour from its minute rows; returns the hours written."""
-    session, select = cassandra.session(), cassandra.prepare(SELECT_MINUTES)
-    rows = []
-    for symbol, hours in touched.items():
-        for hour in sorted(hours):
-            minutes = list(session.execute(select, (symbol, _day(hour), utc_time(hour), utc_time(hour + HOUR_MS))))
-            if minutes:
-                rows.append((symbol, _month(hour), utc_time(hour), *TradeStats.of_minutes(minutes).row()))
+    hours = [(symbol, hour) for symbol, starts in touched.items() for hour in sorted(starts)]
+    found = cassandra.read_all(SELECT_MINUTES, [(symbol, _day(hour), utc_time(hour), utc_time(hour + HOUR_MS))
+                                                for symbol, hour in hours])
+    rows = [(symbol, _month(hour), utc_time(hour), *TradeStats.of_minutes(minutes).row())
+            for (symbol, hour), minutes in zip(hours, found, strict=True) if minutes]
     return cassandra.write_all(UPSERT_HOUR, rows)
