@@ -241,7 +241,7 @@ class Settings:
     sensor_interval_s: int = _setting(5, lambda s: _parse_int(s, minimum=1), "seconds between two ticks of a Kafka sensor")
     lake_batch_wait_s: int = _setting(
         60, lambda s: _parse_int(s, minimum=0), "seconds new messages of a topic may wait for their lake run, unless a "
-        "partition's pending messages complete a lake file (10,000 offsets) sooner")
+        "partition's pending messages complete a lake file (10,000 offsets) or the topic goes quiet sooner")
     stream_report_s: float = _setting(
         15.0, _parse_speed, "seconds between two materializations the stream worker reports to Dagster for each live "
         "table it wrote (rows, offsets, lag, freshness of the interval)")

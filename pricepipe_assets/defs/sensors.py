@@ -59,13 +59,19 @@ def _completes_a_file(ranges: list[kafka_batches.OffsetRange]) -> bool:
     return any(r.end >= block_start(r.start) + OFFSETS_PER_FILE for r in ranges)
 
 
+def _pending_end(ranges: list[kafka_batches.OffsetRange]) -> str:
+    """The pending ranges' ends, to tell at the next tick whether the topic is still being written."""
+    return ",".join(f"{r.partition}:{r.end}" for r in ranges)
+
+
 def kafka_sensor(topic: str, minimum_interval_seconds: int, batch_wait_s: float = 0) -> dg.SensorDefinition:
     """The sensor that records ``topic``'s end offsets and every consumer's lag, and launches the
     topic's job when one of the job's assets lags (a topic only the stream worker reads has no job).
 
     The lake is the history, read in days, so its runs gather: a range is requested once a
-    partition's pending messages complete a lake file (``OFFSETS_PER_FILE`` offsets), or once the
-    first of them has waited ``batch_wait_s``. Each file is written once or a few times, not at every
+    partition's pending messages complete a lake file (``OFFSETS_PER_FILE`` offsets), once no
+    message arrived since the last tick (a backfill ended, or a feed is slow), or once the first of
+    them has waited ``batch_wait_s``. Each file is written once or a few times, not at every
     tick, and the runs' process starts (most of the batch path's cost) come once a minute, not every
     few seconds; the live tables never wait for them."""
     job = TOPIC_JOBS.get(topic)
@@ -99,12 +105,14 @@ def kafka_sensor(topic: str, minimum_interval_seconds: int, batch_wait_s: float 
             state.pop("pending_since", None)
             return dg.SensorResult(skip_reason=f"no lag on {topic}", asset_events=events, cursor=json.dumps(state))
         pending_since = state.setdefault("pending_since", time.time())
-        if time.time() - pending_since < batch_wait_s and not _completes_a_file(ranges):
+        growing, state["pending_end"] = state.get("pending_end") != _pending_end(ranges), _pending_end(ranges)
+        if time.time() - pending_since < batch_wait_s and growing and not _completes_a_file(ranges):
             pending = sum(r.end - r.start for r in ranges)
             return dg.SensorResult(skip_reason=f"{pending} messages of {topic} gather for the lake (a run at a full "
-                                   f"file of {OFFSETS_PER_FILE} offsets, or {batch_wait_s:.0f} s after the first)",
-                                   asset_events=events, cursor=json.dumps(state))
+                                   f"file of {OFFSETS_PER_FILE} offsets, when the topic goes quiet, or "
+                                   f"{batch_wait_s:.0f} s after the first)", asset_events=events, cursor=json.dumps(state))
         state.pop("pending_since")
+        state.pop("pending_end")
         offset_ranges = kafka_batches.format_ranges(ranges)
         attempt = _earlier_attempts(context.instance, offset_ranges) + 1
         run_key = offset_ranges if attempt == 1 else f"{offset_ranges}#attempt{attempt}"

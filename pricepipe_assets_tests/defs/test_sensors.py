@@ -41,27 +41,34 @@ def test_lag_requests_one_run_keyed_by_its_offset_range_and_none_once_committed(
     assert not tick(CANDLES_1M, kafka, instance, cursor=result.cursor).run_requests
 
 
-def test_the_lake_gathers_messages_until_a_file_is_full_or_the_first_has_waited_long_enough(
+def test_the_lake_gathers_messages_while_they_arrive_until_a_file_is_full_or_the_first_waited_long_enough(
         kafka: KafkaResource, shared_data: Path, tmp_path: Path) -> None:
     instance = dg.DagsterInstance.ephemeral()
-    publish_candles(kafka, shared_data, tmp_path)  # 1,440 candles, in one partition: no file full
 
-    def gathering_tick(cursor: str | None, wait_s: float) -> dg.SensorResult:
+    def gathering_tick(cursor: str | None, wait_s: float = 3600) -> dg.SensorResult:
         context = dg.build_sensor_context(instance=instance, cursor=cursor, resources={"kafka": kafka})
         return kafka_sensor(CANDLES_1M, minimum_interval_seconds=1, batch_wait_s=wait_s)(context)
 
-    waiting = gathering_tick(None, wait_s=3600)
-    assert not waiting.run_requests and "gather for the lake" in waiting.skip_reason.skip_message
-    again = gathering_tick(waiting.cursor, wait_s=3600)
-    assert not again.run_requests and json.loads(again.cursor)["pending_since"] == json.loads(
-        waiting.cursor)["pending_since"]
-    (request,) = gathering_tick(again.cursor, wait_s=0).run_requests  # the first message has waited long enough
-    assert sum(r.end - r.start for r in parse_ranges(request.run_key)) == 1440
+    def pending(request: dg.RunRequest) -> int:
+        return sum(r.end - r.start for r in parse_ranges(request.run_key))
 
-    for day in range(2, 9):
+    publish_candles(kafka, shared_data, tmp_path)  # 1,440 candles, in one partition: no file full
+    first = gathering_tick(None)
+    assert not first.run_requests and "gather for the lake" in first.skip_reason.skip_message
+    publish_candles(kafka, shared_data, tmp_path, dt.date(2024, 1, 2))
+    second = gathering_tick(first.cursor)  # still arriving: still gathering, since the same moment
+    assert not second.run_requests
+    assert json.loads(second.cursor)["pending_since"] == json.loads(first.cursor)["pending_since"]
+    (quiet,) = gathering_tick(second.cursor).run_requests  # nothing new since the last tick
+    assert pending(quiet) == 2 * 1440
+    assert not gathering_tick(None).run_requests
+    (waited,) = gathering_tick(gathering_tick(None).cursor, wait_s=0).run_requests  # the first waited long enough
+    assert pending(waited) == 2 * 1440
+
+    for day in range(3, 9):
         publish_candles(kafka, shared_data, tmp_path, dt.date(2024, 1, day))
-    (full,) = gathering_tick(None, wait_s=3600).run_requests  # 11,520 candles: the first file is complete
-    assert sum(r.end - r.start for r in parse_ranges(full.run_key)) == 8 * 1440
+    (full,) = gathering_tick(None).run_requests  # 11,520 candles: the first file is complete
+    assert pending(full) == 8 * 1440
 
 
 def test_a_failed_range_is_requested_again_with_an_attempt_suffix(
