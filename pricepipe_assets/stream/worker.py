@@ -215,7 +215,7 @@ class StageRunner:
         return written
 
     def _write(self, batch: Batch) -> dict[str, Written]:
-        """Every step's write of the batch, in order (the writer thread)."""
+        """Every step's write of the batch, in order."""
         results = {step.asset: step.write(self.stores, batch.records, batch.ranges) for step in self.stage.steps}
         self.stores.publisher.flush()
         return results
@@ -251,6 +251,7 @@ class StageRunner:
         again, and a successor reads those records again."""
         if not self._written or not (force or time.monotonic() >= self._commit_at):
             return
+        self._commit_at = time.monotonic() + COMMIT_EVERY_S
         try:
             record_activity(self.stores.cassandra, self._activity.values())
         except Exception:
@@ -262,19 +263,23 @@ class StageRunner:
             self._commit(committer, offsets, wait)
         self._written.clear()
         self._activity.clear()
-        self._commit_at = time.monotonic() + COMMIT_EVERY_S
         self.progress.lag = self._lag()
 
     def _lag(self) -> int:
         """What this worker's partitions hold beyond its read position, from the high watermarks
         its fetches brought: no request, where asking the group's committed offsets costs a client
         of its own per topic (other workers report their partitions)."""
+        from confluent_kafka import KafkaException
+
         consumer = self._consumer
         lag = 0
-        for tp in consumer.position(consumer.assignment()):
-            if tp.offset >= 0:
-                _, high = consumer.get_watermark_offsets(tp, cached=True)
-                lag += max(0, high - tp.offset)
+        try:
+            for tp in consumer.position(consumer.assignment()):
+                if tp.offset >= 0:
+                    _, high = consumer.get_watermark_offsets(tp, cached=True)
+                    lag += max(0, high - tp.offset)
+        except KafkaException:  # a report's figure is not worth failing a commit for
+            return self.progress.lag
         return lag
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
