@@ -111,6 +111,9 @@ def parse_optional_finite(value: Any, name: str) -> float | None:
     return None if value is None else parse_finite(value, name)
 
 
+_SCALARS = frozenset({str, int, bool, type(None)})
+
+
 def _flat_without_large_floats(value: Any) -> bool:
     """Whether an object orjson read cannot hold an integer beyond 64 bits: it has no nested value,
     and no float as large as one (orjson turns such an integer into a float). Checking the values
@@ -118,9 +121,6 @@ def _flat_without_large_floats(value: Any) -> bool:
     object."""
     return type(value) is dict and all(type(item) in _SCALARS or type(item) is float and abs(item) < 2.0**63
                                        for item in value.values())
-
-
-_SCALARS = frozenset({str, int, bool, type(None)})
 
 
 def loads_json(raw: bytes | str) -> Any:
