@@ -103,6 +103,7 @@ def kafka_sensor(topic: str, minimum_interval_seconds: int, batch_wait_s: float 
                                               MAX_OFFSETS_PER_PARTITION)
         if not ranges:
             state.pop("pending_since", None)
+            state.pop("pending_end", None)
             return dg.SensorResult(skip_reason=f"no lag on {topic}", asset_events=events, cursor=json.dumps(state))
         pending_since = state.setdefault("pending_since", time.time())
         growing, state["pending_end"] = state.get("pending_end") != _pending_end(ranges), _pending_end(ranges)
