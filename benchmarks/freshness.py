@@ -44,7 +44,6 @@ import datetime as dt
 import math
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -61,17 +60,14 @@ from typing import Any
 from benchmarks.daemon import DAGSTER_YAML, REPO, running_process, running_stream_worker
 from benchmarks.ingest import FIRST_DAY, Isolated, dumps
 from benchmarks.sse_freshness import StreamClient, running_api, stream_delays
-from benchmarks.stream_bench import remove_groups, row_sink
+from benchmarks.stream_bench import remove_groups, row_sink, serve_stage
 from pricepipe_assets.contract.records import Candle
 from pricepipe_assets.contract.topics import CANDLES_1M
-from pricepipe_assets.kafka.client import kafka_cluster
-from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.binance.dumps import Dataset
-from pricepipe_assets.storage.cassandra import CassandraCluster, cassandra_cluster
+from pricepipe_assets.storage.cassandra import CassandraCluster
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.storage.live_tables import UPSERT_VENUE_CANDLE
-from pricepipe_assets.stream import worker
-from pricepipe_assets.stream.stages import STAGES, Stores
+from pricepipe_assets.stream.stages import STAGES
 
 SELECT_CANDLE = "SELECT open_time FROM candles WHERE symbol = ? AND interval = '1m' AND bucket = ? AND open_time = ?"
 POLL_EVERY_S = 0.01
@@ -115,21 +111,6 @@ def serve_quix(bootstrap: str, topic: str, keyspace: str, group: str) -> None:
                           commit_interval=0.25, state_dir=state, loglevel="WARNING")
         app.dataframe(app.topic(topic, value_deserializer="json")).sink(sink)
         app.run()
-
-
-def serve_candles_stage() -> None:
-    """The worker's candles stage alone, its stores built from ``PRICEPIPE_*`` as `pricepipe stream`
-    builds them, until SIGTERM: what the worker's other stages and reporter add shows beside it."""
-    settings = Settings.from_env()
-    kafka = kafka_cluster(settings)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    started = worker.start(lambda: Stores(kafka, cassandra_cluster(settings), kafka.publisher(),
-                                          settings.trade_candle_grace_s * 1000),
-                           stop, [stage for stage in STAGES if stage.asset == "candles_live"])
-    stop.wait()
-    for _, thread in started:
-        thread.join(30)
 
 
 def running_app(arguments: list[str], variables: dict[str, str], log: Path) -> AbstractContextManager[
@@ -332,7 +313,7 @@ def main() -> int:
         serve_quix(*args.quix_app)
         return 0
     if args.stage_app:
-        serve_candles_stage()
+        serve_stage("candles_live")
         return 0
 
     print(f"pricepipe freshness benchmark, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores")
