@@ -1,5 +1,5 @@
 """A real `dagster-daemon` in a Dagster home of its own, for the benchmarks that time sensor-driven runs,
-and the stream worker beside it, as `pricepipe run` starts them.
+and the stream worker and the API beside it, as `pricepipe run` starts them.
 
 The daemon starts its code server (`dagster api grpc`) and, through it, one process per run, all
 in the daemon's process group. Stopping only the daemon leaves those behind: a code server that
@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -20,6 +21,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+
+from pricepipe_assets.cli.supervisor import children
+from pricepipe_assets.settings import Settings
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER_YAML = REPO / "infra" / "dagster" / "dagster.yaml"
@@ -112,3 +116,17 @@ def wait_for(condition: Callable[[], bool], home: Path, what: str, timeout_s: fl
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:]) if log.exists() else ""
             raise RuntimeError(f"{what} did not happen within {timeout_s:.0f} s; the daemon's log ends:\n{tail}")
         time.sleep(every_s)
+
+
+def api_launch(keyspace: str, host: str) -> tuple[list[str], dict[str, str], int]:
+    """The API's command and environment as `pricepipe run` starts it, over ``keyspace``, on a free
+    port of ``host``, with one worker (so a per-worker limit is the server's) and no API key; and
+    the port."""
+    with socket.socket() as free:
+        free.bind((host, 0))
+        port = free.getsockname()[1]
+    variables = {**{k: v for k, v in os.environ.items() if k != "PRICEPIPE_API_KEY"}, "PRICEPIPE_KEYSPACE": keyspace,
+                 "PRICEPIPE_BIND_HOST": host, "PRICEPIPE_API_PORT": str(port), "PRICEPIPE_API_WORKERS": "1"}
+    command = next(child.command for child in children(Settings.from_env(variables), Path(sys.executable).parent,
+                                                          REPO / "workspace.yaml") if child.name == "api")
+    return command, variables, port

@@ -20,7 +20,6 @@ import datetime as dt
 import json
 import os
 import random
-import socket
 import subprocess
 import sys
 import tempfile
@@ -37,8 +36,7 @@ import schemathesis
 from api.live import KEEP_ALIVE_S as STREAM_KEEP_ALIVE_S
 from api.routes.prices import STREAM_PATH
 from api.server import REQUEST_TIMEOUT_S, UVICORN_HTTP
-from benchmarks.daemon import REPO, stop_group
-from pricepipe_assets.cli.supervisor import children
+from benchmarks.daemon import REPO, api_launch, stop_group
 from pricepipe_assets.contract.records import Candle
 from pricepipe_assets.contract.topics import CANDLES_1M
 from pricepipe_assets.kafka.batches import Delivered
@@ -330,13 +328,7 @@ def filled_keyspace(settings: Settings, data: Path) -> Iterator[str]:
 @contextlib.contextmanager
 def api_server(keyspace: str, log: Path, http: str) -> Iterator[tuple[subprocess.Popen[bytes], int, list[str]]]:
     """The API as ``pricepipe run`` starts it, with one worker so that the stream cap applies to the whole server."""
-    with socket.socket() as free:
-        free.bind((HOST, 0))
-        port = free.getsockname()[1]
-    variables = {**{k: v for k, v in os.environ.items() if k != "PRICEPIPE_API_KEY"}, "PRICEPIPE_KEYSPACE": keyspace,
-                 "PRICEPIPE_BIND_HOST": HOST, "PRICEPIPE_API_PORT": str(port), "PRICEPIPE_API_WORKERS": "1"}
-    command = next(child.command for child in children(Settings.from_env(variables), Path(sys.executable).parent,
-                                                          REPO / "workspace.yaml") if child.name == "api")
+    command, variables, port = api_launch(keyspace, HOST)
     if http not in command:
         command = [*command, "--http", http]
     process = subprocess.Popen(command, cwd=REPO, env=variables, stdout=log.open("wb"), stderr=subprocess.STDOUT,

@@ -16,10 +16,8 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
-import os
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,10 +27,9 @@ from pathlib import Path
 import httpx
 
 from api.routes.prices import STREAM_PATH
-from benchmarks.daemon import REPO, stop_group
-from pricepipe_assets.cli.supervisor import children, wait_port
+from benchmarks.daemon import REPO, api_launch, stop_group
+from pricepipe_assets.cli.supervisor import wait_port
 from pricepipe_assets.contract.records import Candle
-from pricepipe_assets.settings import Settings
 
 HOST = "127.0.0.1"
 API_START_S = 120.0
@@ -118,13 +115,7 @@ def stream_delays(candles: list[Candle], sent_at: list[float], seen: list[tuple[
 def running_api(keyspace: str, log: Path) -> Iterator[Callable[[str], StreamClient]]:
     """The API over ``keyspace`` until the block ends; yields a way to open a stream client of a
     symbol. Clients are closed before the API stops, which then need not wait out their streams."""
-    with socket.socket() as free:
-        free.bind((HOST, 0))
-        port = free.getsockname()[1]
-    variables = {**{k: v for k, v in os.environ.items() if k != "PRICEPIPE_API_KEY"}, "PRICEPIPE_KEYSPACE": keyspace,
-                 "PRICEPIPE_BIND_HOST": HOST, "PRICEPIPE_API_PORT": str(port), "PRICEPIPE_API_WORKERS": "1"}
-    command = next(child.command for child in children(Settings.from_env(variables), Path(sys.executable).parent,
-                                                          REPO / "workspace.yaml") if child.name == "api")
+    command, variables, port = api_launch(keyspace, HOST)
     with log.open("ab") as output:
         process = subprocess.Popen(command, cwd=REPO, env=variables, stdout=output, stderr=subprocess.STDOUT,
                                    start_new_session=True)
