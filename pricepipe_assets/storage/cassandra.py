@@ -176,26 +176,30 @@ class CassandraCluster(BaseModel):
         return statement
 
     def write_all(self, cql: str, rows: Sequence[Sequence[Any]], concurrency: int = 64) -> int:
-        """Run one prepared statement for every row; raises on the first failure.
+        """Run one prepared statement for every row (see :meth:`write_together`); returns the rows written."""
+        return self.write_together([(cql, rows)], concurrency)
 
-        Rows of one partition go together as unlogged batches of up to ``BATCH_ROWS``: Cassandra
-        applies such a batch as a single mutation of that partition, so a day of trades or candles
-        costs a few hundred requests instead of one per row (single-partition batches are also
-        exempt from the server's batch size warnings). Rows alone in their partition are sent as
-        plain statements. Requests run concurrently.
+    def write_together(self, writes: Sequence[tuple[str, Sequence[Sequence[Any]]]], concurrency: int = 64) -> int:
+        """Run each prepared statement for each of its rows; raises on the first failure.
+
+        Rows of one partition go together as unlogged batches of up to ``BATCH_ROWS``, also rows of
+        different statements whose partition keys have the same values (a table and its statistics
+        keyed alike): Cassandra applies such a batch as a single mutation of that partition, so a day
+        of trades or candles costs a few hundred requests instead of one per row (single-partition
+        batches are also exempt from the server's batch size warnings). Rows alone in their
+        partition are sent as plain statements. Requests run concurrently.
 
         Returns the rows written. Writers are idempotent upserts, so a failure half-way (some
         batches applied, others not) is repaired by running the same write again.
         """
         from cassandra.concurrent import execute_concurrent
 
-        if rows:
-            requests = _requests(self.prepare(cql), rows)
-            if len(requests) == 1:  # a live update: one request, without the concurrent machinery's cost
-                self.session().execute(*requests[0])
-            else:
-                execute_concurrent(self.session(), requests, concurrency=concurrency, raise_on_first_error=True)
-        return len(rows)
+        requests = _requests([(self.prepare(cql), rows) for cql, rows in writes if rows])
+        if len(requests) == 1:  # a live update: one request, without the concurrent machinery's cost
+            self.session().execute(*requests[0])
+        elif requests:
+            execute_concurrent(self.session(), requests, concurrency=concurrency, raise_on_first_error=True)
+        return sum(len(rows) for _, rows in writes)
 
     def read_all(self, cql: str, parameters: Sequence[Sequence[Any]], concurrency: int = 64) -> list[list[Any]]:
         """Run one prepared query per parameter tuple, concurrently; the rows of each, in order.
@@ -243,27 +247,29 @@ def cql_date(day: dt.date) -> Any:
     return Date(day)
 
 
-def _requests(statement: PreparedStatement, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, Sequence[Any]]]:
+def _requests(writes: Sequence[tuple[PreparedStatement, Sequence[Sequence[Any]]]]) -> list[tuple[Any, Sequence[Any]]]:
     """The rows as (statement, parameters) pairs: one unlogged batch per partition and ``BATCH_ROWS``.
 
-    Without a known partition key (the driver could not tell) every row goes alone, since a batch
+    Without a known partition key (the driver could not tell) a row goes alone, since a batch
     spanning partitions would cost the coordinator more than the requests it saves."""
     from cassandra.query import BatchStatement, BatchType
 
-    key = statement.routing_key_indexes
-    if not key:
-        return [(statement, row) for row in rows]
-    by_partition: dict[tuple[Any, ...], list[Sequence[Any]]] = {}
-    for row in rows:
-        by_partition.setdefault(tuple(row[i] for i in key), []).append(row)
     requests: list[tuple[Any, Sequence[Any]]] = []
+    by_partition: dict[tuple[Any, ...], list[tuple[PreparedStatement, Sequence[Any]]]] = {}
+    for statement, rows in writes:
+        key = statement.routing_key_indexes
+        for row in rows:
+            if key:
+                by_partition.setdefault(tuple(row[i] for i in key), []).append((statement, row))
+            else:
+                requests.append((statement, row))
     for group in by_partition.values():
         if len(group) == 1:
-            requests.append((statement, group[0]))
+            requests.append(group[0])
             continue
         for start in range(0, len(group), BATCH_ROWS):
             batch = BatchStatement(batch_type=BatchType.UNLOGGED)
-            for row in group[start:start + BATCH_ROWS]:
+            for statement, row in group[start:start + BATCH_ROWS]:
                 batch.add(statement, row)
             requests.append((batch, ()))
     return requests

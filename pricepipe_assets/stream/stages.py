@@ -20,9 +20,10 @@ from pricepipe_assets.kafka.batches import Delivered, OffsetRange
 from pricepipe_assets.kafka.client import KafkaCluster
 from pricepipe_assets.kafka.publisher import Publisher
 from pricepipe_assets.storage.cassandra import CassandraCluster
-from pricepipe_assets.storage.live_tables import UPSERT_TRADE, UPSERT_VENUE_CANDLE
+from pricepipe_assets.storage.live_tables import UPSERT_VENUE_CANDLE
 from pricepipe_assets.transforms import live_writes
 from pricepipe_assets.transforms import trade_candles as candles_of_trades
+from pricepipe_assets.transforms.trade_stats import RecentMinutes
 
 
 @dataclass(frozen=True)
@@ -36,12 +37,14 @@ class Written:
 @dataclass(frozen=True)
 class Stores:
     """The clients a write uses (one publisher per stage, for what `trade_candles` publishes and the
-    dead letters); ``grace_ms`` is how long after a minute's end `trade_candles` closes it."""
+    dead letters); ``grace_ms`` is how long after a minute's end `trade_candles` closes it, and
+    ``recent`` the minutes of trade statistics this stage wrote (forgotten when partitions move)."""
 
     kafka: KafkaCluster
     cassandra: CassandraCluster
     publisher: Publisher
     grace_ms: int
+    recent: RecentMinutes = field(default_factory=RecentMinutes)
 
 
 # A write gets the batch's records and the offset ranges they came from (for a follower that
@@ -81,8 +84,7 @@ def _candles(stores: Stores, records: Sequence[Delivered], _: Sequence[OffsetRan
 
 
 def _trade_stats_minute(stores: Stores, records: Sequence[Delivered], _: Sequence[OffsetRange]) -> Written:
-    stored = stores.cassandra.write_all(UPSERT_TRADE, live_writes.trade_rows(records))
-    minutes = live_writes.minute_stats(stores.cassandra, records)
+    stored, minutes = live_writes.trades_and_minutes(stores.cassandra, records, stores.recent)
     return Written(minutes, {"trades_stored": stored})
 
 

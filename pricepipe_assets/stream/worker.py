@@ -284,9 +284,11 @@ class StageRunner:
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         """Before partitions move to another worker: write what was read and commit it, so the new
-        owner starts where this one stopped and never races one of its writes."""
+        owner starts where this one stopped and never races one of its writes; then forget what the
+        writes remember of them, which the new owner will change."""
         self._finish(None)
         self._checkpoint(force=True, wait=True)
+        self.stores.recent.forget()
 
     def _offsets(self) -> list[TopicPartition]:
         from confluent_kafka import TopicPartition

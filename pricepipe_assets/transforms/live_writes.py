@@ -31,14 +31,17 @@ from pricepipe_assets.storage.live_tables import (
     UPDATE_QUOTE,
     UPDATE_SYMBOL,
     UPSERT_FORECAST,
+    UPSERT_MINUTE,
     UPSERT_MODEL_PREDICTION,
     UPSERT_PREDICTION,
+    UPSERT_TRADE,
 )
 from pricepipe_assets.transforms.trade_stats import (
     HOUR_MS,
+    RecentMinutes,
     distinct_trades,
+    minute_rows,
     recompute_hours,
-    recompute_minutes,
     touched_starts,
     utc_time,
 )
@@ -86,11 +89,6 @@ def _trades(records: Iterable[Delivered]) -> list[Trade]:
     return [item.record for item in records if isinstance(item.record, Trade)]
 
 
-def trade_rows(records: Sequence[Delivered]) -> list[tuple[Any, ...]]:
-    """The `trades` rows of a batch, one per distinct trade."""
-    return [_trade_row(t) for t in distinct_trades(_trades(records)).values()]
-
-
 def candle_rows(records: Sequence[Delivered]) -> list[tuple[Any, ...]]:
     """One row per candle, its last delivery: the rows of a partition go in one batch, where
     Cassandra would settle two writes of the same row by their values, not by their order."""
@@ -98,10 +96,20 @@ def candle_rows(records: Sequence[Delivered]) -> list[tuple[Any, ...]]:
     return [_candle_row(c) for c in latest.values()]
 
 
-def minute_stats(cassandra: CassandraCluster, records: Sequence[Delivered]) -> int:
-    """Rewrite the statistics of every minute the batch's trades touched (once they are stored);
-    returns the minutes written."""
-    return recompute_minutes(cassandra, distinct_trades(_trades(records)).values())
+def trades_and_minutes(cassandra: CassandraCluster, records: Sequence[Delivered],
+                       recent: RecentMinutes) -> tuple[int, int]:
+    """Store the batch's distinct trades and rewrite the statistics of every minute they touch;
+    returns the trades and the minutes written.
+
+    The trades and minute rows of one (symbol, day) go in the same requests: both tables are
+    partitioned by (symbol, day), so Cassandra applies them as one mutation, and a batch spread over
+    500 symbols costs one request per symbol rather than two (see
+    :mod:`pricepipe_assets.transforms.trade_stats` for why the statistics stay exact)."""
+    trades = distinct_trades(_trades(records))
+    rows, written = minute_rows(cassandra, trades.values(), recent)
+    cassandra.write_together([(UPSERT_TRADE, [_trade_row(t) for t in trades.values()]), (UPSERT_MINUTE, rows)])
+    recent.remember(written)
+    return len(trades), len(rows)
 
 
 def hour_stats(cassandra: CassandraCluster, records: Sequence[Delivered]) -> int:

@@ -3,27 +3,28 @@
 Trades are stored keyed by (symbol, day) / (time, id), so a trade delivered twice or late is one
 row; the statistics of every minute a batch touched are rewritten from all of that minute's
 distinct trades, then the touched hours from the minute rows, however often a batch is replayed.
-Only minutes an earlier batch already wrote are read back from the stored trades; the others are
-complete in the batch itself (see :func:`recompute_minutes` for why).
+A minute's trades come from the batch, from the stream worker's memory of the minutes it wrote
+(:class:`RecentMinutes`), or, for a minute an earlier batch wrote that memory does not know, from
+the stored trades (see :func:`minute_rows` for why nothing else is read).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from pricepipe_assets.contract.records import INTERVAL_MS, Trade
-from pricepipe_assets.storage.cassandra import CassandraCluster
+from pricepipe_assets.storage.cassandra import CassandraCluster, cql_date
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.storage.live_tables import (
     SELECT_MINUTE_STARTS,
     SELECT_MINUTES,
+    SELECT_NEWEST_MINUTE,
     SELECT_TRADES,
     UPSERT_HOUR,
-    UPSERT_MINUTE,
 )
 
 MINUTE_MS = INTERVAL_MS["1m"]
@@ -116,49 +117,132 @@ def _by_minute(trades: Iterable[Trade]) -> dict[str, dict[int, list[Trade]]]:
     return minutes
 
 
-def _stored_by_minute(trades: Iterable[Any], minutes: set[int]) -> dict[int, list[Any]]:
-    """Stored trades (one range read of a day) grouped by minute, those of ``minutes`` only."""
-    by_minute: dict[int, list[Any]] = defaultdict(list)
-    for trade in trades:
-        ms = _ms(trade.ts)
-        if ms - ms % MINUTE_MS in minutes:
-            by_minute[ms - ms % MINUTE_MS].append(trade)
-    return by_minute
+Prints = dict[tuple[int, str], Any]
 
 
-def recompute_minutes(cassandra: CassandraCluster, trades: Iterable[Trade]) -> int:
-    """Rewrite the statistics of every minute ``trades`` touch, once those trades are stored; returns
-    the minutes written. ``trades`` are distinct and in (time, id) order, like the stored rows.
+def _prints(trades: Iterable[Trade]) -> Prints:
+    return {(t.ts, t.trade_id): t for t in trades}
 
-    A minute that has no statistics row yet is computed from the batch alone, without reading the
-    stored trades back, because every trade stored in it is in the batch: a run stores its trades
-    before it writes the statistics of each minute they touch, and commits only after both. So a
-    stored trade of a minute with no row came from a run that failed before committing, at offsets
-    the consumer group has not committed, and the batch starts from the committed offsets, so it
-    reads those trades again. (If a later range ends before the failed one did, the minute is
-    written without the trades past its end; the run that reads them then finds the row.) A minute
-    that has a row may hold trades of earlier batches: it is recomputed from the stored trades,
-    which already include this batch. Runs of one topic never overlap (the sensor waits for the
-    active one), so no other run writes between the read and the write.
+
+def _stats(prints: Prints) -> TradeStats:
+    """Of a minute's distinct trades, summed in the stored rows' clustering order (time, then id), so
+    the floating-point sums do not depend on where the trades came from."""
+    return TradeStats.of_trades([prints[key] for key in sorted(prints)])
+
+
+class RecentMinutes:
+    """The distinct trades of each symbol's recent minutes, as this process wrote them, so a batch
+    touching such a minute again computes it without reading anything back.
+
+    It holds, per (symbol, day) partition of `trade_stats_minute`, a *floor*: a minute from which on
+    every row of the partition is one this memory wrote. The floor is found by reading the
+    partition's newest row when a batch first touches it; from then on only this process writes
+    the symbol (its partition of `trades` is assigned to this process alone) and it remembers what
+    it writes. So a minute at or past the floor is either remembered, with all its trades, or has
+    no row yet; neither is read. Minutes more than ``keep_ms`` older than a symbol's newest are
+    forgotten and the floor raised past them: a trade that late has its minute read back. The
+    worker forgets everything when partitions move, since another process then writes them.
     """
-    by_symbol = _by_minute(trades)
-    spans = [(symbol, day, first, last) for symbol, minutes in by_symbol.items()
+
+    def __init__(self, keep_ms: int = 5 * MINUTE_MS) -> None:
+        self.keep_ms = keep_ms
+        self._floors: dict[str, dict[dt.date, int]] = defaultdict(dict)
+        self._minutes: dict[str, dict[int, Prints]] = defaultdict(dict)
+        self._newest: dict[str, int] = {}
+
+    def learn_floors(self, cassandra: CassandraCluster, partitions: Iterable[tuple[str, dt.date]]) -> None:
+        """Read the newest row of each partition without a floor (concurrently, once per partition)."""
+        new = sorted({(symbol, day) for symbol, day in partitions if day not in self._floors[symbol]})
+        for (symbol, day), rows in zip(new, cassandra.read_all(SELECT_NEWEST_MINUTE, new), strict=True):
+            day_start = round(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
+            self._floors[symbol][day] = _ms(rows[0].minute) + MINUTE_MS if rows else day_start
+
+    def minute(self, symbol: str, minute: int) -> Prints | None:
+        """All the stored trades of a minute (none if it has no row yet), or None if unknown here."""
+        remembered = self._minutes[symbol].get(minute)
+        if remembered is not None:
+            return remembered
+        floor = self._floors[symbol].get(_day(minute))
+        return {} if floor is not None and minute >= floor else None
+
+    def remember(self, written: Mapping[tuple[str, int], Prints]) -> None:
+        """Minutes just written with all their trades; then forget what fell out of the window."""
+        for (symbol, minute), prints in written.items():
+            self._minutes[symbol][minute] = prints
+            self._newest[symbol] = max(minute, self._newest.get(symbol, minute))
+        for symbol in {symbol for symbol, _ in written}:
+            cutoff = self._newest[symbol] - self.keep_ms
+            minutes = self._minutes[symbol]
+            for minute in [m for m in minutes if m < cutoff]:
+                del minutes[minute]
+            floors = self._floors[symbol]
+            for day in list(floors):
+                if _day(cutoff) > day:
+                    del floors[day]  # read again if touched again
+                else:
+                    floors[day] = max(floors[day], cutoff)
+
+    def forget(self) -> None:
+        self._floors.clear()
+        self._minutes.clear()
+        self._newest.clear()
+
+
+def _read_back(cassandra: CassandraCluster, unknown: dict[str, dict[int, list[Trade]]]) -> dict[tuple[str, int], Prints]:
+    """All the trades of minutes not known to memory: the batch's, and the stored ones of those
+    minutes that already have a row (see :func:`minute_rows` for why the others need no read)."""
+    spans = [(symbol, day, first, last) for symbol, minutes in unknown.items()
              for day, (first, last) in _spans_by_bucket(set(minutes), _day).items()]
     starts = cassandra.read_all(SELECT_MINUTE_STARTS, [(symbol, day, utc_time(first), utc_time(last + MINUTE_MS))
                                                        for symbol, day, first, last in spans])
-    written = [{_ms(row.minute) for row in found} & by_symbol[symbol].keys()
+    written = [{_ms(row.minute) for row in found} & unknown[symbol].keys()
                for found, (symbol, *_) in zip(starts, spans, strict=True)]
     again = [index for index, minutes in enumerate(written) if minutes]
-    stored_trades = cassandra.read_all(SELECT_TRADES, [
+    stored = cassandra.read_all(SELECT_TRADES, [
         (spans[i][0], spans[i][1], utc_time(min(written[i])), utc_time(max(written[i]) + MINUTE_MS)) for i in again])
-    stored = {i: _stored_by_minute(found, written[i]) for i, found in zip(again, stored_trades, strict=True)}
-    rows = []
-    for index, (symbol, day, first, last) in enumerate(spans):
-        minutes = by_symbol[symbol]
-        rows += [(symbol, day, utc_time(m),
-                  *TradeStats.of_trades(stored[index][m] if m in written[index] else minutes[m]).row())
-                 for m in sorted(m for m in minutes if first <= m <= last)]
-    return cassandra.write_all(UPSERT_MINUTE, rows)
+    complete = {(symbol, minute): _prints(trades) for symbol, minutes in unknown.items()
+                for minute, trades in minutes.items()}
+    for index, found in zip(again, stored, strict=True):
+        symbol = spans[index][0]
+        for row in found:
+            ms = _ms(row.ts)
+            if ms - ms % MINUTE_MS in written[index]:
+                complete[symbol, ms - ms % MINUTE_MS].setdefault((ms, row.trade_id), row)
+    return complete
+
+
+def minute_rows(cassandra: CassandraCluster, trades: Iterable[Trade],
+                recent: RecentMinutes) -> tuple[list[tuple[Any, ...]], dict[tuple[str, int], Prints]]:
+    """The statistics rows of every minute ``trades`` touch, and all the trades of each of those
+    minutes; to be written with the trades, after which the caller tells ``recent``.
+
+    A minute ``recent`` knows is computed from memory and the batch. Otherwise a minute that has no
+    row yet is computed from the batch alone, without reading the stored trades back, because every
+    trade stored in it is in the batch: trades are stored in the same requests as their minutes'
+    rows, and offsets committed only after all of them returned. So a stored trade of a minute with
+    no row came from a write that failed before its commit, at offsets the consumer group has not
+    committed, and the batch starts from the committed offsets, so it reads those trades again. (If
+    a later batch ends before the failed one did, the minute is written without the trades past its
+    end; the batch that reads them then finds the row, or the minute in memory.) A minute that has
+    a row has its stored trades read back and merged with the batch's, the batch's delivery winning
+    as its upsert will. One process writes a symbol at a time (its partition of `trades` is assigned
+    to one consumer), so nothing writes between the read and the write.
+    """
+    by_symbol = _by_minute(trades)
+    recent.learn_floors(cassandra, {(symbol, _day(m)) for symbol, minutes in by_symbol.items() for m in minutes})
+    complete: dict[tuple[str, int], Prints] = {}
+    unknown: dict[str, dict[int, list[Trade]]] = defaultdict(dict)
+    for symbol, minutes in by_symbol.items():
+        for minute, batch in minutes.items():
+            known = recent.minute(symbol, minute)
+            if known is None:
+                unknown[symbol][minute] = batch
+            else:
+                complete[symbol, minute] = {**known, **_prints(batch)}
+    complete.update(_read_back(cassandra, unknown))
+    rows = [(symbol, cql_date(_day(minute)), utc_time(minute), *_stats(prints).row())
+            for (symbol, minute), prints in sorted(complete.items())]
+    return rows, complete
 
 
 def recompute_hours(cassandra: CassandraCluster, touched: dict[str, set[int]]) -> int:
