@@ -152,7 +152,9 @@ class Publisher:
         """Wait until Kafka confirmed everything sent so far; raise if anything failed or is still queued."""
         deadline = time.monotonic() + timeout_s
         while True:
-            remaining = self._producer.flush(min(1.0, max(deadline - time.monotonic(), 0)))
+            # len() counts what is queued, in flight or awaiting its delivery report: a stage that
+            # published nothing in its batch skips the flush call.
+            remaining = self._producer.flush(min(1.0, max(deadline - time.monotonic(), 0))) if len(self._producer) else 0
             if time.monotonic() >= deadline or not (remaining or self._unsent or self._oversized_letters):
                 break
             self._resend_if_stalled()

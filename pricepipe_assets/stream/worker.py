@@ -20,6 +20,7 @@ fails (Cassandra away) is read again from the same offsets after a capped backof
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -172,7 +173,9 @@ class StageRunner:
         if self._in_flight is not None:
             return consumer.consume(num_messages=MAX_BATCH, timeout=0)
         wait_s = POLL_S if not self._written else max(0.0, min(POLL_S, self._commit_at - time.monotonic()))
-        first = consumer.poll(wait_s)
+        # The client waits whole milliseconds, rounding down: a wait shorter than one would return at
+        # once and spin until the commit is due.
+        first = consumer.poll(math.ceil(wait_s * 1000) / 1000)
         if first is None:
             return []
         return [first, *consumer.consume(num_messages=MAX_BATCH - 1, timeout=0)]
