@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pricepipe_assets.contract.records import INTERVAL_MS, Trade
+from pricepipe_assets.contract.utc import day_start_ms
 from pricepipe_assets.storage.cassandra import CassandraCluster, cql_date
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.storage.live_tables import (
@@ -117,14 +118,15 @@ def _by_minute(trades: Iterable[Trade]) -> dict[str, dict[int, list[Trade]]]:
     return minutes
 
 
-Prints = dict[tuple[int, str], Any]
+# A minute's distinct trades by (time ms, id): records of a batch or rows read back.
+MinuteTrades = dict[tuple[int, str], Any]
 
 
-def _prints(trades: Iterable[Trade]) -> Prints:
+def _by_key(trades: Iterable[Trade]) -> MinuteTrades:
     return {(t.ts, t.trade_id): t for t in trades}
 
 
-def _stats(prints: Prints) -> TradeStats:
+def _stats(prints: MinuteTrades) -> TradeStats:
     """Of a minute's distinct trades, summed in the stored rows' clustering order (time, then id), so
     the floating-point sums do not depend on where the trades came from."""
     return TradeStats.of_trades([prints[key] for key in sorted(prints)])
@@ -147,17 +149,16 @@ class RecentMinutes:
     def __init__(self, keep_ms: int = 5 * MINUTE_MS) -> None:
         self.keep_ms = keep_ms
         self._floors: dict[str, dict[dt.date, int]] = defaultdict(dict)
-        self._minutes: dict[str, dict[int, Prints]] = defaultdict(dict)
+        self._minutes: dict[str, dict[int, MinuteTrades]] = defaultdict(dict)
         self._newest: dict[str, int] = {}
 
     def learn_floors(self, cassandra: CassandraCluster, partitions: Iterable[tuple[str, dt.date]]) -> None:
         """Read the newest row of each partition without a floor (concurrently, once per partition)."""
         new = sorted({(symbol, day) for symbol, day in partitions if day not in self._floors[symbol]})
         for (symbol, day), rows in zip(new, cassandra.read_all(SELECT_NEWEST_MINUTE, new), strict=True):
-            day_start = round(dt.datetime.combine(day, dt.time(), dt.UTC).timestamp() * 1000)
-            self._floors[symbol][day] = _ms(rows[0].minute) + MINUTE_MS if rows else day_start
+            self._floors[symbol][day] = _ms(rows[0].minute) + MINUTE_MS if rows else day_start_ms(day)
 
-    def minute(self, symbol: str, minute: int) -> Prints | None:
+    def minute(self, symbol: str, minute: int) -> MinuteTrades | None:
         """All the stored trades of a minute (none if it has no row yet), or None if unknown here."""
         remembered = self._minutes[symbol].get(minute)
         if remembered is not None:
@@ -165,7 +166,7 @@ class RecentMinutes:
         floor = self._floors[symbol].get(_day(minute))
         return {} if floor is not None and minute >= floor else None
 
-    def remember(self, written: Mapping[tuple[str, int], Prints]) -> None:
+    def remember(self, written: Mapping[tuple[str, int], MinuteTrades]) -> None:
         """Minutes just written with all their trades; then forget what fell out of the window."""
         for (symbol, minute), prints in written.items():
             self._minutes[symbol][minute] = prints
@@ -188,7 +189,7 @@ class RecentMinutes:
         self._newest.clear()
 
 
-def _read_back(cassandra: CassandraCluster, unknown: dict[str, dict[int, list[Trade]]]) -> dict[tuple[str, int], Prints]:
+def _read_back(cassandra: CassandraCluster, unknown: dict[str, dict[int, list[Trade]]]) -> dict[tuple[str, int], MinuteTrades]:
     """All the trades of minutes not known to memory: the batch's, and the stored ones of those
     minutes that already have a row (see :func:`minute_rows` for why the others need no read)."""
     spans = [(symbol, day, first, last) for symbol, minutes in unknown.items()
@@ -200,7 +201,7 @@ def _read_back(cassandra: CassandraCluster, unknown: dict[str, dict[int, list[Tr
     again = [index for index, minutes in enumerate(written) if minutes]
     stored = cassandra.read_all(SELECT_TRADES, [
         (spans[i][0], spans[i][1], utc_time(min(written[i])), utc_time(max(written[i]) + MINUTE_MS)) for i in again])
-    complete = {(symbol, minute): _prints(trades) for symbol, minutes in unknown.items()
+    complete = {(symbol, minute): _by_key(trades) for symbol, minutes in unknown.items()
                 for minute, trades in minutes.items()}
     for index, found in zip(again, stored, strict=True):
         symbol = spans[index][0]
@@ -212,7 +213,7 @@ def _read_back(cassandra: CassandraCluster, unknown: dict[str, dict[int, list[Tr
 
 
 def minute_rows(cassandra: CassandraCluster, trades: Iterable[Trade],
-                recent: RecentMinutes) -> tuple[list[tuple[Any, ...]], dict[tuple[str, int], Prints]]:
+                recent: RecentMinutes) -> tuple[list[tuple[Any, ...]], dict[tuple[str, int], MinuteTrades]]:
     """The statistics rows of every minute ``trades`` touch, and all the trades of each of those
     minutes; to be written with the trades, after which the caller tells ``recent``.
 
@@ -230,7 +231,7 @@ def minute_rows(cassandra: CassandraCluster, trades: Iterable[Trade],
     """
     by_symbol = _by_minute(trades)
     recent.learn_floors(cassandra, {(symbol, _day(m)) for symbol, minutes in by_symbol.items() for m in minutes})
-    complete: dict[tuple[str, int], Prints] = {}
+    complete: dict[tuple[str, int], MinuteTrades] = {}
     unknown: dict[str, dict[int, list[Trade]]] = defaultdict(dict)
     for symbol, minutes in by_symbol.items():
         for minute, batch in minutes.items():
@@ -238,7 +239,7 @@ def minute_rows(cassandra: CassandraCluster, trades: Iterable[Trade],
             if known is None:
                 unknown[symbol][minute] = batch
             else:
-                complete[symbol, minute] = {**known, **_prints(batch)}
+                complete[symbol, minute] = {**known, **_by_key(batch)}
     complete.update(_read_back(cassandra, unknown))
     rows = [(symbol, cql_date(_day(minute)), utc_time(minute), *_stats(prints).row())
             for (symbol, minute), prints in sorted(complete.items())]
