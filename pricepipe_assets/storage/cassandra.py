@@ -239,6 +239,11 @@ def cassandra_cluster(settings: Settings, **overrides: Any) -> CassandraCluster:
                             hot_days_aggregates=settings.hot_days_aggregates, **overrides)
 
 
+def driver_ms(value: dt.datetime) -> int:
+    """Milliseconds UTC of a timestamp the driver read (it returns naive UTC datetimes)."""
+    return round(value.replace(tzinfo=dt.UTC).timestamp() * 1000)
+
+
 def cql_date(day: dt.date) -> Any:
     """``day`` as the driver's own ``Date``, which it sends as is (a plain ``date`` is converted on
     every bind): for writers that build many rows of the same few days."""

@@ -42,7 +42,7 @@ from typing import NamedTuple
 from pricepipe_assets.contract.records import INTERVAL_MS, Candle, Trade
 from pricepipe_assets.kafka.batches import Delivered, OffsetRange, commit, partitions_of
 from pricepipe_assets.kafka.client import KafkaCluster
-from pricepipe_assets.storage.cassandra import CassandraCluster
+from pricepipe_assets.storage.cassandra import CassandraCluster, driver_ms
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.storage.live_tables import SELECT_TRADES
 
@@ -134,11 +134,6 @@ def plan(records: Sequence[Delivered], watermarks: Mapping[int, Mapping[str, int
     return result
 
 
-def _ms(value: dt.datetime) -> int:
-    """Milliseconds UTC of a driver timestamp (the driver returns naive UTC datetimes)."""
-    return round(value.replace(tzinfo=dt.UTC).timestamp() * 1000)
-
-
 def _spans(minutes: Iterable[int]) -> list[tuple[int, int]]:
     """Runs of consecutive minutes as ``[start, end)``, cut at day ends (a day is a `trades` bucket)."""
     spans: list[tuple[int, int]] = []
@@ -159,7 +154,7 @@ def stored_prints(cassandra: CassandraCluster, symbol: str, minutes: Iterable[in
         rows = session.execute(select, (symbol, candle_bucket("1m", start), dt.datetime.fromtimestamp(start / 1000, utc),
                                         dt.datetime.fromtimestamp(end / 1000, utc)))
         for row in rows:
-            ts = _ms(row.ts)
+            ts = driver_ms(row.ts)
             by_minute[ts - ts % MINUTE_MS].append(Print(ts, row.trade_id, row.size, row.price))
     return by_minute
 

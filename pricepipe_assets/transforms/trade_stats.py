@@ -18,7 +18,7 @@ from typing import Any
 
 from pricepipe_assets.contract.records import INTERVAL_MS, Trade
 from pricepipe_assets.contract.utc import day_start_ms
-from pricepipe_assets.storage.cassandra import CassandraCluster, cql_date
+from pricepipe_assets.storage.cassandra import CassandraCluster, cql_date, driver_ms
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.storage.live_tables import (
     SELECT_MINUTE_STARTS,
@@ -34,11 +34,6 @@ DAY_MS = INTERVAL_MS["1d"]
 
 def utc_time(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
-
-
-def _ms(value: dt.datetime) -> int:
-    """Milliseconds UTC of a driver timestamp (the driver returns naive UTC datetimes)."""
-    return round(value.replace(tzinfo=dt.UTC).timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -156,7 +151,7 @@ class RecentMinutes:
         """Read the newest row of each partition without a floor (concurrently, once per partition)."""
         new = sorted({(symbol, day) for symbol, day in partitions if day not in self._floors[symbol]})
         for (symbol, day), rows in zip(new, cassandra.read_all(SELECT_NEWEST_MINUTE, new), strict=True):
-            self._floors[symbol][day] = _ms(rows[0].minute) + MINUTE_MS if rows else day_start_ms(day)
+            self._floors[symbol][day] = driver_ms(rows[0].minute) + MINUTE_MS if rows else day_start_ms(day)
 
     def minute(self, symbol: str, minute: int) -> MinuteTrades | None:
         """All the stored trades of a minute (none if it has no row yet), or None if unknown here."""
@@ -196,7 +191,7 @@ def _read_back(cassandra: CassandraCluster, unknown: dict[str, dict[int, list[Tr
              for day, (first, last) in _spans_by_bucket(set(minutes), _day).items()]
     starts = cassandra.read_all(SELECT_MINUTE_STARTS, [(symbol, day, utc_time(first), utc_time(last + MINUTE_MS))
                                                        for symbol, day, first, last in spans])
-    written = [{_ms(row.minute) for row in found} & unknown[symbol].keys()
+    written = [{driver_ms(row.minute) for row in found} & unknown[symbol].keys()
                for found, (symbol, *_) in zip(starts, spans, strict=True)]
     again = [index for index, minutes in enumerate(written) if minutes]
     stored = cassandra.read_all(SELECT_TRADES, [
@@ -206,7 +201,7 @@ def _read_back(cassandra: CassandraCluster, unknown: dict[str, dict[int, list[Tr
     for index, found in zip(again, stored, strict=True):
         symbol = spans[index][0]
         for row in found:
-            ms = _ms(row.ts)
+            ms = driver_ms(row.ts)
             if ms - ms % MINUTE_MS in written[index]:
                 complete[symbol, ms - ms % MINUTE_MS].setdefault((ms, row.trade_id), row)
     return complete
