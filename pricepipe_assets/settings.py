@@ -10,160 +10,35 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, TypeVar
-from urllib.parse import urlparse
+from typing import Any
+
+from pricepipe_assets.setting_values import (
+    parse_bool,
+    parse_consistency,
+    parse_cron,
+    parse_date,
+    parse_identifier,
+    parse_int,
+    parse_lake_uri,
+    parse_list,
+    parse_postgres_url,
+    parse_replication,
+    parse_share,
+    parse_speed,
+    parse_symbols,
+    parse_trades_replay,
+    parse_url,
+    replication_factor,
+)
 
 PREFIX = "PRICEPIPE_"
-
-T = TypeVar("T")
 
 
 class SettingsError(ValueError):
     """A ``PRICEPIPE_*`` variable holds a value pricepipe cannot use."""
-
-
-def _parse_int(text: str, *, minimum: int | None = None) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise ValueError(f"expected an integer, got {text!r}") from None
-    if minimum is not None and value < minimum:
-        raise ValueError(f"must be at least {minimum}, got {value}")
-    return value
-
-
-def _parse_share(text: str) -> float:
-    """A non-negative fraction such as 0.05 (5 %)."""
-    try:
-        value = float(text.strip())
-    except ValueError:
-        raise ValueError(f"expected a number such as 0.05, got {text!r}") from None
-    if not 0 <= value < 10:
-        raise ValueError(f"must be between 0 and 10, got {value}")
-    return value
-
-
-def _parse_cron(text: str) -> str:
-    fields = text.split()
-    if len(fields) != 5:
-        raise ValueError(f"expected a cron expression of 5 fields such as '*/30 * * * *', got {text!r}")
-    return " ".join(fields)
-
-
-def _parse_speed(text: str) -> float:
-    try:
-        value = float(text.strip())
-    except ValueError:
-        raise ValueError(f"expected a number such as 60, got {text!r}") from None
-    if not value > 0:
-        raise ValueError(f"must be positive, got {value}")
-    return value
-
-
-def _parse_date(text: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(text.strip())
-    except ValueError:
-        raise ValueError(f"expected a date as YYYY-MM-DD, got {text!r}") from None
-
-
-def _parse_trades_replay(text: str) -> str:
-    """``<market>/<SYMBOL>@<first day>[..<last day>]``, e.g. ``futures/cm/BTCUSD_PERP@2026-05-08``; empty: none."""
-    text = text.strip()
-    if text and not re.fullmatch(r"(spot|futures/um|futures/cm)/[A-Z0-9_]+@\d{4}-\d{2}-\d{2}(\.\.\d{4}-\d{2}-\d{2})?", text):
-        raise ValueError(f"expected <market>/<SYMBOL>@<YYYY-MM-DD>[..<YYYY-MM-DD>] such as "
-                         f"futures/cm/BTCUSD_PERP@2026-05-08, got {text!r}")
-    return text
-
-
-def _parse_list(text: str) -> tuple[str, ...]:
-    items = tuple(part.strip() for part in text.split(",") if part.strip())
-    if not items:
-        raise ValueError("expected a comma-separated list with at least one item")
-    return items
-
-
-def _parse_symbols(text: str) -> tuple[str, ...]:
-    symbols = tuple(symbol.upper() for symbol in _parse_list(text))
-    for symbol in symbols:
-        if not symbol.replace("_", "").isalnum() or not symbol.isascii():
-            raise ValueError(f"symbol {symbol!r} must be ASCII letters, digits and _ only")
-    return symbols
-
-
-def _parse_url(*schemes: str) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        url = text.strip().rstrip("/")
-        scheme = urlparse(url).scheme
-        if scheme not in schemes:
-            raise ValueError(f"expected a URL starting with one of {', '.join(s + '://' for s in schemes)}, got {text!r}")
-        return url
-
-    return parse
-
-
-def _parse_postgres_url(text: str) -> str:
-    """Empty: no PostgreSQL (Dagster keeps its SQLite files); else a libpq URL."""
-    return _parse_url("postgresql", "postgres")(text) if text.strip() else ""
-
-
-def _parse_lake_uri(text: str) -> str:
-    """A lake is a local folder (plain path or ``file://``) or ``webhdfs://host:port/path``."""
-    raw = text.strip()
-    parsed = urlparse(raw)
-    if parsed.scheme in ("", "file"):
-        path = parsed.path if parsed.scheme == "file" else raw
-        return str(Path(path).expanduser().resolve())
-    if parsed.scheme == "webhdfs":
-        if not parsed.hostname or not parsed.port:
-            raise ValueError(f"a webhdfs lake needs host and port, e.g. webhdfs://namenode:9870/pricepipe, got {text!r}")
-        return raw.rstrip("/")
-    raise ValueError(f"expected a folder or webhdfs://host:port/path, got {text!r}")
-
-
-def _parse_identifier(text: str) -> str:
-    """A CQL identifier: it is spliced into DDL, so only plain lower-case names are accepted."""
-    name = text.strip()
-    if not re.fullmatch(r"[a-z][a-z0-9_]{0,47}", name):
-        raise ValueError(f"expected a lower-case name of letters, digits and _ (at most 48), got {text!r}")
-    return name
-
-
-def _parse_replication(text: str) -> str:
-    """``SimpleStrategy:1`` or ``NetworkTopologyStrategy:dc1=3,dc2=2`` -> a CQL replication map."""
-    strategy, _, spec = text.strip().partition(":")
-    if strategy == "SimpleStrategy":
-        factor = _parse_int(spec or "1", minimum=1)
-        return f"{{'class': 'SimpleStrategy', 'replication_factor': {factor}}}"
-    if strategy == "NetworkTopologyStrategy":
-        pairs = []
-        for item in _parse_list(spec):
-            dc, _, factor = item.partition("=")
-            if not dc.replace("_", "").replace("-", "").isalnum():
-                raise ValueError(f"bad datacenter name {dc!r}")
-            pairs.append(f"'{dc}': {_parse_int(factor, minimum=1)}")
-        return "{'class': 'NetworkTopologyStrategy', " + ", ".join(pairs) + "}"
-    raise ValueError(f"expected SimpleStrategy:N or NetworkTopologyStrategy:dc=N,..., got {text!r}")
-
-
-CONSISTENCY_LEVELS = ("ANY", "ONE", "TWO", "THREE", "QUORUM", "ALL", "LOCAL_QUORUM", "EACH_QUORUM", "LOCAL_ONE")
-
-
-def _parse_consistency(text: str) -> str:
-    """A Cassandra consistency level by name; empty: chosen from the keyspace's replication."""
-    level = text.strip().upper()
-    if level and level not in CONSISTENCY_LEVELS:
-        raise ValueError(f"expected one of {', '.join(CONSISTENCY_LEVELS)}, got {text!r}")
-    return level
-
-
-def replication_factor(replication: str) -> int:
-    """The smallest replication factor of a CQL replication map (of any datacenter)."""
-    return min(int(factor) for factor in re.findall(r":\s*(\d+)", replication))
 
 
 def _default_state_dir() -> Path:
@@ -188,7 +63,7 @@ def _setting(default: Any, parse: Callable[[str], Any], doc: str, *, secret: boo
     return field(default=default, metadata={"parse": parse, "doc": doc, "secret": secret, "shown": shown})
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Settings:
     """Everything configurable in pricepipe; field ``x`` is read from ``PRICEPIPE_X``."""
 
@@ -197,111 +72,132 @@ class Settings:
     kafka_sasl_mechanism: str = _setting("", str.strip, "Kafka sasl.mechanism when SASL is used (PLAIN, SCRAM-SHA-512, ...)")
     kafka_username: str = _setting("", str.strip, "Kafka SASL user name")
     kafka_password: str = _setting("", str, "Kafka SASL password", secret=True)
+    kafka_ssl_ca_file: Path | None = _setting(
+        None, _optional_path, "PEM file of the CA that signed the brokers' certificates, for SSL and SASL_SSL "
+        "(empty: the system's CAs)")
+    kafka_ssl_cert_file: Path | None = _setting(None, _optional_path, "client certificate (PEM), for brokers that "
+                                                "require one (mutual TLS)")
+    kafka_ssl_key_file: Path | None = _setting(None, _optional_path, "private key (PEM) of the client certificate")
+    kafka_ssl_check_hostname: bool = _setting(True, parse_bool, "refuse a broker whose certificate does not name "
+                                              "the host connected to")
     topic_prefix: str = _setting("", str.strip, "prefix of every topic name (e.g. 'staging.'), for shared clusters")
     kafka_topic_partitions: int = _setting(
-        6, lambda s: _parse_int(s, minimum=1), "partitions of each topic pricepipe creates: the most stream workers "
+        6, lambda s: parse_int(s, minimum=1), "partitions of each topic pricepipe creates: the most stream workers "
         "that share a topic's records (each symbol's records stay in one partition, in order)")
-    kafka_replication_factor: int = _setting(1, lambda s: _parse_int(s, minimum=1), "replication factor of each topic pricepipe creates")
+    kafka_replication_factor: int = _setting(1, lambda s: parse_int(s, minimum=1), "replication factor of each topic pricepipe creates")
     kafka_min_insync_replicas: int = _setting(
-        None, lambda s: _parse_int(s, minimum=1), "min.insync.replicas of each topic pricepipe creates: replicas that "
+        None, lambda s: parse_int(s, minimum=1), "min.insync.replicas of each topic pricepipe creates: replicas that "
         "must have a message before an acks=all write succeeds (e.g. 2 of 3, so one broker may be down; default: "
         "the broker's)")
-    kafka_retention_hours: int = _setting(168, lambda s: _parse_int(s, minimum=1), "retention of each topic pricepipe creates")
-    cassandra_hosts: tuple[str, ...] = _setting(("127.0.0.1",), _parse_list, "Cassandra contact points, comma-separated")
-    cassandra_port: int = _setting(9042, lambda s: _parse_int(s, minimum=1), "Cassandra native protocol port")
+    kafka_retention_hours: int = _setting(168, lambda s: parse_int(s, minimum=1), "retention of each topic pricepipe creates")
+    cassandra_hosts: tuple[str, ...] = _setting(("127.0.0.1",), parse_list, "Cassandra contact points, comma-separated")
+    cassandra_port: int = _setting(9042, lambda s: parse_int(s, minimum=1), "Cassandra native protocol port")
     cassandra_local_dc: str = _setting("", str.strip, "Cassandra local datacenter for load balancing (empty: driver default)")
     cassandra_username: str = _setting("", str.strip, "Cassandra user (empty: no authentication)")
     cassandra_password: str = _setting("", str, "Cassandra password", secret=True)
-    keyspace: str = _setting("pricepipe", _parse_identifier, "Cassandra keyspace")
+    cassandra_tls: bool = _setting(False, parse_bool, "connect to Cassandra over TLS (on whenever a CA file is set)")
+    cassandra_ssl_ca_file: Path | None = _setting(
+        None, _optional_path, "PEM file of the CA that signed the Cassandra nodes' certificates (empty: the system's "
+        "CAs)")
+    cassandra_ssl_cert_file: Path | None = _setting(None, _optional_path, "client certificate (PEM), for nodes "
+                                                    "that require one (require_client_auth)")
+    cassandra_ssl_key_file: Path | None = _setting(None, _optional_path, "private key (PEM) of the client "
+                                                   "certificate")
+    cassandra_ssl_check_hostname: bool = _setting(True, parse_bool, "refuse a node whose certificate does not name "
+                                                  "the address connected to")
+    allow_plaintext_passwords: bool = _setting(
+        False, parse_bool, "allow a Kafka or Cassandra password over a connection without TLS (anyone on the path "
+        "reads it); without it such settings are refused at start")
+    keyspace: str = _setting("pricepipe", parse_identifier, "Cassandra keyspace")
     cassandra_replication: str = _setting(
         "{'class': 'SimpleStrategy', 'replication_factor': 1}",
-        _parse_replication,
+        parse_replication,
         "keyspace replication: SimpleStrategy:N or NetworkTopologyStrategy:dc1=N,dc2=M",
         shown="SimpleStrategy:1",
     )
     cassandra_consistency: str = _setting(
-        "", _parse_consistency, "consistency level of pricepipe's Cassandra reads and writes (default: LOCAL_QUORUM "
+        "", parse_consistency, "consistency level of pricepipe's Cassandra reads and writes (default: LOCAL_QUORUM "
         "when the keyspace's replication factor is 3 or more, so one node of three may be down, else LOCAL_ONE)")
-    lake_uri: str = _setting("", _parse_lake_uri, "data lake root: a folder, or webhdfs://host:port/path (default: <state dir>/lake)")
+    lake_uri: str = _setting("", parse_lake_uri, "data lake root: a folder, or webhdfs://host:port/path (default: <state dir>/lake)")
     hdfs_user: str = _setting("root", str.strip, "user name sent to HDFS")
-    hdfs_rpc_port: int = _setting(8020, lambda s: _parse_int(s, minimum=1), "NameNode RPC port, used by Spark (hdfs://)")
+    hdfs_rpc_port: int = _setting(8020, lambda s: parse_int(s, minimum=1), "NameNode RPC port, used by Spark (hdfs://)")
     spark_master: str = _setting("local[*]", str.strip, "Spark master URL")
     spark_driver_memory: str = _setting("1g", str.strip, "Spark driver memory")
-    analytics_cron: str = _setting("*/30 * * * *", _parse_cron, "when the analytics schedule rolls up history, "
+    analytics_cron: str = _setting("*/30 * * * *", parse_cron, "when the analytics schedule rolls up history, "
                                    "retrains the models and republishes the forecast (cron, UTC)")
     model_baseline_margin: float = _setting(
-        0.05, _parse_share, "how much worse than the naive forecast (MAE ratio - 1) a model may be before its check "
+        0.05, parse_share, "how much worse than the naive forecast (MAE ratio - 1) a model may be before its check "
         "fails and forecasts fall back to the naive one")
     daily_min_train_days: int = _setting(
-        365, lambda s: _parse_int(s, minimum=20), "days of history the daily model trains on before its first "
+        365, lambda s: parse_int(s, minimum=20), "days of history the daily model trains on before its first "
         "walk-forward origin")
     trade_candle_grace_s: int = _setting(
-        10, lambda s: _parse_int(s, minimum=0), "seconds a symbol's trades must have moved past the end of a minute "
+        10, lambda s: parse_int(s, minimum=0), "seconds a symbol's trades must have moved past the end of a minute "
         "before `trade_candles` publishes that minute's candle built from trades (a later, late trade amends it)")
-    sensor_interval_s: int = _setting(5, lambda s: _parse_int(s, minimum=1), "seconds between two ticks of a Kafka sensor")
+    sensor_interval_s: int = _setting(5, lambda s: parse_int(s, minimum=1), "seconds between two ticks of a Kafka sensor")
     lake_batch_wait_s: int = _setting(
-        60, lambda s: _parse_int(s, minimum=0), "seconds new messages of a topic may wait for their lake run, unless a "
+        60, lambda s: parse_int(s, minimum=0), "seconds new messages of a topic may wait for their lake run, unless a "
         "partition's pending messages complete a lake file (10,000 offsets) or the topic goes quiet sooner")
     stream_report_s: float = _setting(
-        15.0, _parse_speed, "seconds between two materializations the stream worker reports to Dagster for each live "
+        15.0, parse_speed, "seconds between two materializations the stream worker reports to Dagster for each live "
         "table it wrote (rows, offsets, lag, freshness of the interval)")
-    symbols: tuple[str, ...] = _setting(("BTCUSDT", "ETHUSDT"), _parse_symbols, "Binance symbols pricepipe follows")
+    symbols: tuple[str, ...] = _setting(("BTCUSDT", "ETHUSDT"), parse_symbols, "Binance symbols pricepipe follows")
     bitmex_symbols: tuple[str, ...] = _setting(
-        ("XBTUSD", "ETHUSD", "SOLUSD", "DOGEUSD"), _parse_symbols, "BitMEX symbols for trades and quotes"
+        ("XBTUSD", "ETHUSD", "SOLUSD", "DOGEUSD"), parse_symbols, "BitMEX symbols for trades and quotes"
     )
-    book_depth: int = _setting(10, lambda s: _parse_int(s, minimum=1), "levels per side of each order book published "
+    book_depth: int = _setting(10, lambda s: parse_int(s, minimum=1), "levels per side of each order book published "
                                "on `orderbook` (the best ones)")
-    book_publish_s: float = _setting(1.0, _parse_share, "seconds between two order books published for one symbol "
+    book_publish_s: float = _setting(1.0, parse_share, "seconds between two order books published for one symbol "
                                      "(the newest book in between wins); 0 publishes every change")
     binance_dumps_url: str = _setting(
-        "https://data.binance.vision", _parse_url("https", "http", "file"), "Binance public dumps: base URL, mirror or file:// folder"
+        "https://data.binance.vision", parse_url("https", "http", "file"), "Binance public dumps: base URL, mirror or file:// folder"
     )
-    binance_rest_url: str = _setting("https://api.binance.com", _parse_url("https", "http"), "Binance REST API base URL")
-    binance_ws_url: str = _setting("wss://stream.binance.com:9443", _parse_url("wss", "ws"), "Binance WebSocket base URL")
-    bitmex_ws_url: str = _setting("wss://ws.bitmex.com/realtime", _parse_url("wss", "ws"), "BitMEX WebSocket URL")
+    binance_rest_url: str = _setting("https://api.binance.com", parse_url("https", "http"), "Binance REST API base URL")
+    binance_ws_url: str = _setting("wss://stream.binance.com:9443", parse_url("wss", "ws"), "Binance WebSocket base URL")
+    bitmex_ws_url: str = _setting("wss://ws.bitmex.com/realtime", parse_url("wss", "ws"), "BitMEX WebSocket URL")
     api_key: str = _setting("", str, "when set, every API endpoint requires it in the X-API-Key header (or "
                             "?api_key= for the chart's live updates)", secret=True)
-    api_cache_s: float = _setting(2.0, _parse_share, "seconds the API may serve a cached answer for its hot endpoints "
+    api_cache_s: float = _setting(2.0, parse_share, "seconds the API may serve a cached answer for its hot endpoints "
                                   "(latest price, recent statistics); 0 disables the cache")
-    api_stream_s: float = _setting(0.25, _parse_speed, "seconds between two polls of a symbol's newest candle, price "
+    api_stream_s: float = _setting(0.25, parse_speed, "seconds between two polls of a symbol's newest candle, price "
                                    "and book for the chart page's live stream: one poll (3 or 4 reads) per symbol per "
                                    "API worker, shared by all its streams, each sent an update when the answer changed")
-    api_streams_max: int = _setting(200, lambda s: _parse_int(s, minimum=1), "live streams (`/stream/{symbol}`) one "
+    api_streams_max: int = _setting(200, lambda s: parse_int(s, minimum=1), "live streams (`/stream/{symbol}`) one "
                                     "API worker serves at once; one more gets 503 with Retry-After. Each holds a "
                                     "connection until its page closes (all streams of a symbol share one poll of "
                                     "Cassandra), so the cap bounds connections and memory, not reads")
-    api_closed_cache_mb: int = _setting(64, lambda s: _parse_int(s, minimum=0), "megabytes of encoded closed-day answers (1m "
+    api_closed_cache_mb: int = _setting(64, lambda s: parse_int(s, minimum=0), "megabytes of encoded closed-day answers (1m "
                                           "candles of days that ended before the symbol's clock, which never change) "
                                           "each API worker keeps, least recently used dropped first; 0 keeps none")
-    api_workers: int = _setting(None, lambda s: _parse_int(s, minimum=1), "uvicorn worker processes of the API "
+    api_workers: int = _setting(None, lambda s: parse_int(s, minimum=1), "uvicorn worker processes of the API "
                                 "under `pricepipe run` (default: the number of cores)")
-    hot_days: int = _setting(7, lambda s: _parse_int(s, minimum=1), "days of 1m candles, trades, minute statistics "
+    hot_days: int = _setting(7, lambda s: parse_int(s, minimum=1), "days of 1m candles, trades, minute statistics "
                              "and minute predictions kept in Cassandra before retention archives them to the lake")
-    hot_days_aggregates: int = _setting(400, lambda s: _parse_int(s, minimum=1), "days of hourly/daily candles, hour "
+    hot_days_aggregates: int = _setting(400, lambda s: parse_int(s, minimum=1), "days of hourly/daily candles, hour "
                                         "statistics, moving averages and forecasts kept in Cassandra")
-    replay_start: dt.date = _setting(dt.date(2024, 1, 1), _parse_date, "offline demo: first day of 1m candles "
+    replay_start: dt.date = _setting(dt.date(2024, 1, 1), parse_date, "offline demo: first day of 1m candles "
                                      "replayed from PRICEPIPE_BINANCE_DUMPS_URL when no exchange answers")
-    replay_history_days: int = _setting(60, lambda s: _parse_int(s, minimum=0), "offline demo: days from "
+    replay_history_days: int = _setting(60, lambda s: parse_int(s, minimum=0), "offline demo: days from "
                                         "PRICEPIPE_REPLAY_START published at once, as history, before the paced replay")
-    replay_end: dt.date = _setting(dt.date(2024, 3, 31), _parse_date, "offline demo: last day replayed")
-    history_days: int = _setting(30, lambda s: _parse_int(s, minimum=0), "live start: days of 1m candles fetched "
+    replay_end: dt.date = _setting(dt.date(2024, 3, 31), parse_date, "offline demo: last day replayed")
+    history_days: int = _setting(30, lambda s: parse_int(s, minimum=0), "live start: days of 1m candles fetched "
                                  "from the dumps and REST before the live stream (what the lake lacks); 0: none")
-    history_daily_years: int = _setting(10, lambda s: _parse_int(s, minimum=0), "live start: years of daily candles "
+    history_daily_years: int = _setting(10, lambda s: parse_int(s, minimum=0), "live start: years of daily candles "
                                         "fetched from the monthly dumps and REST (since listing when shorter); 0: none")
     daily_history_dir: Path | None = _setting(
         None, _optional_path, "offline demo: a folder of daily OHLCV CSV files (`*<SYMBOL>_1d.csv`, either layout of "
         "`pricepipe import-candles`) whose candles before PRICEPIPE_REPLAY_START are published first, so the daily "
         "model has years to train on; unset or empty: none")
-    replay_speed: float = _setting(60.0, _parse_speed, "offline demo: market time per wall time of the paced replay")
-    replay_trades: str = _setting("futures/cm/BTCUSD_PERP@2026-05-08", _parse_trades_replay, "offline demo: "
+    replay_speed: float = _setting(60.0, parse_speed, "offline demo: market time per wall time of the paced replay")
+    replay_trades: str = _setting("futures/cm/BTCUSD_PERP@2026-05-08", parse_trades_replay, "offline demo: "
                                   "aggTrades replayed beside the candles, <market>/<SYMBOL>@<day>[..<day>]; empty: none")
     dagster_postgres_url: str = _setting(
-        "", _parse_postgres_url, "the Dagster instance's PostgreSQL database (postgresql://user:password@host:5432/db), "
+        "", parse_postgres_url, "the Dagster instance's PostgreSQL database (postgresql://user:password@host:5432/db), "
         "so several Dagster processes and machines share its runs and schedules; empty: SQLite files in the Dagster "
         "home", secret=True)
     bind_host: str = _setting("127.0.0.1", str.strip, "address `pricepipe run` binds the Dagster UI and the API to")
-    dagster_port: int = _setting(3000, lambda s: _parse_int(s, minimum=1), "Dagster UI port of `pricepipe run`")
-    api_port: int = _setting(8000, lambda s: _parse_int(s, minimum=1), "API port of `pricepipe run`")
+    dagster_port: int = _setting(3000, lambda s: parse_int(s, minimum=1), "Dagster UI port of `pricepipe run`")
+    api_port: int = _setting(8000, lambda s: parse_int(s, minimum=1), "API port of `pricepipe run`")
     state_dir: Path = _setting(None, _path, "local servers' data and logs, Dagster home (default: ~/.local/state/pricepipe)")
     cache_dir: Path = _setting(None, _path, "downloaded artifacts (default: ~/.cache/pricepipe)")
 
@@ -317,10 +213,35 @@ class Settings:
         if not self.cassandra_consistency:
             quorum = replication_factor(self.cassandra_replication) >= 3
             object.__setattr__(self, "cassandra_consistency", "LOCAL_QUORUM" if quorum else "LOCAL_ONE")
+        if self.cassandra_ssl_ca_file is not None:
+            object.__setattr__(self, "cassandra_tls", True)
+        self._refuse_plaintext_passwords()
         if self.kafka_min_insync_replicas and self.kafka_min_insync_replicas > self.kafka_replication_factor:
             raise SettingsError(f"PRICEPIPE_KAFKA_MIN_INSYNC_REPLICAS ({self.kafka_min_insync_replicas}) exceeds "
                                 f"PRICEPIPE_KAFKA_REPLICATION_FACTOR ({self.kafka_replication_factor}): no acks=all "
                                 "write could ever succeed")
+
+    def _refuse_plaintext_passwords(self) -> None:
+        if self.allow_plaintext_passwords:
+            return
+        if self.kafka_password and "SSL" not in self.kafka_security_protocol.upper():
+            raise SettingsError(f"PRICEPIPE_KAFKA_PASSWORD is set but PRICEPIPE_KAFKA_SECURITY_PROTOCOL is "
+                                f"{self.kafka_security_protocol}: the password would cross the network unencrypted. "
+                                "Use SASL_SSL, or set PRICEPIPE_ALLOW_PLAINTEXT_PASSWORDS=true to accept that")
+        if self.cassandra_password and not self.cassandra_tls:
+            raise SettingsError("PRICEPIPE_CASSANDRA_PASSWORD is set without TLS: the password would cross the "
+                                "network unencrypted. Set PRICEPIPE_CASSANDRA_TLS=true (and "
+                                "PRICEPIPE_CASSANDRA_SSL_CA_FILE for a private CA), or "
+                                "PRICEPIPE_ALLOW_PLAINTEXT_PASSWORDS=true to accept that")
+
+    def __repr__(self) -> str:
+        """Secrets show as ``***``: a settings object in a traceback, a log line or a debugger never
+        carries a password or key."""
+        shown = []
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            shown.append(f"{spec.name}={'***' if spec.metadata['secret'] and value else repr(value)}")
+        return f"Settings({', '.join(shown)})"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -335,7 +256,10 @@ class Settings:
             try:
                 values[spec.name] = spec.metadata["parse"](raw)
             except ValueError as error:
-                raise SettingsError(f"{name}: {error}") from None
+                message = str(error)
+                if spec.metadata["secret"]:
+                    message = _masked(message, raw)
+                raise SettingsError(f"{name}: {message}") from None
         return cls(**values)
 
     def redacted(self) -> dict[str, str]:
@@ -362,6 +286,20 @@ class Settings:
                 default = ",".join(default)
             rows.append((PREFIX + spec.name.upper(), "" if default is None else str(default), spec.metadata["doc"]))
         return rows
+
+
+def _masked(message: str, secret: str) -> str:
+    """``message`` without the secret value a parser quoted in it (whole, stripped or without its
+    trailing slash), so a typo in a password's URL never prints the password."""
+    for form in sorted({secret, secret.strip(), secret.strip().rstrip("/")}, key=len, reverse=True):
+        if form:
+            message = message.replace(form, "***")
+    return message
+
+
+def path_text(path: Path | None) -> str:
+    """A file setting as the clients take it: its path, or empty for none."""
+    return "" if path is None else str(path)
 
 
 def get_settings() -> Settings:

@@ -41,7 +41,7 @@ def test_the_check_finds_an_unprepared_statement_with_values(tmp_path: Path) -> 
 
 
 def test_credentials_reach_dagster_resources_as_variable_names_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    env = {"PRICEPIPE_CASSANDRA_USERNAME": "pricepipe", "PRICEPIPE_CASSANDRA_PASSWORD": SECRET,
+    env = {"PRICEPIPE_CASSANDRA_USERNAME": "pricepipe", "PRICEPIPE_CASSANDRA_PASSWORD": SECRET, "PRICEPIPE_CASSANDRA_TLS": "1",
            "PRICEPIPE_KAFKA_USERNAME": "pricepipe", "PRICEPIPE_KAFKA_PASSWORD": SECRET,
            "PRICEPIPE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "PRICEPIPE_KAFKA_SASL_MECHANISM": "PLAIN"}
     for name, value in env.items():

@@ -74,12 +74,46 @@ def test_bad_value_names_the_variable(variable: str, value: str, message: str) -
     assert str(raised.value).startswith(message)
 
 
+SECRETS = {"PRICEPIPE_CASSANDRA_PASSWORD": "hunter2", "PRICEPIPE_CASSANDRA_USERNAME": "app",
+           "PRICEPIPE_CASSANDRA_TLS": "true", "PRICEPIPE_API_KEY": "k-3141",
+           "PRICEPIPE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "PRICEPIPE_KAFKA_PASSWORD": "kpass-2718",
+           "PRICEPIPE_DAGSTER_POSTGRES_URL": "postgresql://dagster:pg-secret@db:5432/dagster"}
+
+
 def test_redacted_masks_secrets_only() -> None:
-    settings = Settings.from_env({"PRICEPIPE_CASSANDRA_PASSWORD": "hunter2", "PRICEPIPE_CASSANDRA_USERNAME": "app"})
-    shown = settings.redacted()
+    shown = Settings.from_env(SECRETS).redacted()
     assert shown["PRICEPIPE_CASSANDRA_PASSWORD"] == "***"
     assert shown["PRICEPIPE_CASSANDRA_USERNAME"] == "app"
-    assert "hunter2" not in "".join(shown.values())
+    assert not any(secret in "".join(shown.values()) for secret in ("hunter2", "k-3141", "kpass-2718", "pg-secret"))
+
+
+def test_repr_masks_secrets() -> None:
+    shown = repr(Settings.from_env(SECRETS))
+    assert "cassandra_username='app'" in shown and "cassandra_password=***" in shown
+    assert not any(secret in shown for secret in ("hunter2", "k-3141", "kpass-2718", "pg-secret"))
+
+
+def test_a_bad_secret_value_is_named_but_not_printed() -> None:
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"PRICEPIPE_DAGSTER_POSTGRES_URL": "mysql://dagster:pg-secret@db/dagster"})
+    assert "PRICEPIPE_DAGSTER_POSTGRES_URL" in str(raised.value)
+    assert "pg-secret" not in str(raised.value)
+
+
+@pytest.mark.parametrize("variables", [
+    {"PRICEPIPE_CASSANDRA_USERNAME": "app", "PRICEPIPE_CASSANDRA_PASSWORD": "hunter2"},
+    {"PRICEPIPE_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "PRICEPIPE_KAFKA_PASSWORD": "kpass"},
+])
+def test_a_password_over_a_plain_connection_is_refused_unless_allowed(variables: dict[str, str]) -> None:
+    with pytest.raises(SettingsError, match="unencrypted"):
+        Settings.from_env(variables)
+    assert Settings.from_env({**variables, "PRICEPIPE_ALLOW_PLAINTEXT_PASSWORDS": "true"}).allow_plaintext_passwords
+
+
+def test_a_cassandra_ca_file_turns_tls_on(tmp_path: Path) -> None:
+    settings = Settings.from_env({"PRICEPIPE_CASSANDRA_SSL_CA_FILE": str(tmp_path / "ca.pem")})
+    assert settings.cassandra_tls and settings.cassandra_ssl_ca_file == tmp_path / "ca.pem"
+    assert not Settings.from_env({}).cassandra_tls
 
 
 def test_documentation_covers_every_setting() -> None:

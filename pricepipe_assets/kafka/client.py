@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from pricepipe_assets.settings import Settings
+from pricepipe_assets.settings import Settings, path_text
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Producer
@@ -34,6 +33,11 @@ class KafkaCluster(BaseModel):
     sasl_mechanism: str = ""
     username: str = ""
     password: str = ""
+    # PEM files for SSL and SASL_SSL; empty: the system's CAs, no client certificate.
+    ssl_ca_file: str = ""
+    ssl_cert_file: str = ""
+    ssl_key_file: str = ""
+    ssl_check_hostname: bool = True
     topic_partitions: int = 3
     replication_factor: int = 1
     # None: the broker's own min.insync.replicas.
@@ -48,6 +52,12 @@ class KafkaCluster(BaseModel):
         if self.username:
             config["sasl.username"] = self.username
             config["sasl.password"] = self.password
+        if "SSL" in self.security_protocol.upper():
+            config["ssl.endpoint.identification.algorithm"] = "https" if self.ssl_check_hostname else "none"
+            for key, path in (("ssl.ca.location", self.ssl_ca_file), ("ssl.certificate.location", self.ssl_cert_file),
+                              ("ssl.key.location", self.ssl_key_file)):
+                if path:
+                    config[key] = path
         return config
 
     def producer(self, **overrides: Any) -> Producer:
@@ -168,11 +178,14 @@ class KafkaCluster(BaseModel):
 
 
 def kafka_cluster(settings: Settings) -> KafkaCluster:
-    """The cluster the settings name; the password comes from ``PRICEPIPE_KAFKA_PASSWORD``."""
+    """The cluster the settings name, with their credentials and TLS files."""
     return KafkaCluster(bootstrap_servers=settings.kafka_bootstrap, topic_prefix=settings.topic_prefix,
                         security_protocol=settings.kafka_security_protocol,
                         sasl_mechanism=settings.kafka_sasl_mechanism, username=settings.kafka_username,
-                        password=os.environ.get("PRICEPIPE_KAFKA_PASSWORD", ""),
+                        password=settings.kafka_password, ssl_ca_file=path_text(settings.kafka_ssl_ca_file),
+                        ssl_cert_file=path_text(settings.kafka_ssl_cert_file),
+                        ssl_key_file=path_text(settings.kafka_ssl_key_file),
+                        ssl_check_hostname=settings.kafka_ssl_check_hostname,
                         topic_partitions=settings.kafka_topic_partitions,
                         replication_factor=settings.kafka_replication_factor,
                         min_insync_replicas=settings.kafka_min_insync_replicas,

@@ -8,7 +8,7 @@ Dagster's resource behaviour added: one declaration of the settings serves both.
 from __future__ import annotations
 
 import datetime as dt
-import os
+import ssl
 import threading
 import time
 from collections.abc import Sequence
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, PrivateAttr
 
-from pricepipe_assets.settings import Settings
+from pricepipe_assets.settings import Settings, path_text
 from pricepipe_assets.storage.cassandra_schema import MIGRATIONS, Migration
 
 if TYPE_CHECKING:
@@ -54,6 +54,12 @@ class CassandraCluster(BaseModel):
     local_dc: str = ""
     username: str = ""
     password: str = ""
+    # TLS: on when ``tls``; PEM files, empty for the system's CAs and no client certificate.
+    tls: bool = False
+    ssl_ca_file: str = ""
+    ssl_cert_file: str = ""
+    ssl_key_file: str = ""
+    ssl_check_hostname: bool = True
     request_timeout_s: float = 20.0
     connect_timeout_s: float = 10.0
     # The hot window: days of 1m-grained rows, and of hourly/daily aggregates, kept before retention
@@ -84,10 +90,22 @@ class CassandraCluster(BaseModel):
             self.hosts,
             port=self.port,
             auth_provider=auth,
+            ssl_context=self._ssl_context(),
             execution_profiles={EXEC_PROFILE_DEFAULT: profile},
             connect_timeout=timeout_s,
             control_connection_timeout=timeout_s,
         )
+
+    def _ssl_context(self) -> ssl.SSLContext | None:
+        """A client context that verifies the nodes' certificates (and, unless turned off, that they
+        name the address connected to); None without TLS."""
+        if not self.tls:
+            return None
+        context = ssl.create_default_context(cafile=self.ssl_ca_file or None)
+        context.check_hostname = self.ssl_check_hostname
+        if self.ssl_cert_file:
+            context.load_cert_chain(self.ssl_cert_file, self.ssl_key_file or None)
+        return context
 
     def ping(self, timeout_s: float = 2.0) -> bool:
         """Whether a node answers a query now; opens and closes its own short-lived connection."""
@@ -229,13 +247,17 @@ class CassandraCluster(BaseModel):
 
 
 def cassandra_cluster(settings: Settings, **overrides: Any) -> CassandraCluster:
-    """The cluster the settings name (``overrides``: e.g. shorter timeouts); the password comes from
-    ``PRICEPIPE_CASSANDRA_PASSWORD``."""
+    """The cluster the settings name, with their credentials and TLS files (``overrides``: e.g.
+    shorter timeouts)."""
     return CassandraCluster(hosts=list(settings.cassandra_hosts), port=settings.cassandra_port,
                             keyspace=settings.keyspace, replication=settings.cassandra_replication,
                             consistency=settings.cassandra_consistency,
                             local_dc=settings.cassandra_local_dc, username=settings.cassandra_username,
-                            password=os.environ.get("PRICEPIPE_CASSANDRA_PASSWORD", ""), hot_days=settings.hot_days,
+                            password=settings.cassandra_password, tls=settings.cassandra_tls,
+                            ssl_ca_file=path_text(settings.cassandra_ssl_ca_file),
+                            ssl_cert_file=path_text(settings.cassandra_ssl_cert_file),
+                            ssl_key_file=path_text(settings.cassandra_ssl_key_file),
+                            ssl_check_hostname=settings.cassandra_ssl_check_hostname, hot_days=settings.hot_days,
                             hot_days_aggregates=settings.hot_days_aggregates, **overrides)
 
 

@@ -6,6 +6,8 @@ from confluent_kafka import TopicPartition
 from confluent_kafka.admin import ConfigResource
 
 from pricepipe_assets.defs.resources import KafkaResource
+from pricepipe_assets.kafka.client import kafka_cluster
+from pricepipe_assets.settings import Settings
 
 
 def test_ensure_topics_creates_with_partitions_and_retention_once(kafka: KafkaResource, unique: str) -> None:
@@ -49,3 +51,21 @@ def test_produce_consume_round_trip_keeps_keys_and_values(kafka: KafkaResource, 
     for key, _, partition, _ in received:
         partitions_by_key.setdefault(key, set()).add(partition)
     assert all(len(p) == 1 for p in partitions_by_key.values()), "one key must map to one partition"
+
+
+def test_settings_tls_files_and_credentials_reach_every_client() -> None:
+    settings = Settings.from_env({"PRICEPIPE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "PRICEPIPE_KAFKA_SASL_MECHANISM":
+                                  "SCRAM-SHA-512", "PRICEPIPE_KAFKA_USERNAME": "feed", "PRICEPIPE_KAFKA_PASSWORD": "pw",
+                                  "PRICEPIPE_KAFKA_SSL_CA_FILE": "/certs/ca.pem",
+                                  "PRICEPIPE_KAFKA_SSL_CHECK_HOSTNAME": "false"})
+    config = kafka_cluster(settings).client_config()
+    assert config["sasl.password"] == "pw" and config["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert config["ssl.ca.location"] == "/certs/ca.pem"
+    assert config["ssl.endpoint.identification.algorithm"] == "none"
+    assert "ssl.certificate.location" not in config
+
+
+def test_a_plaintext_cluster_gets_no_tls_settings() -> None:
+    config = kafka_cluster(Settings.from_env({})).client_config()
+    assert config["security.protocol"] == "PLAINTEXT"
+    assert not any(key.startswith(("ssl.", "sasl.")) for key in config)

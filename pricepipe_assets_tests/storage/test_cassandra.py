@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
+import ssl
 
 import pytest
 
 from pricepipe_assets.defs.resources import CassandraResource
 from pricepipe_assets.defs.resources.cassandra import BATCH_ROWS, CassandraUnavailable
+from pricepipe_assets.settings import Settings
+from pricepipe_assets.storage.cassandra import cassandra_cluster
 from pricepipe_assets.storage.cassandra_schema import MIGRATIONS
 
 
@@ -88,3 +91,11 @@ def test_write_all_stores_every_row_of_big_and_single_row_partitions(cassandra: 
     assert sorted((int(r.trade_id), r.size) for r in stored) == [(int(r[3]), r[6]) for r in big]
     for symbol, *_ in alone:
         assert [r.size for r in cassandra.session().execute(select, (symbol, day))] == [2.0]
+
+
+def test_tls_settings_give_a_verifying_context_and_none_without_tls() -> None:
+    assert cassandra_cluster(Settings.from_env({}))._ssl_context() is None
+    context = cassandra_cluster(Settings.from_env({"PRICEPIPE_CASSANDRA_TLS": "true"}))._ssl_context()
+    assert context.verify_mode == ssl.CERT_REQUIRED and context.check_hostname
+    unchecked = Settings.from_env({"PRICEPIPE_CASSANDRA_TLS": "true", "PRICEPIPE_CASSANDRA_SSL_CHECK_HOSTNAME": "no"})
+    assert not cassandra_cluster(unchecked)._ssl_context().check_hostname
