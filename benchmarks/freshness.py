@@ -63,8 +63,9 @@ from benchmarks.sse_freshness import StreamClient, running_api, stream_delays
 from benchmarks.stream_bench import remove_groups, row_sink, serve_stage
 from pricepipe_assets.contract.records import Candle
 from pricepipe_assets.contract.topics import CANDLES_1M
+from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.binance.dumps import Dataset
-from pricepipe_assets.storage.cassandra import CassandraCluster
+from pricepipe_assets.storage.cassandra import cassandra_cluster
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 from pricepipe_assets.storage.live_tables import UPSERT_VENUE_CANDLE
 from pricepipe_assets.stream.stages import STAGES
@@ -105,7 +106,7 @@ def serve_quix(bootstrap: str, topic: str, keyspace: str, group: str) -> None:
     """The Quix side's process: until SIGTERM, which `Application.run` handles itself."""
     from quixstreams import Application
 
-    sink = row_sink(CassandraCluster(keyspace=keyspace), UPSERT_VENUE_CANDLE, quix_row)
+    sink = row_sink(cassandra_cluster(Settings.from_env(), keyspace=keyspace), UPSERT_VENUE_CANDLE, quix_row)
     with tempfile.TemporaryDirectory(prefix="pricepipe-quix-") as state:
         app = Application(broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest",
                           commit_interval=0.25, state_dir=state, loglevel="WARNING")

@@ -67,7 +67,7 @@ from benchmarks.soak import (
 from pricepipe_assets.contract.records import CANDLE_TOPICS, Candle, RecordError, decode
 from pricepipe_assets.contract.topics import CANDLES_1M
 from pricepipe_assets.kafka.batches import committed_and_watermarks, lag, partitions_of
-from pricepipe_assets.kafka.client import KafkaCluster
+from pricepipe_assets.kafka.client import KafkaCluster, kafka_cluster
 from pricepipe_assets.settings import Settings
 
 SYMBOL = "BTCUSDT"
@@ -283,7 +283,7 @@ def main() -> int:
     daily_history = SHARED / "daily_candles"
     if daily_history.is_dir():
         env.setdefault("PRICEPIPE_DAILY_HISTORY_DIR", str(daily_history))
-    kafka = KafkaCluster(topic_prefix=env["PRICEPIPE_TOPIC_PREFIX"])
+    kafka = kafka_cluster(Settings.from_env(env))
     api = Api(f"http://127.0.0.1:{env['PRICEPIPE_API_PORT']}")
     samples: list[Sample] = []
     runs: list[Run] = []

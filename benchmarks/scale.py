@@ -79,7 +79,7 @@ from pricepipe_assets.contract.records import INTERVAL_MS, Trade
 from pricepipe_assets.contract.topics import TRADES
 from pricepipe_assets.defs.resources import KafkaResource
 from pricepipe_assets.settings import Settings
-from pricepipe_assets.storage.cassandra import CassandraCluster
+from pricepipe_assets.storage.cassandra import cassandra_cluster
 from pricepipe_assets.storage.live_tables import UPSERT_MINUTE
 from pricepipe_assets.stream.stages import STAGES
 
@@ -324,7 +324,7 @@ def serve_quix(bootstrap: str, topic: str, keyspace: str, group: str, state: str
     outlives a restart, as a deployed app's volume does, so a restart does not replay the changelog."""
     from quixstreams import Application
 
-    sink = row_sink(CassandraCluster(keyspace=keyspace), UPSERT_MINUTE, minute_row,
+    sink = row_sink(cassandra_cluster(Settings.from_env(), keyspace=keyspace), UPSERT_MINUTE, minute_row,
                     key=lambda item: (item.key, item.value["start"]))
     app = Application(broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest",
                       commit_interval=0.25, state_dir=state, loglevel="WARNING")

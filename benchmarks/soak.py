@@ -48,9 +48,9 @@ from infra.local import launcher
 from pricepipe_assets.contract.topics import CANDLES_1M, TRADES
 from pricepipe_assets.defs.jobs import TOPIC_CONSUMERS
 from pricepipe_assets.kafka.batches import committed_and_watermarks, lag
-from pricepipe_assets.kafka.client import KafkaCluster
+from pricepipe_assets.kafka.client import KafkaCluster, kafka_cluster
 from pricepipe_assets.settings import Settings
-from pricepipe_assets.storage.cassandra import CassandraCluster
+from pricepipe_assets.storage.cassandra import cassandra_cluster
 from pricepipe_assets.stream.stages import stage_topics
 
 REPO = Path(__file__).resolve().parents[1]
@@ -113,12 +113,12 @@ def stop_platform(run: subprocess.Popen[bytes]) -> None:
 
 def remove_platform_data(env: dict[str, str], work: Path) -> None:
     """Drop what the platform wrote outside ``work``'s logs: its keyspace, topics, consumer groups and lake."""
-    cassandra = CassandraCluster(keyspace=env["PRICEPIPE_KEYSPACE"])
+    cassandra = cassandra_cluster(Settings.from_env(env))
     try:
         cassandra.session().execute(f"DROP KEYSPACE IF EXISTS {env['PRICEPIPE_KEYSPACE']}")
     finally:
         cassandra.close()
-    kafka = KafkaCluster(topic_prefix=env["PRICEPIPE_TOPIC_PREFIX"])
+    kafka = kafka_cluster(Settings.from_env(env))
     admin = kafka.admin()
     groups = [g.group_id for g in admin.list_consumer_groups(request_timeout=10).result().valid
               if g.group_id.startswith(kafka.topic_prefix)]
@@ -280,7 +280,7 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="pricepipe-soak-"))
     env = {**isolated_env(work, "soak"), "PRICEPIPE_REPLAY_HISTORY_DAYS": "0",
            "PRICEPIPE_REPLAY_SPEED": f"{args.speed:g}", "PRICEPIPE_SYMBOLS": "BTCUSDT,ETHUSDT"}
-    kafka = KafkaCluster(topic_prefix=env["PRICEPIPE_TOPIC_PREFIX"])
+    kafka = kafka_cluster(Settings.from_env(env))
     api = f"http://127.0.0.1:{env['PRICEPIPE_API_PORT']}"
     run = start_platform(env, work)
     samples: list[dict[str, Any]] = []

@@ -4,6 +4,9 @@ credentials reach Dagster as the names of their variables, never as their values
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import dagster as dg
@@ -50,3 +53,27 @@ def test_credentials_reach_dagster_resources_as_variable_names_only(monkeypatch:
     for name in ("kafka", "cassandra"):
         assert isinstance(resources[name].password, dg.EnvVar)
         assert SECRET not in repr(resources[name])
+
+
+SNAPSHOT = """
+from dagster._core.remote_representation.external_data import RepositorySnap
+from dagster._serdes import serialize_value
+from pricepipe_assets.definitions import defs
+print(serialize_value(RepositorySnap.from_def(defs.get_repository_def())))
+"""
+
+
+def test_no_secret_reaches_what_the_dagster_ui_is_sent(tmp_path: Path) -> None:
+    """The code location's whole snapshot (assets' metadata and tags, jobs, sensors, schedules,
+    resources' config), as the webserver receives it, holds none of the secrets' values."""
+    secrets = {"PRICEPIPE_KAFKA_PASSWORD": SECRET + "-kafka", "PRICEPIPE_CASSANDRA_PASSWORD": SECRET + "-cassandra",
+               "PRICEPIPE_API_KEY": SECRET + "-api",
+               "PRICEPIPE_DAGSTER_POSTGRES_URL": f"postgresql://dagster:{SECRET}-pg@127.0.0.1:5432/dagster"}
+    env = {**os.environ, **secrets, "DAGSTER_HOME": str(tmp_path), "PRICEPIPE_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+           "PRICEPIPE_KAFKA_USERNAME": "pricepipe", "PRICEPIPE_CASSANDRA_USERNAME": "pricepipe",
+           "PRICEPIPE_CASSANDRA_TLS": "true"}
+    result = subprocess.run([sys.executable, "-c", SNAPSHOT], cwd=REPO, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "PRICEPIPE_KAFKA_PASSWORD" in result.stdout  # the resources name the variable
+    assert SECRET not in result.stdout + result.stderr
