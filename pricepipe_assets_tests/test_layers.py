@@ -20,8 +20,8 @@ PACKAGE = "pricepipe_assets"
 
 # The layer of each top-level part, lowest first; a module may import its own part and lower layers.
 LAYERS: dict[str, int] = {
-    "settings": 0,
-    "contract": 1,
+    "setting_values": 0,
+    "settings": 1, "contract": 1,
     "kafka": 2, "storage": 2,
     "sources": 3, "transforms": 3, "forecasting": 3,
     "stream": 4,

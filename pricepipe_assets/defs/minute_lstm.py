@@ -24,6 +24,7 @@ from pricepipe_assets.defs.ml import (
     _baseline_spec,
     _evaluation_metadata,
     _features_frame,
+    _load_model,
     _symbols_in,
 )
 from pricepipe_assets.defs.resources.lake import LakeResource
@@ -52,7 +53,7 @@ class MinuteLstmConfig(dg.Config):
     "loads the newest version's weights and learns only the minutes since, a day at a time, forecasting each day "
     "before fitting on it, for a bounded number of epochs and seconds. Scored on those out-of-sample minutes against "
     "the naive forecast and an SGD minute model learning the same minutes (MAE, RMSE, MAPE, directional accuracy, "
-    "90 % split-conformal interval coverage and width). Saved as `models/minute_lstm_model/symbol=.../<version>.pkl`.",
+    "90 % split-conformal interval coverage and width). Saved as `models/minute_lstm_model/symbol=.../<version>.skops`.",
 )
 def minute_lstm_model(context: AssetExecutionContext, config: MinuteLstmConfig, lake: LakeResource,
                       model_rules: ModelRulesResource) -> dg.MaterializeResult:
@@ -64,9 +65,10 @@ def minute_lstm_model(context: AssetExecutionContext, config: MinuteLstmConfig, 
     margin = model_rules.baseline_margin
     metadata: dict[str, Any] = {}
     ratios: dict[str, float] = {}
+    refused: dict[str, str] = {}
     for symbol in _symbols_in(lake, MINUTE_FEATURES_DATASET):
         features = _features_frame(lake, MINUTE_FEATURES_DATASET, symbol)
-        previous = model_store.load_latest(lake, MINUTE_LSTM_MODEL, symbol)
+        previous = _load_model(context, lake, MINUTE_LSTM_MODEL, symbol, refused).stored
         if previous is not None:
             model, companion, warmup = previous.model, previous.extra[SGD_COMPANION], 0
             features = features[features["open_time"] > model.trained_to]
@@ -99,5 +101,6 @@ def minute_lstm_model(context: AssetExecutionContext, config: MinuteLstmConfig, 
                          f"{symbol}/trained_to": utc_iso(model.trained_to)})
         context.log.info(f"{symbol}: learned {learnable} minutes, MAE ratio to naive {evaluation.mae_ratio:.4f} "
                          f"(SGD on the same minutes {against.mae_ratio:.4f})")
-    return dg.MaterializeResult(metadata={**metadata, "params": dg.MetadataValue.json(LstmMinuteModel().params)},
+    return dg.MaterializeResult(metadata={**metadata, "params": dg.MetadataValue.json(LstmMinuteModel().params),
+                                          "refused_files": dg.MetadataValue.json(refused)},
                                 check_results=[_baseline_check(MINUTE_LSTM_MODEL, ratios, margin)])

@@ -13,11 +13,10 @@ from dagster import AssetExecutionContext
 
 from pricepipe_assets.contract.records import INTERVAL_MS
 from pricepipe_assets.contract.utc import utc_iso
-from pricepipe_assets.defs.ml import MINUTE_LSTM_MODEL, MINUTE_MODEL, NAIVE, _publish
+from pricepipe_assets.defs.ml import MINUTE_LSTM_MODEL, MINUTE_MODEL, NAIVE, _load_model, _publish
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.defs.resources.lake import LakeResource
-from pricepipe_assets.storage import model_store
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
 
 SELECT_RECENT_CANDLES = """
@@ -71,11 +70,13 @@ def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassa
                        kafka: KafkaResource) -> dg.MaterializeResult:
     published, scores = [], []
     skipped: dict[str, str] = {}
+    refused: dict[str, str] = {}
     for symbol, newest_ms in sorted(_newest_candles(context).items()):
-        models = [m for m in (model_store.load_latest(lake, name, symbol) for name in (MINUTE_MODEL, MINUTE_LSTM_MODEL))
-                  if m is not None]
+        latest = [_load_model(context, lake, name, symbol, refused) for name in (MINUTE_MODEL, MINUTE_LSTM_MODEL)]
+        models = [m.stored for m in latest if m.stored is not None]
         if not models:
-            skipped[symbol] = "no minute model trained yet"
+            skipped[symbol] = ("no minute model loaded: its files were refused (see refused_files)"
+                               if any(m.refused for m in latest) else "no minute model trained yet")
             continue
         # Imported once a model exists: pandas and scikit-learn would add a second to every candles
         # run of a platform that has not trained one, and the next run waits for this one to end.
@@ -100,4 +101,5 @@ def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassa
     cassandra.write_all(UPSERT_MODEL_SCORE, scores)  # what `/predictions` picks its default model by
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(published), "skipped": dg.MetadataValue.json(skipped),
+        "refused_files": dg.MetadataValue.json(refused),
         "targets": dg.MetadataValue.json({p.symbol: utc_iso(p.target_time) for p in published})})

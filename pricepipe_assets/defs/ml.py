@@ -50,6 +50,18 @@ def _symbols_in(lake: LakeResource, dataset: str) -> list[str]:
     return [name.removeprefix("symbol=") for name in lake.list_folders(dataset) if name.startswith("symbol=")]
 
 
+def _load_model(context: AssetExecutionContext, lake: LakeResource, name: str, symbol: str,
+                refused: dict[str, str]) -> model_store.Latest:
+    """The newest model version that loads safely. Each newer file refused (a pickle of an earlier
+    pricepipe, a tampered or planted file) is logged as a warning and added to ``refused`` for the
+    asset's metadata, so serving an older version or the baseline is never a silent fallback."""
+    latest = model_store.load_latest(lake, name, symbol)
+    for path, reason in latest.refused.items():
+        context.log.warning(f"{symbol}: model file {path} refused, {reason}")
+    refused.update(latest.refused)
+    return latest
+
+
 def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     """Model and baseline side by side, as markdown for the UI."""
     names = list(next(iter(metrics.values())))
@@ -161,7 +173,7 @@ class MinuteModelConfig(dg.Config):
     description="Next-minute model per symbol (`SGDRegressor` learning with `partial_fit`): each run loads the newest "
     "version and learns only the minutes since, forecasting each before learning it (prequential), so its "
     "metrics — MAE, RMSE, MAPE, directional accuracy and 90 % interval coverage beside the naive forecast's — are "
-    "out of sample. Saved as `models/minute_model/symbol=.../<version>.pkl`.",
+    "out of sample. Saved as `models/minute_model/symbol=.../<version>.skops`.",
 )
 def minute_model(context: AssetExecutionContext, config: MinuteModelConfig, lake: LakeResource,
                  model_rules: ModelRulesResource) -> dg.MaterializeResult:
@@ -172,12 +184,10 @@ def minute_model(context: AssetExecutionContext, config: MinuteModelConfig, lake
     margin = model_rules.baseline_margin
     metadata: dict[str, Any] = {}
     ratios: dict[str, float] = {}
+    refused: dict[str, str] = {}
     for symbol in _symbols_in(lake, MINUTE_FEATURES_DATASET):
         features = _features_frame(lake, MINUTE_FEATURES_DATASET, symbol)
-        previous = model_store.load_latest(lake, MINUTE_MODEL, symbol)
-        if previous is not None and not hasattr(previous.model, "scores"):
-            context.log.info(f"{symbol}: version {previous.version} keeps unscaled residuals; learning from scratch")
-            previous = None
+        previous = _load_model(context, lake, MINUTE_MODEL, symbol, refused).stored
         model, warmup = (previous.model, 0) if previous else (MinuteModel(), config.warmup_minutes)
         if previous is not None:
             features = features[features["open_time"] > model.trained_to]
@@ -197,7 +207,8 @@ def minute_model(context: AssetExecutionContext, config: MinuteModelConfig, lake
                          f"{symbol}/minutes_learned": model.n_learned,
                          f"{symbol}/trained_to": utc_iso(model.trained_to)})
         context.log.info(f"{symbol}: learned {learnable} minutes, MAE ratio to naive {evaluation.mae_ratio:.4f}")
-    return dg.MaterializeResult(metadata={**metadata, "params": dg.MetadataValue.json(MinuteModel().params)},
+    return dg.MaterializeResult(metadata={**metadata, "params": dg.MetadataValue.json(MinuteModel().params),
+                                          "refused_files": dg.MetadataValue.json(refused)},
                                 check_results=[_baseline_check("minute_model", ratios, margin)])
 
 
@@ -217,7 +228,7 @@ class DailyModelConfig(dg.Config):
     "expanding windows against the naive forecast on the same origins (MAE, RMSE, MAPE, directional accuracy, "
     "interval coverage, interval score), then refitted on all history. The served forecast is the model's move "
     "weighted by what its walk-forward record earned over the naive one (0: the naive forecast), with intervals from "
-    "every earlier 15-day move scaled by the current volatility. Saved as `models/daily_model/symbol=.../<version>.pkl`.",
+    "every earlier 15-day move scaled by the current volatility. Saved as `models/daily_model/symbol=.../<version>.skops`.",
 )
 def daily_model(context: AssetExecutionContext, config: DailyModelConfig, lake: LakeResource,
                 model_rules: ModelRulesResource) -> dg.MaterializeResult:
@@ -288,8 +299,10 @@ def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: Ka
 
     published = []
     metadata: dict[str, Any] = {}
+    refused: dict[str, str] = {}
     for symbol, candles in _closed_daily_candles(lake).groupby("symbol"):
-        stored = model_store.load_latest(lake, DAILY_MODEL, symbol)
+        latest = _load_model(context, lake, DAILY_MODEL, symbol, refused)
+        stored = latest.stored
         last = candles.iloc[-1]
         if stored is not None and not stored.serve_baseline:
             name, version, reason = stored.model.name, stored.version, None
@@ -302,6 +315,8 @@ def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: Ka
                 continue
             name, version = NAIVE, stored.version if stored is not None else "history"
             reason = (_lost_reason(stored) if stored is not None else
+                      f"no daily model loaded: {len(latest.refused)} model file(s) refused as unsafe or unreadable"
+                      if latest.refused else
                       f"no daily model yet: {len(candles)} closed days of history, and it trains from "
                       f"{model_rules.daily_min_train_days} days before its first walk-forward origin")
             forecast = naive_forecast(last, "1d", widths)
@@ -313,7 +328,8 @@ def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: Ka
         metadata[f"{symbol}/interval_method"] = INTERVAL_METHODS[name]
     _publish(kafka, published)
     return dg.MaterializeResult(metadata={**metadata, "dagster/row_count": len(published),
-                                          "topic": kafka.topic("predictions")})
+                                          "topic": kafka.topic("predictions"),
+                                          "refused_files": dg.MetadataValue.json(refused)})
 
 
 def _lost_reason(stored: model_store.StoredModel) -> str:

@@ -17,9 +17,9 @@ would cost about 2.5 s of the run (docs/forecasting.md); Keras is imported only 
 Training is bounded and reproducible: each block of new minutes is learned for at most
 ``epochs`` passes, the whole call stops fitting after ``max_train_seconds``, and the seed is set
 before the network is built and before each fit. A new version starts from the previous
-version's weights (warm start), so a run learns only the minutes since. The network is pickled
-as its weights (numpy arrays), not as a Keras object, so a stored model loads anywhere this
-module imports.
+version's weights (warm start), so a run learns only the minutes since. The network is stored
+as its weights (numpy arrays), not as a Keras object, and rebuilt by :meth:`LstmMinuteModel._network`,
+so a stored model loads without Keras and its file cannot carry code (``model_store``).
 """
 
 from __future__ import annotations
@@ -107,7 +107,8 @@ class LstmMinuteModel(MinuteIntervals):
         self._net: Any = None
 
     def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
+        """The network as its weights: a stored model file holds arrays, not Keras objects."""
+        state = super().__getstate__()
         if self._net is not None:
             state["weights"] = [np.asarray(w) for w in self._net.get_weights()]
         state["_net"] = None

@@ -2,8 +2,9 @@
 
 Models take the pandas frames of :mod:`pricepipe_assets.forecasting.features` for one symbol,
 predict log returns and answer in prices. They hold only scikit-learn estimators, numpy arrays
-and plain values, so a fitted model pickles (``joblib.dump``) into a versioned file, and each
-exposes ``name`` and ``params`` (its constructor arguments) for the model's metadata.
+and plain values, so a fitted model is stored as a versioned file that loads without running
+code (:mod:`pricepipe_assets.storage.model_store`), and each exposes ``name`` and ``params``
+(its constructor arguments) for the model's metadata.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pandas as pd
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import SGDRegressor
 from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeRegressor
 
 from pricepipe_assets.contract.records import INTERVAL_MS
 from pricepipe_assets.forecasting.feature_names import DAILY_FEATURES, DAILY_TARGETS, MINUTE_FEATURES
@@ -25,6 +27,7 @@ from pricepipe_assets.forecasting.volatility import DAILY_METHOD, MINUTE_METHOD,
 if TYPE_CHECKING:
     from pricepipe_assets.forecasting.walk_forward import Evaluation
 
+TREE_LEAF = -1  # scikit-learn's child index of a leaf
 # ``step`` counts intervals ahead (1 for the minute model, 1..15 for the daily one); the
 # ``horizon`` of a :class:`~pricepipe_assets.contract.records.Prediction` is the model's ``interval``.
 FORECAST_COLUMNS = ["step", "target_time", "predicted", "lower", "upper"]
@@ -87,7 +90,17 @@ class MinuteIntervals:
     interval = "1m"
     interval_method = MINUTE_METHOD
     level: float
+    calibration_window: int
     scores: deque[float]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The residual window as an array: a stored model file holds arrays and plain values, not deques."""
+        return {**self.__dict__, "scores": np.fromiter(self.scores, dtype=float)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """The residual window back as a deque of ``calibration_window`` residuals at most, so learning goes on."""
+        self.__dict__.update(state)
+        self.scores = deque(np.asarray(state["scores"], dtype=float).tolist(), maxlen=self.calibration_window)
 
     def half_width(self, scale: float) -> float:
         """Conformal half-width (log return) at ``level`` for a minute of volatility ``scale``."""
@@ -207,6 +220,29 @@ class MinuteModel(MinuteIntervals):
         return self.next_minute(features, self.predict_return(features.iloc[[-1]]))
 
 
+def check_forest(forest: Any, n_features: int) -> None:
+    """Refuse a forest whose trees could make ``predict`` read outside their memory or never end.
+
+    scikit-learn follows a tree's stored child and feature indices without bounds checks, and a
+    model file loader can check that a tree is a tree but not that its nodes are sound (which is
+    why skops does not trust trees by default), so a tampered file could crash or hang a run
+    instead of being refused. A tree scikit-learn built passes: its nodes are numbered depth
+    first, so every child comes after its parent, and each split reads one of ``n_features`` columns.
+    """
+    estimators = getattr(forest, "estimators_", [])
+    if type(forest) is not RandomForestRegressor or any(type(e) is not DecisionTreeRegressor for e in estimators):
+        raise ValueError("the forest is not a RandomForestRegressor of DecisionTreeRegressors")
+    for index, tree in enumerate(estimator.tree_ for estimator in estimators):
+        if not 0 < tree.node_count <= tree.capacity:
+            raise ValueError(f"tree {index} counts {tree.node_count} nodes in room for {tree.capacity}")
+        split = np.flatnonzero(tree.children_left != TREE_LEAF)
+        children = np.concatenate([tree.children_left[split], tree.children_right[split]])
+        features = tree.feature[split]
+        if (np.any(children <= np.tile(split, 2)) or np.any(children >= tree.node_count)
+                or np.any((features < 0) | (features >= n_features))):
+            raise ValueError(f"tree {index} has a split pointing outside its nodes or the {n_features} features")
+
+
 class DailyModel:
     """Log returns 1 to ``HORIZON_DAYS`` days ahead from :data:`DAILY_FEATURES`, all at once.
 
@@ -242,6 +278,11 @@ class DailyModel:
         self.n_train = 0
         self.trained_from: int | None = None
         self.trained_to: int | None = None
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A stored model's trees are checked as it loads, so a tampered file is refused, not predicted with."""
+        check_forest(state["forest"], len(DAILY_FEATURES))
+        self.__dict__.update(state)
 
     def fit(self, features: pd.DataFrame) -> DailyModel:
         """Fit on the rows whose 15 targets are all known (the newest 15 days are not yet)."""

@@ -51,7 +51,8 @@ def test_the_lstm_learns_only_new_minutes_is_checked_against_naive_and_sgd_and_p
     assert metadata["BTCUSDT/plot"].value.startswith("![")
     check = next(c for c in second.get_asset_check_evaluations() if c.asset_key == dg.AssetKey(MINUTE_LSTM_MODEL))
     assert check.check_name == "not_worse_than_baseline"
-    stored = model_store.load_latest(local_lake, MINUTE_LSTM_MODEL, "BTCUSDT")
+    assert metadata["refused_files"].value == {}  # the first run's version loaded, so the second warm-started
+    stored = model_store.load_latest(local_lake, MINUTE_LSTM_MODEL, "BTCUSDT").stored
     assert stored is not None and set(stored.metrics) == {"model", "naive", "sgd_minute"}
 
     publish_candles(kafka, shared_data, tmp_path, day=dt.date(2024, 1, 3))
@@ -59,7 +60,7 @@ def test_the_lstm_learns_only_new_minutes_is_checked_against_naive_and_sgd_and_p
     made = candle_run.asset_materializations_for_node("minute_predictions")[0].metadata
     assert made["dagster/row_count"].value == 2  # the SGD model's and the LSTM's (or naive for a failed check)
     assert made["targets"].value == {"BTCUSDT": "2024-01-04T00:00:00+00:00"}
-    assert made["skipped"].value == {}
+    assert made["skipped"].value == {} and made["refused_files"].value == {}
     forecast = stored.model.forecast(_tail(local_lake))
     assert forecast["predicted"].iloc[0] == pytest.approx(candles[-1].close, rel=0.01)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def test_the_daily_model_publishes_a_15_day_forecast_with_ordered_bounds_that_re
     last_day = pd.Timestamp(history["open_time"][-1].as_py(), unit="ms")
     assert [row.target_time for row in rows] == [last_day + pd.Timedelta(days=d) for d in range(1, 16)]
     assert all(row.lower <= row.predicted <= row.upper for row in rows)
-    stored = model_store.load_latest(local_lake, DAILY_MODEL, "BTCUSDT")
+    stored = model_store.load_latest(local_lake, DAILY_MODEL, "BTCUSDT").stored
     assert stored is not None and {row.model for row in rows} == {"naive" if stored.serve_baseline else "rf_daily"}
 
 
@@ -90,7 +91,7 @@ def test_a_daily_model_worse_than_the_baseline_is_replaced_by_the_naive_forecast
     dg.materialize([daily_features, daily_model], resources=_resources(spark_config, local_lake),
                    run_config={"ops": {"daily_model": {"config": {"origins": 10, "step_days": 30}}}},
                    instance=dg.DagsterInstance.ephemeral())
-    stored = model_store.load_latest(local_lake, DAILY_MODEL, "BTCUSDT")
+    stored = model_store.load_latest(local_lake, DAILY_MODEL, "BTCUSDT").stored
     assert stored is not None
     model_store.save(local_lake, dataclasses.replace(stored, version=model_store.new_version(
         dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1)), serve_baseline=True))
@@ -105,6 +106,45 @@ def test_a_daily_model_worse_than_the_baseline_is_replaced_by_the_naive_forecast
     rows = _forecast_rows(cassandra)
     assert len(rows) == 15 and {row.model for row in rows} == {"naive"} and {row.reason for row in rows} == {reason}
     assert {row.predicted for row in rows} == {_daily_history(shared_data)["close"][-1].as_py()}
+
+
+class _Planted:
+    """A file planted in the lake: unpickled, it would create ``marker``."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return Path.touch, (self.marker,)
+
+
+@pytest.mark.parametrize("good_version", [True, False], ids=["after_a_good_version", "alone"])
+def test_a_planted_pickle_as_the_newest_daily_model_is_never_run_and_the_forecast_says_it_was_refused(
+        kafka: KafkaResource, local_lake: LakeResource, shared_data: Path, tmp_path: Path, good_version: bool) -> None:
+    from pricepipe_assets.forecasting.models import DailyModel
+
+    local_lake.write_dataset(_daily_history(shared_data), CURATED_CANDLES, ["interval", "symbol"], "history")
+    good, newer = (model_store.new_version(dt.datetime(2026, 1, 6, tzinfo=dt.UTC) + dt.timedelta(hours=h))
+                   for h in (0, 1))
+    if good_version:
+        model_store.save(local_lake, model_store.StoredModel(
+            DAILY_MODEL, "BTCUSDT", good, DailyModel(), {"model": {"mae": 2.0}, "naive": {"mae": 1.0}}, True,
+            {"naive_half_widths": [0.05 * (d + 1) ** 0.5 for d in range(15)], "origins": 10}))
+    planted = f"models/{DAILY_MODEL}/symbol=BTCUSDT/{newer}.pkl"
+    local_lake.write_bytes(pickle.dumps(_Planted(tmp_path / "pwned")), planted)
+
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize([daily_forecast], resources=_resources({}, local_lake, kafka), instance=instance)
+
+    assert not (tmp_path / "pwned").exists()
+    metadata = result.asset_materializations_for_node("daily_forecast")[0].metadata
+    assert metadata["refused_files"].value == {planted: model_store.PICKLE_REFUSED}
+    assert metadata["dagster/row_count"].value == 15
+    assert metadata["BTCUSDT/served_by"].value == (
+        f"naive (version {good}): rf_daily MAE 2.00 × naive over 10 walk-forward origins" if good_version else
+        "naive (version history): no daily model loaded: 1 model file(s) refused as unsafe or unreadable")
+    logged = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert f"BTCUSDT: model file {planted} refused, {model_store.PICKLE_REFUSED}" in logged
 
 
 def test_the_minute_model_learns_only_new_minutes_and_its_predictions_follow_the_candles_into_cassandra(

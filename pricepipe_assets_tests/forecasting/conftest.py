@@ -6,13 +6,16 @@ feature tests compare Spark's output with a computation that shares no code with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import pytest
 
+from pricepipe_assets.defs.resources import LakeResource
 from pricepipe_assets.forecasting.features import daily_features, minute_features, to_pandas
+from pricepipe_assets.storage import model_store
 from pricepipe_assets_tests.support.kline_files import read_minutes
 
 MINUTE_DAYS = ("2024-01-01", "2024-01-02", "2024-01-03")
@@ -42,6 +45,20 @@ def btc_days(shared_data: Path) -> pd.DataFrame:
     candles.insert(0, "open_time", days.astype("int64") // 1_000_000)
     candles.insert(0, "symbol", "BTCUSDT")
     return candles
+
+
+@pytest.fixture()
+def through_the_store(local_lake: LakeResource) -> Callable[[Any], Any]:
+    """Saves a model as a training saves a version, and loads it back as the next run does."""
+
+    def round_trip(model: Any) -> Any:
+        model_store.save(local_lake, model_store.StoredModel(model.name, "BTCUSDT", model_store.new_version(), model,
+                                                             {}, False, {}))
+        latest = model_store.load_latest(local_lake, model.name, "BTCUSDT")
+        assert latest.stored is not None and latest.refused == {}
+        return latest.stored.model
+
+    return round_trip
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import base64
-import pickle
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -113,8 +114,9 @@ def test_every_weight_scale_and_band_at_an_origin_comes_from_data_before_it(dail
     assert honest.serving_weight == 1.0
 
 
-def test_forecast_is_fifteen_consecutive_days_with_ordered_intervals(daily_frame: pd.DataFrame, model: DailyModel,
-                                                                     evaluation: Evaluation) -> None:
+def test_forecast_is_fifteen_consecutive_days_with_ordered_intervals_and_survives_storing(
+        daily_frame: pd.DataFrame, model: DailyModel, evaluation: Evaluation,
+        through_the_store: Callable[[Any], Any]) -> None:
     forecast = model.forecast(daily_frame)
     last = int(daily_frame["open_time"].iloc[-1])
     assert forecast["step"].tolist() == list(range(1, 16))
@@ -125,7 +127,7 @@ def test_forecast_is_fifteen_consecutive_days_with_ordered_intervals(daily_frame
         Prediction(symbol="BTCUSDT", model=model.name, model_version="1", horizon=model.interval, made_at=last,
                    target_time=row.target_time, predicted=row.predicted, lower=row.lower, upper=row.upper).check()
     assert model.trained_to == daily_frame["open_time"].iloc[-16]  # the newest row with all 15 days known
-    restored = pickle.loads(pickle.dumps(model))
+    restored = through_the_store(model)
     pd.testing.assert_frame_equal(restored.forecast(daily_frame), forecast)
 
 

@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
-import pickle
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from pricepipe_assets.contract.records import Prediction
+from pricepipe_assets.defs.resources import LakeResource
 from pricepipe_assets.forecasting.feature_names import MINUTE_FEATURES
 from pricepipe_assets.forecasting.lstm import LstmMinuteModel, lstm_forward
 from pricepipe_assets.forecasting.models import MinuteModel
 from pricepipe_assets.forecasting.walk_forward import Evaluation, evaluate_minute
+from pricepipe_assets.storage import model_store
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +45,9 @@ def test_a_recurrent_network_is_scored_on_minutes_it_had_not_learned(
     assert frame["time"].tolist() == sgd.frame["time"].tolist()
 
 
-def test_the_forecast_fits_the_prediction_record_and_survives_pickling(
-        evaluated: tuple[LstmMinuteModel, Evaluation], minute_frame: pd.DataFrame) -> None:
+def test_the_forecast_fits_the_prediction_record_and_survives_storing(
+        evaluated: tuple[LstmMinuteModel, Evaluation], minute_frame: pd.DataFrame,
+        through_the_store: Callable[[Any], Any]) -> None:
     model, _ = evaluated
     forecast = model.forecast(minute_frame)
     row = forecast.iloc[0]
@@ -51,7 +55,7 @@ def test_the_forecast_fits_the_prediction_record_and_survives_pickling(
     Prediction(symbol="BTCUSDT", model=model.name, model_version="1", horizon=model.interval,
                made_at=int(row["target_time"]), target_time=int(row["target_time"]), predicted=float(row["predicted"]),
                lower=float(row["lower"]), upper=float(row["upper"])).check()
-    restored = pickle.loads(pickle.dumps(model))
+    restored = through_the_store(model)
     assert restored._net is None and restored.weights is not None
     pd.testing.assert_frame_equal(restored.forecast(minute_frame), forecast)
     with pytest.raises(ValueError, match="consecutive minutes"):
@@ -71,15 +75,17 @@ def test_the_numpy_forward_pass_gives_the_keras_networks_own_output(
 
 
 def test_serving_a_stored_model_imports_neither_keras_nor_jax(
-        evaluated: tuple[LstmMinuteModel, Evaluation], minute_frame: pd.DataFrame, tmp_path: Path) -> None:
+        evaluated: tuple[LstmMinuteModel, Evaluation], minute_frame: pd.DataFrame, local_lake: LakeResource,
+        tmp_path: Path) -> None:
     """Every candles run serves the newest LSTM from a fresh process: Keras and JAX would cost it seconds."""
     model, _ = evaluated
-    (tmp_path / "model.pkl").write_bytes(pickle.dumps(model))
-    minute_frame.iloc[-60:].to_pickle(tmp_path / "features.pkl")
+    model_store.save(local_lake, model_store.StoredModel("lstm", "BTCUSDT", "1", model, {}, False, {}))
+    minute_frame.iloc[-60:].to_parquet(tmp_path / "features.parquet")
     expected = model.forecast(minute_frame.iloc[-60:])
-    serve = ("import pickle, sys; import pandas as pd; "
-             f"model = pickle.loads(open({str(tmp_path / 'model.pkl')!r}, 'rb').read()); "
-             f"print(model.forecast(pd.read_pickle({str(tmp_path / 'features.pkl')!r}))['predicted'].iloc[0]); "
+    serve = ("import sys; import pandas as pd; from pricepipe_assets.storage import model_store; "
+             "from pricepipe_assets.storage.lake import Lake; "
+             f"model = model_store.load_latest(Lake(uri={local_lake.uri!r}), 'lstm', 'BTCUSDT').stored.model; "
+             f"print(model.forecast(pd.read_parquet({str(tmp_path / 'features.parquet')!r}))['predicted'].iloc[0]); "
              "print(sorted({'keras', 'jax'} & set(sys.modules)))")
     out = subprocess.run([sys.executable, "-c", serve], capture_output=True, text=True, check=True).stdout.split("\n")
     assert float(out[0]) == pytest.approx(float(expected["predicted"].iloc[0]), rel=1e-12)
@@ -98,11 +104,11 @@ def test_the_same_seed_trains_the_same_network(minute_frame: pd.DataFrame) -> No
 
 
 def test_a_new_version_starts_from_the_previous_weights_and_learns_only_later_minutes(
-        minute_frame: pd.DataFrame) -> None:
+        minute_frame: pd.DataFrame, through_the_store: Callable[[Any], Any]) -> None:
     old, new = minute_frame.iloc[:1500], minute_frame.iloc[1500:2200]
     previous = LstmMinuteModel(epochs=1)
     previous.learn(old, batch=750)
-    warm = pickle.loads(pickle.dumps(previous))
+    warm = through_the_store(previous)
     assert all(np.array_equal(a, b) for a, b in zip(warm._network().get_weights(), previous._network().get_weights(),
                                                      strict=True))
     predicted = warm.learn(new, batch=700)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import pickle
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -67,8 +68,9 @@ def test_extreme_inputs_are_clipped_to_a_sane_return(minute_frame: pd.DataFrame)
         assert limit < 0.01
 
 
-def test_forecast_of_the_next_minute_fits_the_prediction_record(evaluated: tuple[MinuteModel, Evaluation],
-                                                                minute_frame: pd.DataFrame) -> None:
+def test_forecast_of_the_next_minute_fits_the_prediction_record_and_survives_storing(
+        evaluated: tuple[MinuteModel, Evaluation], minute_frame: pd.DataFrame,
+        through_the_store: Callable[[Any], Any]) -> None:
     model, _ = evaluated
     forecast = model.forecast(minute_frame)
     assert forecast.to_dict("list")["step"] == [1]
@@ -77,7 +79,7 @@ def test_forecast_of_the_next_minute_fits_the_prediction_record(evaluated: tuple
     Prediction(symbol="BTCUSDT", model=model.name, model_version="1", horizon=model.interval,
                made_at=int(row["target_time"]), target_time=int(row["target_time"]), predicted=float(row["predicted"]),
                lower=float(row["lower"]), upper=float(row["upper"])).check()
-    restored = pickle.loads(pickle.dumps(model))
+    restored = through_the_store(model)
     pd.testing.assert_frame_equal(restored.forecast(minute_frame), forecast)
     assert restored.params == model.params and model.params["random_state"] == 0
 
