@@ -14,6 +14,7 @@ package, listens on the first address. Its state lives under ``<state dir>/clust
 from __future__ import annotations
 
 import socket
+from collections.abc import Sequence
 
 from infra.local import postgres, spark_standalone
 from infra.local.servers import InfraError, Layout, Process, Server
@@ -63,15 +64,15 @@ def layout(settings: Settings) -> Layout:
     return Layout(settings.state_dir / "cluster", settings.cache_dir)
 
 
-def check_addresses() -> None:
+def check_addresses(addresses: Sequence[str] = ADDRESSES) -> None:
     """Refuse to start when a node's address is not on this machine, with what to do about it."""
-    for address in ADDRESSES:
+    for address in addresses:
         with socket.socket() as sock:
             try:
                 sock.bind((address, 0))
             except OSError as error:
                 raise InfraError(
-                    f"the local cluster needs the loopback address {address}, but it cannot be bound ({error}). "
+                    f"the local servers need the loopback address {address}, but it cannot be bound ({error}). "
                     "Linux routes all of 127.0.0.0/8 to lo; elsewhere add it first "
                     f"(macOS: sudo ifconfig lo0 alias {address})."
                 ) from None

@@ -66,6 +66,14 @@ class Server:
     stop_signal: int = signal.SIGTERM
     # A system user it must run as when the launcher is root (PostgreSQL refuses root).
     run_as: str = ""
+    # Templates (under conf/) appended to its kind's configuration, e.g. a TLS listener's settings.
+    fragments: tuple[str, ...] = ()
+    # Arguments added to the kind's storage format command (templates too), e.g. Kafka's SCRAM users.
+    format_args: tuple[str, ...] = ()
+    # Template values that are credentials: kept out of the repr, so no log or traceback shows them.
+    secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # Its own readiness check, for a server that only answers clients with credentials.
+    ready: Callable[[Server], bool] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.kind:
@@ -99,7 +107,9 @@ HDFS = Server(
 SERVERS: dict[str, Server] = {server.name: server for server in (KAFKA, CASSANDRA, HDFS)}
 # What the templates hold for the single-node servers; a cluster node overrides some in Server.values.
 SINGLE_NODE_VALUES = {"HOST": HOST, "NODE_ID": "1", "VOTERS": f"1@{HOST}:9093", "REPLICAS": "1", "MIN_ISR": "1",
-                      "CLUSTER_NAME": "pricepipe-local", "SEEDS": f"{HOST}:7000", "JMX_PORT": "7199"}
+                      "CLUSTER_NAME": "pricepipe-local", "SEEDS": f"{HOST}:7000", "JMX_PORT": "7199",
+                      "LISTENER": "PLAINTEXT", "CONTROLLER_PROTOCOL": "PLAINTEXT",
+                      "AUTHENTICATOR": "AllowAllAuthenticator"}
 
 
 def resolve(names: Iterable[str], catalog: Mapping[str, Server] = SERVERS) -> list[Server]:
@@ -147,13 +157,18 @@ class Layout:
 
 def template_values(server: Server, layout: Layout) -> dict[str, str]:
     """The ``@NAME@`` values of ``server``'s templates."""
-    return {**SINGLE_NODE_VALUES, **dict(server.values), "DATA": str(layout.data(server))}
+    return {**SINGLE_NODE_VALUES, **dict(server.values), **dict(server.secrets), "DATA": str(layout.data(server))}
 
 
-def _render(template: Path, target: Path, values: Mapping[str, str]) -> None:
-    text = template.read_text()
+def _fill(text: str, values: Mapping[str, str]) -> str:
     for name, value in values.items():
         text = text.replace(f"@{name}@", value)
+    return text
+
+
+def _render(template: Path, target: Path, values: Mapping[str, str], fragments: Sequence[str] = ()) -> None:
+    """``template`` with its values, then each fragment's (paths under conf/) appended."""
+    text = "".join(_fill((CONF / part).read_text(), values) for part in (template.relative_to(CONF), *fragments))
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
 
@@ -247,18 +262,19 @@ def prepare(server: Server, layout: Layout, java: str, lib: Path) -> None:
     for folder in (data, conf, layout.logs(server)):
         folder.mkdir(parents=True, exist_ok=True)
     if server.kind == "kafka":
-        _render(CONF / "kafka" / "server.properties.in", conf / "server.properties", values)
+        _render(CONF / "kafka" / "server.properties.in", conf / "server.properties", values, server.fragments)
         if not (data / "log-dirs" / "meta.properties").exists():
             cluster_id = _kafka_cluster_id(layout)
             _run_once(server, layout, [java, "-Xmx256m", f"-Dlog4j2.configurationFile=file:{CONF / 'kafka' / 'log4j2.properties'}",
                                        "-cp", f"{lib}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id,
-                                       "-c", str(conf / "server.properties"), "--ignore-formatted"], "format")
+                                       "-c", str(conf / "server.properties"), "--ignore-formatted",
+                                       *(_fill(arg, values) for arg in server.format_args)], "format")
     elif server.kind == "postgres":
         postgres.prepare(server, layout, lib)
     elif server.kind == "spark":
         (data / "work").mkdir(exist_ok=True)
     elif server.kind == "cassandra":
-        _render(CONF / "cassandra" / "cassandra.yaml.in", conf / "cassandra.yaml", values)
+        _render(CONF / "cassandra" / "cassandra.yaml.in", conf / "cassandra.yaml", values, server.fragments)
         (data / "tmp").mkdir(exist_ok=True)
     else:
         _render(CONF / "hdfs" / "core-site.xml.in", conf / "core-site.xml", values)
@@ -342,7 +358,7 @@ def is_ready(server: Server) -> bool:
     if not all(port_in_use(port, server.host) for port in server.client_ports):
         return False
     try:
-        return READY[server.kind](server)
+        return (server.ready or READY[server.kind])(server)
     except Exception:  # noqa: BLE001 - any client error means "not ready yet"
         return False
 

@@ -12,10 +12,20 @@ from pricepipe_assets.settings import Settings, SettingsError
 
 
 def _infra(args: argparse.Namespace, settings: Settings) -> int:
-    from infra.local import cluster, launcher
+    from infra.local import cluster, launcher, secure
 
-    layout = cluster.layout(settings) if args.cluster else launcher.Layout(settings.state_dir, settings.cache_dir)
-    catalog = cluster.NODES if args.cluster else launcher.SERVERS
+    if args.cluster and args.secure:
+        raise ValueError("choose --cluster or --secure, not both")
+    if args.cluster:
+        layout, catalog = cluster.layout(settings), cluster.NODES
+    elif args.secure:
+        layout = secure.layout(settings)
+        if args.action == "up":
+            cluster.check_addresses([secure.HOST])
+            secure.prepare(layout)  # certificates and passwords first: the servers are configured with them
+        catalog = secure.catalog(layout)
+    else:
+        layout, catalog = launcher.Layout(settings.state_dir, settings.cache_dir), launcher.SERVERS
     names = args.servers or ["all"]
     if args.action == "up":
         if args.cluster:
@@ -25,6 +35,8 @@ def _infra(args: argparse.Namespace, settings: Settings) -> int:
             print("[infra] point pricepipe at the cluster with: "
                   + " ".join(f"{name}={value}" for name, value in cluster.environment().items()))
         return 0
+        if args.secure:
+            print(f"[infra] point pricepipe at the secure servers with: {secure.exports(layout)}")
     if args.action == "down":
         launcher.down(names, layout, catalog=catalog)
         return 0
@@ -143,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "127.0.0.11-13, a Spark master and worker (spark) and PostgreSQL for the Dagster instance "
                        "(postgres), state under <state dir>/cluster")
     infra.set_defaults(handler=_infra)
+    infra.add_argument("--secure", action="store_true",
+                       help="the secure servers instead: Kafka with SASL_SSL (SCRAM-SHA-512, PLAIN) and Cassandra "
+                       "with TLS and password logins on 127.0.0.21, from a private CA and passwords generated under "
+                       "<state dir>/secure")
 
     run = commands.add_parser("run", help="run the local platform (servers, Dagster, API) until Ctrl-C")
     run.set_defaults(handler=_run)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import re
+import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -12,6 +14,7 @@ from pricepipe_assets.settings import Settings, path_text
 
 if TYPE_CHECKING:
     from confluent_kafka import Consumer, Producer
+    from confluent_kafka import KafkaError as ClientError
     from confluent_kafka.admin import AdminClient
 
     from pricepipe_assets.kafka.publisher import Publisher
@@ -19,6 +22,17 @@ if TYPE_CHECKING:
 
 class KafkaError(RuntimeError):
     """Kafka refused an administrative request; the message names the topic and the broker's reason."""
+
+
+class KafkaUnavailable(KafkaError):
+    """No broker answered, or the brokers refused pricepipe's credentials or certificate; the message
+    names the bootstrap servers and the reason in one line."""
+
+
+# What librdkafka puts around a connection error's reason: "sasl_ssl://host:9092/bootstrap: " before,
+# "(after 348ms in state AUTH_REQ)" after.
+_TIMING = re.compile(r"\s*\(after \d+ms in state .*\)\s*$")
+_BROKER = re.compile(r"^\S+:\d+/\S+: ")
 
 
 class KafkaCluster(BaseModel):
@@ -118,6 +132,58 @@ class KafkaCluster(BaseModel):
 
         return AdminClient(self.client_config())
 
+    def check(self, timeout_s: float = 30.0) -> None:
+        """Raise :class:`KafkaUnavailable` unless a broker answers a metadata request within ``timeout_s``.
+
+        librdkafka retries a refused login or an untrusted certificate forever, so a client would
+        only hang; the check fails at the first such refusal instead (within a second or so)."""
+        self._checked_admin(timeout_s)
+
+    def _checked_admin(self, timeout_s: float) -> AdminClient:
+        """An admin client whose broker has answered once, refusals reported as they happen."""
+        from confluent_kafka import KafkaError as ClientError
+        from confluent_kafka import KafkaException
+        from confluent_kafka.admin import AdminClient
+
+        refusals: list[ClientError] = []
+        transport: list[ClientError] = []
+
+        def on_error(error: ClientError) -> None:
+            if error.code() in (ClientError._AUTHENTICATION, ClientError._SSL):
+                refusals.append(error)
+            elif error.code() == ClientError._TRANSPORT:
+                transport.append(error)
+
+        # Its errors become the exception below: librdkafka's own log lines would only repeat them.
+        admin = AdminClient({**self.client_config(), "error_cb": on_error, "log_level": 0})
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                admin.list_topics(timeout=min(0.5, max(deadline - time.monotonic(), 0.01)))
+                return admin
+            except KafkaException:
+                admin.poll(0)  # serves error_cb
+            if refusals:
+                raise KafkaUnavailable(self._refusal(refusals[0])) from None
+            if time.monotonic() >= deadline:
+                reason = f" (last: {_reason(transport[-1])})" if transport else ""
+                raise KafkaUnavailable(f"no Kafka broker answered at {self.bootstrap_servers} within "
+                                       f"{timeout_s:.0f} s{reason}") from None
+
+    def _refusal(self, error: ClientError) -> str:
+        from confluent_kafka import KafkaError as ClientError
+
+        where = f"Kafka at {self.bootstrap_servers}"
+        if error.code() == ClientError._AUTHENTICATION:
+            return (f"{where} refused user {self.username!r}: SASL authentication failed ({self.sasl_mechanism or 'PLAIN'}); "
+                    "check PRICEPIPE_KAFKA_USERNAME and PRICEPIPE_KAFKA_PASSWORD")
+        if "certificate verify failed" in error.str():
+            trusted = (f"PRICEPIPE_KAFKA_SSL_CA_FILE ({self.ssl_ca_file})" if self.ssl_ca_file
+                       else "a CA this system trusts (set PRICEPIPE_KAFKA_SSL_CA_FILE to the broker's CA)")
+            named = " or does not name the address connected to" if self.ssl_check_hostname else ""
+            return f"{where}: the broker's certificate is not signed by {trusted}{named}"
+        return f"{where}: the TLS handshake failed: {_reason(error)}"
+
     def ping(self, timeout_s: float = 2.0) -> bool:
         """Whether a broker answers a metadata request now."""
         from confluent_kafka import KafkaException
@@ -134,11 +200,13 @@ class KafkaCluster(BaseModel):
         never changed behind a running consumer's back). Returns once the broker asked lists every
         partition of the created topics: on a multi-broker cluster the metadata reaches the other
         brokers a moment after the controller says yes, and a consumer assigned before then sees none.
+        Brokers that refuse the credentials or the certificate raise :class:`KafkaUnavailable` at
+        once (see :meth:`check`): every writer and the stream worker start here.
         """
         from confluent_kafka import KafkaException
         from confluent_kafka.admin import NewTopic
 
-        admin = self.admin()
+        admin = self._checked_admin(timeout_s)
         existing = set(admin.list_topics(timeout=timeout_s).topics)
         config = {"retention.ms": str(self.retention_hours * 3_600_000)}
         if self.min_insync_replicas:
@@ -164,8 +232,6 @@ class KafkaCluster(BaseModel):
         return created
 
     def _await_metadata(self, admin: AdminClient, names: list[str], timeout_s: float) -> None:
-        import time
-
         deadline = time.monotonic() + timeout_s
         while names:
             topics = admin.list_topics(timeout=timeout_s).topics
@@ -175,6 +241,11 @@ class KafkaCluster(BaseModel):
                 raise KafkaError(f"topics {names} were created but are not in the metadata after {timeout_s:.0f} s")
             if names:
                 time.sleep(0.1)
+
+
+def _reason(error: ClientError) -> str:
+    """librdkafka's words for a connection error, without the broker's address and the timing it adds."""
+    return _TIMING.sub("", _BROKER.sub("", error.str()))
 
 
 def kafka_cluster(settings: Settings) -> KafkaCluster:

@@ -129,12 +129,35 @@ class CassandraCluster(BaseModel):
                     session = cluster.connect(wait_for_all_pools=True)
                 except NoHostAvailable as error:
                     cluster.shutdown()
-                    hosts = ", ".join(f"{h}:{self.port}" for h in self.hosts)
-                    raise CassandraUnavailable(f"no Cassandra node answered at {hosts}: {error}") from None
+                    raise CassandraUnavailable(self._unavailable(error.errors)) from None
                 self._cluster, self._session = cluster, session
                 if not self._schema_is_current(session):
                     self._migrate(session)
             return self._session
+
+    def _unavailable(self, errors: dict[Any, Exception]) -> str:
+        """One line that says why no node took the connection: a refused login and an untrusted
+        certificate are named as such, anything else with the driver's words."""
+        from cassandra import AuthenticationFailed
+
+        hosts = ", ".join(f"{h}:{self.port}" for h in self.hosts)
+        reasons = list(errors.values())
+        if any(isinstance(reason, AuthenticationFailed) for reason in reasons):
+            if not self.username:
+                return (f"Cassandra at {hosts} requires a login: set PRICEPIPE_CASSANDRA_USERNAME and "
+                        "PRICEPIPE_CASSANDRA_PASSWORD")
+            return (f"Cassandra at {hosts} refused user {self.username!r}: wrong user name or password "
+                    "(PRICEPIPE_CASSANDRA_USERNAME, PRICEPIPE_CASSANDRA_PASSWORD)")
+        texts = [str(reason) for reason in reasons]
+        if any("mismatch" in text and "CERTIFICATE_VERIFY_FAILED" in text for text in texts):
+            return (f"Cassandra at {hosts}: the node's certificate does not name the address connected to "
+                    "(PRICEPIPE_CASSANDRA_SSL_CHECK_HOSTNAME)")
+        if any("CERTIFICATE_VERIFY_FAILED" in text for text in texts):
+            trusted = (f"PRICEPIPE_CASSANDRA_SSL_CA_FILE ({self.ssl_ca_file})" if self.ssl_ca_file
+                       else "a CA this system trusts (set PRICEPIPE_CASSANDRA_SSL_CA_FILE to the nodes' CA)")
+            return f"Cassandra at {hosts}: the node's certificate is not signed by {trusted}"
+        detail = "; ".join(f"{endpoint}: {reason!r}" for endpoint, reason in errors.items())
+        return f"no Cassandra node answered at {hosts}: {detail}".replace("\n", " ")
 
     def _schema_is_current(self, session: Session) -> bool:
         """Whether every migration is recorded already: one read instead of the DDL statements, so a

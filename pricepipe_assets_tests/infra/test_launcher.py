@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import subprocess
 import sys
@@ -9,8 +10,9 @@ import time
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
-from infra.local import jvm, launcher, servers
+from infra.local import certs, jvm, launcher, secure, servers
 from pricepipe_assets.settings import Settings
 
 
@@ -105,3 +107,32 @@ def test_a_server_serving_before_its_wait_began_counts_as_ready(tmp_path: Path, 
     finally:
         child.kill()
         child.wait()
+
+
+def test_the_secure_broker_gets_its_tls_settings_appended_and_keeps_passwords_out_of_its_repr(
+        tmp_path: Path, settings: Settings) -> None:
+    layout = launcher.Layout(tmp_path / "secure", settings.cache_dir)
+    secure.prepare(layout)
+    broker = secure.catalog(layout)["kafka"]
+    password = secure.password(layout, "kafka-pricepipe")
+    target = tmp_path / "server.properties"
+    servers._render(servers.CONF / "kafka" / "server.properties.in", target, servers.template_values(broker, layout),
+                    broker.fragments)
+    rendered = target.read_text()
+    assert "listeners=SASL_SSL://127.0.0.21:9092,CONTROLLER://127.0.0.21:9093" in rendered.splitlines()
+    assert f'user_pricepipe="{password}"' in rendered and "ssl.keystore.type=PEM" in rendered
+    settings_lines = [line for line in rendered.splitlines() if not line.startswith("#")]
+    assert not [line for line in settings_lines if re.search("@[A-Z_]+@", line)]  # every value filled in
+    assert password not in repr(broker)
+    assert (layout.state_dir.stat().st_mode & 0o777, secure.password_file(layout, "kafka-pricepipe").stat().st_mode
+            & 0o777) == (0o700, 0o600)
+
+
+def test_the_secure_certificate_names_its_address_and_is_signed_by_the_local_ca(tmp_path: Path) -> None:
+    ca = x509.load_pem_x509_certificate(certs.make_ca(tmp_path, "test CA").read_bytes())
+    keystore = certs.issue(tmp_path, tmp_path / "node.pem", "node", ["127.0.0.21"])
+    certificate = x509.load_pem_x509_certificate(keystore.read_bytes())  # the key comes first, then the certificate
+    certificate.verify_directly_issued_by(ca)
+    names = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(address) for address in names.get_values_for_type(x509.IPAddress)] == ["127.0.0.21"]
+    assert keystore.stat().st_mode & 0o777 == 0o600 and b"BEGIN PRIVATE KEY" in keystore.read_bytes()

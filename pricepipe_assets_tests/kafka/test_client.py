@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import socket
+import time
+
+import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import ConfigResource
 
 from pricepipe_assets.defs.resources import KafkaResource
-from pricepipe_assets.kafka.client import kafka_cluster
+from pricepipe_assets.kafka.client import KafkaCluster, KafkaUnavailable, kafka_cluster
 from pricepipe_assets.settings import Settings
 
 
@@ -69,3 +73,18 @@ def test_a_plaintext_cluster_gets_no_tls_settings() -> None:
     config = kafka_cluster(Settings.from_env({})).client_config()
     assert config["security.protocol"] == "PLAINTEXT"
     assert not any(key.startswith(("ssl.", "sasl.")) for key in config)
+
+
+def test_check_without_a_broker_fails_after_its_timeout_naming_the_address() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # bound, never listening: connections are refused
+        started = time.monotonic()
+        with pytest.raises(KafkaUnavailable, match=f"^no Kafka broker answered at 127.0.0.1:{port} within 1 s "
+                                                   r"\(last: Connect to .* Connection refused"):
+            KafkaCluster(bootstrap_servers=f"127.0.0.1:{port}").check(timeout_s=1)
+    assert time.monotonic() - started < 5
+
+
+def test_check_passes_when_the_broker_answers(kafka: KafkaResource) -> None:
+    kafka.check(timeout_s=10)

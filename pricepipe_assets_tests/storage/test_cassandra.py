@@ -6,6 +6,7 @@ import datetime as dt
 import ssl
 
 import pytest
+from cassandra import AuthenticationFailed
 
 from pricepipe_assets.defs.resources import CassandraResource
 from pricepipe_assets.defs.resources.cassandra import BATCH_ROWS, CassandraUnavailable
@@ -74,6 +75,25 @@ def test_unreachable_cassandra_is_a_clear_error() -> None:
     resource = CassandraResource(hosts=["127.0.0.1"], port=1, keyspace="nowhere")
     with pytest.raises(CassandraUnavailable, match="no Cassandra node answered at 127.0.0.1:1"):
         resource.session()
+
+
+def test_a_refused_login_and_an_untrusted_or_misnamed_certificate_are_named_in_one_line() -> None:
+    resource = CassandraResource(hosts=["10.0.0.5"], username="feed", password="pw", tls=True, ssl_ca_file="/ca.pem")
+    refused = AuthenticationFailed('Failed to authenticate to 10.0.0.5:9042: Error from server: code=0100 '
+                                   '[Bad credentials] message="Provided username feed and/or password are incorrect"')
+    assert resource._unavailable({"10.0.0.5:9042": refused}) == (
+        "Cassandra at 10.0.0.5:9042 refused user 'feed': wrong user name or password "
+        "(PRICEPIPE_CASSANDRA_USERNAME, PRICEPIPE_CASSANDRA_PASSWORD)")
+    untrusted = PermissionError(1, "Tried connecting to [('10.0.0.5', 9042)]. Last error: [SSL: CERTIFICATE_VERIFY_FAILED] "
+                                   "certificate verify failed: unable to get local issuer certificate (_ssl.c:1006)")
+    assert resource._unavailable({"10.0.0.5:9042": untrusted}) == (
+        "Cassandra at 10.0.0.5:9042: the node's certificate is not signed by PRICEPIPE_CASSANDRA_SSL_CA_FILE (/ca.pem)")
+    misnamed = PermissionError(1, "Tried connecting to [('10.0.0.5', 9042)]. Last error: [SSL: CERTIFICATE_VERIFY_FAILED] "
+                                  "certificate verify failed: IP address mismatch, certificate is not valid for "
+                                  "'10.0.0.5'. (_ssl.c:1006)")
+    assert resource._unavailable({"10.0.0.5:9042": misnamed}) == (
+        "Cassandra at 10.0.0.5:9042: the node's certificate does not name the address connected to "
+        "(PRICEPIPE_CASSANDRA_SSL_CHECK_HOSTNAME)")
 
 
 def test_write_all_stores_every_row_of_big_and_single_row_partitions(cassandra: CassandraResource) -> None:
