@@ -4,6 +4,11 @@ The page is plain static HTML/JS/CSS that reads the JSON API from the browser, s
 template engine and no build step. Its charting library is the ``plotly.min.js`` bundled in the
 installed ``plotly`` pip package: the version is pinned in pyproject.toml like every other
 dependency, and no copy of a third-party library lives in the repository.
+
+The page and its files are public even when the API wants a key: the HTML, the page's own script
+and style, the login page and plotly.min.js (a public library) hold no data, and a browser must
+load them before it can log in. Everything the chart shows comes from the JSON endpoints and the
+live stream, which want a key with their scope (the session cookie of ``/login``).
 """
 
 from __future__ import annotations
@@ -13,8 +18,10 @@ from pathlib import Path
 
 from starlette.requests import Request
 from starlette.responses import FileResponse
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+
+from api.auth import PUBLIC, Access
 
 STATIC_DIR = Path(__file__).with_name("static")
 ASSETS_PREFIX = "/static/chart"
@@ -48,8 +55,8 @@ def _plotly_js_route() -> Route:
     return Route(f"{ASSETS_PREFIX}/plotly.min.js", plotly_js)
 
 
-routes: list[BaseRoute] = [
-    Route("/", chart_page),
-    _plotly_js_route(),
-    Mount(ASSETS_PREFIX, app=StaticFiles(directory=STATIC_DIR), name="chart-assets"),
-]
+ROUTES: tuple[Access, ...] = (
+    (Route("/", chart_page), PUBLIC),
+    (_plotly_js_route(), PUBLIC),
+    (Mount(ASSETS_PREFIX, app=StaticFiles(directory=STATIC_DIR), name="chart-assets"), PUBLIC),
+)

@@ -61,9 +61,8 @@ class ApiContext:
         self.store = store
         self.cache = TtlCache(settings.api_cache_s)
         self.final = ByteLru(settings.api_closed_cache_mb * 1_000_000)
-        # Shared caches may keep a final answer too, unless an API key guards it.
-        self.final_cache_control = (f"{'private' if settings.api_key else 'public'}, max-age={FINAL_MAX_AGE_S}, "
-                                    "immutable").encode()
+        # Shared caches may keep a final answer too; api.auth makes it private when a key guards it.
+        self.final_cache_control = f"public, max-age={FINAL_MAX_AGE_S}, immutable".encode()
         self.streams = StreamSlots(settings.api_streams_max)
         self.feeds = Feeds(settings.api_stream_s)
         self._symbols: dict[str, SymbolInfo] = {}

@@ -27,6 +27,7 @@ from api.answers import NO_STORE, Encoded, encode, if_none_match, respond, stron
 from api.cache import TtlCache
 from api.context import ApiContext
 from api.params import Param, parse_all
+from pricepipe_assets.storage.api_keys import READ
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +56,8 @@ class Endpoint:
     params: tuple[Param, ...] = ()
     description: str = ""
     cached: bool = False
+    # The scope a key needs for it (api.auth), declared here so the OpenAPI document states the same.
+    scope: str = READ
 
     @property
     def errors(self) -> tuple[int, ...]:
@@ -133,7 +136,7 @@ class StoredAnswers:
     Answers are kept by raw path and query string, which name one endpoint's one answer, so a hit
     needs neither routing nor parameters: it costs a dictionary lookup and two ASGI messages, and
     the hot endpoints serve at nearly the rate of a constant Starlette route. It sits inside the
-    API key check, so a kept answer is never sent to a client without the key.
+    API key check, so a kept answer is never sent to a client without a key of the endpoint's scope.
     """
 
     def __init__(self, app: ASGIApp, context: ApiContext) -> None:

@@ -19,6 +19,7 @@ read of its own would have.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import namedtuple
 from collections.abc import Sequence
@@ -27,6 +28,8 @@ from typing import Any
 
 from api.errors import StoreUnavailable
 from pricepipe_assets.storage.cassandra import CassandraCluster, CassandraUnavailable
+
+log = logging.getLogger("pricepipe.api")
 
 RETRY_CONNECT_S = 2.0
 
@@ -105,6 +108,9 @@ class AsyncStore:
                 self._prepared = await asyncio.to_thread(self._connect, statements)
             except self._unavailable as error:
                 self._last_failure = time.monotonic()
+                # The reason (a refused login, an untrusted certificate) goes to the log, for the
+                # operator; clients get only its kind.
+                log.warning("Cassandra unavailable: %s", error)
                 raise StoreUnavailable(type(error).__name__) from None
             self._connected = True
 
@@ -178,7 +184,7 @@ class AsyncStore:
         result: list[Any] = []
         while True:
             try:
-                result.extend(await future)
+                result.extend(await future or ())  # a write's result has no rows at all
             except self._unavailable as error:
                 raise StoreUnavailable(type(error).__name__) from None
             if not response.has_more_pages:
@@ -186,6 +192,10 @@ class AsyncStore:
             future = pages.next()
             self.requests += 1
             response.start_fetching_next_page()
+
+    async def write(self, cql: str, params: Sequence[Any]) -> None:
+        """Run one prepared statement that returns no rows; never shared, unlike :meth:`rows`."""
+        await self._read(cql, params)
 
     async def many(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[Any]:
         """The rows of several queries sent at once (e.g. one per partition of a range), as one

@@ -126,7 +126,7 @@ def api_launch(keyspace: str, host: str) -> tuple[list[str], dict[str, str], int
         free.bind((host, 0))
         port = free.getsockname()[1]
     variables = {**{k: v for k, v in os.environ.items() if k != "PRICEPIPE_API_KEY"}, "PRICEPIPE_KEYSPACE": keyspace,
-                 "PRICEPIPE_BIND_HOST": host, "PRICEPIPE_API_PORT": str(port), "PRICEPIPE_API_WORKERS": "1"}
+                 "PRICEPIPE_API_BIND_HOST": host, "PRICEPIPE_API_PORT": str(port), "PRICEPIPE_API_WORKERS": "1"}
     command = next(child.command for child in children(Settings.from_env(variables), Path(sys.executable).parent,
                                                           REPO / "workspace.yaml") if child.name == "api")
     return command, variables, port

@@ -155,8 +155,12 @@ class Settings:
     binance_rest_url: str = _setting("https://api.binance.com", parse_url("https", "http"), "Binance REST API base URL")
     binance_ws_url: str = _setting("wss://stream.binance.com:9443", parse_url("wss", "ws"), "Binance WebSocket base URL")
     bitmex_ws_url: str = _setting("wss://ws.bitmex.com/realtime", parse_url("wss", "ws"), "BitMEX WebSocket URL")
-    api_key: str = _setting("", str, "when set, every API endpoint requires it in the X-API-Key header (or "
-                            "?api_key= for the chart's live updates)", secret=True)
+    api_key: str = _setting("", str, "when set, the API requires a key: this one (every scope, no rate limit) or "
+                            "one of `pricepipe api-key`; sent as the X-API-Key header, or as the session cookie "
+                            "POST /login gives", secret=True)
+    api_auth: bool = _setting(False, parse_bool, "require an API key of `pricepipe api-key` (Cassandra table "
+                              "api_keys) on every route but /livez, /login and the chart page's files, even "
+                              "without PRICEPIPE_API_KEY")
     api_cache_s: float = _setting(2.0, parse_share, "seconds the API may serve a cached answer for its hot endpoints "
                                   "(latest price, recent statistics); 0 disables the cache")
     api_stream_s: float = _setting(0.25, parse_speed, "seconds between two polls of a symbol's newest candle, price "
@@ -195,7 +199,10 @@ class Settings:
         "", parse_postgres_url, "the Dagster instance's PostgreSQL database (postgresql://user:password@host:5432/db), "
         "so several Dagster processes and machines share its runs and schedules; empty: SQLite files in the Dagster "
         "home", secret=True)
-    bind_host: str = _setting("127.0.0.1", str.strip, "address `pricepipe run` binds the Dagster UI and the API to")
+    dagster_bind_host: str = _setting("127.0.0.1", str.strip, "address `pricepipe run` binds the Dagster UI to; it has "
+                                      "no login, so anything but loopback lets whoever reaches it launch runs")
+    api_bind_host: str = _setting("127.0.0.1", str.strip, "address `pricepipe run` binds the API to (0.0.0.0 to "
+                                  "serve other machines, with PRICEPIPE_API_KEY set)")
     dagster_port: int = _setting(3000, lambda s: parse_int(s, minimum=1), "Dagster UI port of `pricepipe run`")
     api_port: int = _setting(8000, lambda s: parse_int(s, minimum=1), "API port of `pricepipe run`")
     state_dir: Path = _setting(None, _path, "local servers' data and logs, Dagster home (default: ~/.local/state/pricepipe)")
@@ -282,7 +289,9 @@ class Settings:
         rows = []
         for spec in fields(Settings):
             default = spec.metadata["shown"] or spec.default
-            if isinstance(default, tuple):
+            if isinstance(default, bool):
+                default = str(default).lower()
+            elif isinstance(default, tuple):
                 default = ",".join(default)
             rows.append((PREFIX + spec.name.upper(), "" if default is None else str(default), spec.metadata["doc"]))
         return rows

@@ -14,6 +14,7 @@ from api.params import Param, finite
 from api.routes.symbols import SYMBOL
 from api.windows import STEP, iso, to_ms
 from pricepipe_assets.contract.forecasts import FORECAST_LEVEL, HORIZON_DAYS, INTERVAL_METHODS
+from pricepipe_assets.storage.api_keys import FORECASTS
 from pricepipe_assets.storage.cassandra_schema import MOVING_AVERAGE_WINDOWS, candle_bucket
 
 DEFAULT_MA_DAYS = 90
@@ -122,7 +123,7 @@ ENDPOINTS = (
               forecast=s.array(FORECAST_POINT)),
         params=(SYMBOL, Param("days", "query", "integer", "days of forecast wanted", default=HORIZON_DAYS,
                               minimum=1, maximum=HORIZON_DAYS)),
-        description="Empty (`forecast: []`) until `daily_forecast` has run for the symbol.",
+        description="Empty (`forecast: []`) until `daily_forecast` has run for the symbol.", scope=FORECASTS,
     ),
     Endpoint(
         "/predictions/{symbol}", predictions, "forecasts", "Latest predictions beside the actual closes once known",
@@ -141,6 +142,6 @@ ENDPOINTS = (
                 Param("limit", "query", "integer", "predictions wanted", default=60, minimum=1, maximum=1440),
                 Param("model", "query", "choice", "whose predictions: `sgd_minute`, `lstm_minute`, `rf_daily` or "
                       "`naive` (default: the best walk-forward MAE among the models that passed their check)",
-                      choices=tuple(INTERVAL_METHODS))),
+                      choices=tuple(INTERVAL_METHODS))), scope=FORECASTS,
     ),
 )

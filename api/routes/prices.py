@@ -18,12 +18,13 @@ from api.context import ApiContext, StreamSlots
 from api.endpoint import Endpoint
 from api.errors import StoreUnavailable
 from api.live import KEEP_ALIVE, KEEP_ALIVE_S
-from api.openapi import STATUS_TEXT
+from api.openapi import RETRY_AFTER, STATUS_TEXT, guarded
 from api.params import finite, parse_all
 from api.routes.candles import CANDLE, newest_candle
 from api.routes.orderbook import ORDER_BOOK, order_book
 from api.routes.symbols import SYMBOL
 from api.windows import iso
+from pricepipe_assets.storage.api_keys import STREAM
 
 PRICE = s.obj(
     symbol=s.string(), exchange=s.string(nullable=True),
@@ -124,9 +125,9 @@ ENDPOINTS = (
 STREAM_PATH = "/stream/{symbol}"
 # The chart page shows the best few levels of each side.
 STREAM_BOOK_DEPTH = 5
-ROUTES = (Route(STREAM_PATH, stream, methods=["GET"], name="stream"),)
+ROUTES = ((Route(STREAM_PATH, stream, methods=["GET"], name="stream"), STREAM),)
 STREAM_OPENAPI = {
-    "get": {
+    "get": guarded({
         "tags": ["market data"], "summary": "Live updates for the chart page (server-sent events)",
         "description": "An `update` event with `{\"candle\", \"price\", \"book\"}` (the newest 1m candle, the "
         "answer of /{symbol}/price and the best 5 levels of /{symbol}/orderbook) at once, then whenever one of "
@@ -135,7 +136,7 @@ STREAM_OPENAPI = {
         "An `error` event while the store is unavailable (an `update` follows once it answers again), and a "
         f"comment line (`{KEEP_ALIVE.decode().strip()}`) after {KEEP_ALIVE_S:g} s without an event, so that proxies "
         "keep the connection open. "
-        "With PRICEPIPE_API_KEY set, pass the key as `?api_key=` (EventSource sends no headers). "
+        "EventSource sends no headers: a browser sends the session cookie of `POST /login` instead. "
         "One API worker serves at most PRICEPIPE_API_STREAMS_MAX streams at once (default 200); one more is "
         "refused with 503 and `Retry-After`, and a slot frees when a client closes its stream.",
         "parameters": [SYMBOL.schema()],
@@ -143,12 +144,10 @@ STREAM_OPENAPI = {
             "200": {"description": "an endless text/event-stream",
                     "content": {"text/event-stream": {"schema": s.obj(candle=CANDLE, price=PRICE, book=ORDER_BOOK)}}},
             **{str(status): {"description": STATUS_TEXT[status], "content": {"application/json": {"schema": s.ERROR}}}
-               for status in (401, 404, 422)},
+               for status in (404, 422)},
             "503": {"description": "this worker already serves PRICEPIPE_API_STREAMS_MAX streams (then with "
                                    "`Retry-After`), or Cassandra is unavailable",
-                    "headers": {"Retry-After": {"description": "seconds to wait before asking again",
-                                                "schema": {"type": "integer"}}},
-                    "content": {"application/json": {"schema": s.ERROR}}},
+                    "headers": RETRY_AFTER, "content": {"application/json": {"schema": s.ERROR}}},
         },
-    },
+    }, STREAM),
 }

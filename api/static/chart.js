@@ -3,7 +3,6 @@
 "use strict";
 
 const pageParams = new URLSearchParams(window.location.search);
-const apiKey = pageParams.get("api_key");
 const INTERVAL_MS = { "1m": 60_000, "1h": 3_600_000, "1d": 86_400_000 };
 const COLORS = { up: "#1a9c6c", down: "#d64545", average: "#e08a00", forecast: "#1f6fd1", band: "rgba(31, 111, 209, 0.18)" };
 const FORECAST_DAYS = 15;
@@ -14,19 +13,20 @@ let stream = null;
 let drawCount = 0;
 let revision = 0;
 
-// GET a JSON endpoint with the page's API key; a non-2xx answer becomes an Error carrying the API's message.
+// GET a JSON endpoint (the browser sends the session cookie of /login when the API wants a key); a 401
+// sends the page to /login, any other non-2xx answer becomes an Error carrying the API's message.
 async function apiGet(path, query = {}) {
   const url = new URL(path, window.location.origin);
   for (const [name, value] of Object.entries(query)) {
     if (value !== "" && value != null) url.searchParams.set(name, value);
   }
-  const headers = apiKey ? { "X-API-Key": apiKey } : {};
   let response;
   try {
-    response = await fetch(url, { headers });
+    response = await fetch(url);
   } catch {
     throw new Error("the API cannot be reached");
   }
+  if (response.status === 401) window.location.assign("/login");
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     const reason = body && body.error ? body.error : response.statusText;
@@ -287,7 +287,7 @@ function onStreamUpdate(event) {
 function onStreamError(event) {
   if (event.target.readyState === EventSource.CLOSED) {
     setStreamState("closed");
-    showMessage(`live updates: the API refused the stream for ${view.symbol}; reload the page to try again`, "stream", "error");
+    showMessage(`live updates: the API refused the stream for ${view.symbol}; reload the page to try again (or log in again at /login)`, "stream", "error");
   } else {
     setStreamState("reconnecting");
   }
@@ -297,7 +297,6 @@ function openStream() {
   if (stream) stream.close();
   clearMessages("stream");
   const url = new URL(symbolPath("stream"), window.location.origin);
-  if (apiKey) url.searchParams.set("api_key", apiKey);
   setStreamState("connecting");
   stream = new EventSource(url);
   stream.addEventListener("open", () => setStreamState("live"));
@@ -305,7 +304,7 @@ function openStream() {
   stream.addEventListener("error", onStreamError);
 }
 
-// Keep ?symbol= in the address (beside ?api_key=) so a reload or a shared link shows the same chart.
+// Keep ?symbol= in the address so a reload or a shared link shows the same chart.
 function rememberSymbol() {
   const url = new URL(window.location.href);
   url.searchParams.set("symbol", view.symbol);

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from pricepipe_assets.cli.api_keys import add_api_key_command
 from pricepipe_assets.settings import Settings, SettingsError
 
 
@@ -34,9 +35,9 @@ def _infra(args: argparse.Namespace, settings: Settings) -> int:
         if args.cluster:
             print("[infra] point pricepipe at the cluster with: "
                   + " ".join(f"{name}={value}" for name, value in cluster.environment().items()))
-        return 0
         if args.secure:
             print(f"[infra] point pricepipe at the secure servers with: {secure.exports(layout)}")
+        return 0
     if args.action == "down":
         launcher.down(names, layout, catalog=catalog)
         return 0
@@ -154,11 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the local cluster instead: three Kafka brokers and three Cassandra nodes on "
                        "127.0.0.11-13, a Spark master and worker (spark) and PostgreSQL for the Dagster instance "
                        "(postgres), state under <state dir>/cluster")
-    infra.set_defaults(handler=_infra)
     infra.add_argument("--secure", action="store_true",
                        help="the secure servers instead: Kafka with SASL_SSL (SCRAM-SHA-512, PLAIN) and Cassandra "
                        "with TLS and password logins on 127.0.0.21, from a private CA and passwords generated under "
                        "<state dir>/secure")
+    infra.set_defaults(handler=_infra)
 
     run = commands.add_parser("run", help="run the local platform (servers, Dagster, API) until Ctrl-C")
     run.set_defaults(handler=_run)
@@ -214,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="print the effective settings (secrets masked)")
     config.add_argument("--markdown", action="store_true", help="print the table of variables and defaults instead")
     config.set_defaults(handler=_config)
+    add_api_key_command(commands)
     return parser
 
 

@@ -130,12 +130,12 @@ def children(settings: Settings, bin_dir: Path, workspace: Path) -> list[Child]:
     logs = settings.state_dir / "logs"
     return [
         Child("dagster-webserver",
-              [str(bin_dir / "dagster-webserver"), "-w", str(workspace), "-h", settings.bind_host,
+              [str(bin_dir / "dagster-webserver"), "-w", str(workspace), "-h", settings.dagster_bind_host,
                "-p", str(settings.dagster_port)], logs / "dagster-webserver.log"),
         Child("dagster-daemon", [str(bin_dir / "dagster-daemon"), "run", "-w", str(workspace)],
               logs / "dagster-daemon.log"),
         Child("api",
-              [str(bin_dir / "uvicorn"), "api.app:app", "--host", settings.bind_host, "--port", str(settings.api_port),
+              [str(bin_dir / "uvicorn"), "api.app:app", "--host", settings.api_bind_host, "--port", str(settings.api_port),
                "--timeout-graceful-shutdown", str(API_GRACEFUL_SHUTDOWN_S), "--workers", str(settings.api_workers),
                "--http", UVICORN_HTTP],
               logs / "api.log"),
@@ -177,6 +177,8 @@ def _health_summary(api: str, settings: Settings) -> str:
     """One line: what answers, as the API's /health sees it."""
     import requests
 
+    if settings.api_auth and not settings.api_key:
+        return "not asked: /health takes a key of `pricepipe api-key`, which this command does not hold"
     headers = {"X-API-Key": settings.api_key} if settings.api_key else {}
     try:
         health = requests.get(f"{api}/health", headers=headers, timeout=10).json()
@@ -208,9 +210,9 @@ def _start_platform(settings: Settings, env: Mapping[str, str], procs: list[Chil
             return
         procs.append(child)
         child.start(env, repo_root())
-    ui = f"http://{settings.bind_host}:{settings.dagster_port}"
-    api = f"http://{settings.bind_host}:{settings.api_port}"
-    if _wait_http(f"{ui}/server_info", 180, alive) and _wait_http(f"{api}/health", 60, alive):
+    ui = f"http://{settings.dagster_bind_host}:{settings.dagster_port}"
+    api = f"http://{settings.api_bind_host}:{settings.api_port}"
+    if _wait_http(f"{ui}/server_info", 180, alive) and _wait_http(f"{api}/livez", 60, alive):
         echo(f"[run] Dagster UI  {ui}")
         echo(f"[run] chart page  {api}/")
         echo(f"[run] API docs    {api}/docs")

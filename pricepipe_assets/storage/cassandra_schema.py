@@ -270,4 +270,30 @@ MIGRATIONS: tuple[Migration, ...] = (
             """,
         ),
     ),
+    Migration(
+        10,
+        "API keys, stored hashed, and the browser sessions opened with them",
+        (
+            # One row per key: the SHA-256 of the key (never the key), what it may read and how often.
+            """
+            CREATE TABLE IF NOT EXISTS api_keys (
+                name text PRIMARY KEY,
+                key_hash blob,
+                scopes set<text>,
+                rate_limit int,
+                rate_period_s int,
+                created_at timestamp
+            )
+            """,
+            # A session of POST /login: the SHA-256 of its cookie's token and the hash of the key it
+            # was opened with, so revoking (or replacing) that key ends it; rows expire with the cookie.
+            """
+            CREATE TABLE IF NOT EXISTS api_sessions (
+                token_hash blob PRIMARY KEY,
+                key_hash blob,
+                created_at timestamp
+            )
+            """,
+        ),
+    ),
 )

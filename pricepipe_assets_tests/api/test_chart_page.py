@@ -8,7 +8,9 @@ for a human to look at.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,8 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, Response, expect, sync_playwright
 
-from pricepipe_assets_tests.api.conftest import SYMBOL, TRADES_SYMBOL
+from api.app import create_app
+from pricepipe_assets_tests.api.conftest import SYMBOL, TRADES_SYMBOL, Filled, served
 
 REPO = Path(__file__).resolve().parents[2]
 ARTIFACTS = REPO / "build" / "test-artifacts"
@@ -155,3 +158,26 @@ def test_a_symbol_that_only_trades_is_charted_from_the_candles_of_its_trades(api
     assert grid is not None and axis is not None and grid["width"] >= 0.95 * axis["width"], "the grid spans the candles' axis"
     assert page.locator("#messages li.error").all_inner_texts() == []
     save_screenshot(page, tmp_path, "chart-page-btcusd-perp.png")
+
+
+def test_with_a_key_required_the_page_logs_in_once_and_goes_live_on_the_cookie(filled: Filled,
+                                                                               browser: Browser) -> None:
+    """The key is typed into /login and sent once, in a header; no URL the browser asks for holds it."""
+    secret = f"pp_{uuid.uuid4().hex}"
+    context = browser.new_context(viewport={"width": 1400, "height": 860})
+    page = context.new_page()
+    asked: list[str] = []
+    page.on("request", lambda request: asked.append(request.url))
+    with served(create_app(dataclasses.replace(filled.settings, api_key=secret))) as base_url:
+        page.goto(f"{base_url}/?symbol={SYMBOL}")
+        page.wait_for_url(f"{base_url}/login")
+        page.fill("#key", secret)
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base_url}/")
+        expect(page.locator("#stream-state")).to_have_text("live", timeout=LIVE_WITHIN_MS)
+        expect(page.locator("#price")).to_contain_text(SYMBOL)
+        cookies = context.cookies()
+    context.close()
+    assert [(cookie["httpOnly"], cookie["sameSite"]) for cookie in cookies] == [(True, "Strict")]
+    assert cookies[0]["value"] != secret
+    assert any("/stream/" in url for url in asked) and all(secret not in url for url in asked)

@@ -1,5 +1,6 @@
 """Refusals: 404 for an unknown symbol, 422 naming the bad parameter, 503 while Cassandra is
-unreachable, 401 without the configured API key; always JSON, never a 500 or a traceback."""
+unreachable, 401 without the configured API key (test_auth.py: keys in detail); always JSON, never a 500 or
+a traceback."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from pricepipe_assets.settings import Settings
-from pricepipe_assets_tests.api.conftest import SYMBOL, Filled
+from pricepipe_assets_tests.api.conftest import CLOSED_DAY, SYMBOL, Filled
 
 
 def _refusal(client: TestClient, path: str, status: int, **kwargs: object) -> str:
@@ -62,12 +63,13 @@ def test_unreachable_cassandra_is_503_and_health_says_so() -> None:
 def test_api_key_guards_every_endpoint_when_set(filled: Filled) -> None:
     settings = Settings.from_env({"PRICEPIPE_KEYSPACE": filled.settings.keyspace, "PRICEPIPE_API_KEY": "s3cret"})
     with TestClient(create_app(settings)) as client:
-        for path in ("/health", "/symbols", f"/candles/{SYMBOL}", "/openapi.json", "/docs", "/", f"/stream/{SYMBOL}"):
+        for path in ("/health", "/symbols", f"/candles/{SYMBOL}", "/openapi.json", "/docs", f"/stream/{SYMBOL}"):
             assert "API key" in _refusal(client, path, 401)
         assert "API key" in _refusal(client, "/symbols", 401, headers={"X-API-Key": "wrong"})
         assert client.get("/symbols", headers={"X-API-Key": "s3cret"}).status_code == 200
-        assert client.get(f"/candles/{SYMBOL}?api_key=s3cret").status_code == 200
-        assert client.get("/docs/assets/swagger-ui-bundle.js").status_code == 200
+        assert "X-API-Key header" in _refusal(client, f"/candles/{SYMBOL}?api_key=s3cret", 400)
+        for public in ("/docs/assets/swagger-ui-bundle.js", "/", "/static/chart/plotly.min.js", "/livez"):
+            assert client.get(public).status_code == 200
 
 
 def test_a_kept_answer_is_never_sent_without_the_api_key(filled: Filled) -> None:
@@ -77,3 +79,17 @@ def test_a_kept_answer_is_never_sent_without_the_api_key(filled: Filled) -> None
             assert client.get(path, headers={"X-API-Key": "s3cret"}).headers["x-cache"] == "MISS"
             assert client.get(path, headers={"X-API-Key": "s3cret"}).headers["x-cache"] == "HIT"
             assert "API key" in _refusal(client, path, 401)
+
+
+def test_kept_answers_given_to_a_key_are_private(filled: Filled) -> None:
+    settings = Settings.from_env({"PRICEPIPE_KEYSPACE": filled.settings.keyspace, "PRICEPIPE_API_KEY": "s3cret"})
+    closed_day = f"/candles/{SYMBOL}?start={CLOSED_DAY}&end={CLOSED_DAY}"
+    with TestClient(create_app(settings), headers={"X-API-Key": "s3cret"}) as client:
+        for path, cache_control in ((f"/{SYMBOL}/price", "private, max-age=2"),
+                                    (closed_day, "private, max-age=31536000, immutable")):
+            for _ in range(2):  # computed, then kept
+                response = client.get(path)
+                assert response.headers["cache-control"] == cache_control
+                assert response.headers["vary"] == "X-API-Key, Cookie"
+        not_modified = client.get(closed_day, headers={"If-None-Match": response.headers["etag"]})
+        assert not_modified.status_code == 304 and not_modified.headers["cache-control"].startswith("private")

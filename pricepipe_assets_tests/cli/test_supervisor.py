@@ -227,6 +227,18 @@ def test_run_starts_the_api_with_the_configured_workers_and_a_graceful_shutdown_
     assert option(api_command({}), "--workers") == str(os.cpu_count() or 1)
     assert option(api_command({}), "--timeout-graceful-shutdown") == str(supervisor.API_GRACEFUL_SHUTDOWN_S)
     assert option(api_command({}), "--http") == UVICORN_HTTP  # the limits against hostile requests
+
+
+def test_run_binds_the_dagster_ui_and_the_api_to_loopback_unless_each_is_opened_on_its_own() -> None:
+    def host(environ: dict[str, str], name: str, flag: str) -> str:
+        (child,) = [c for c in children(Settings.from_env(environ), Path("/venv/bin"), Path("/ws.yaml")) if c.name == name]
+        return child.command[child.command.index(flag) + 1]
+
+    assert host({}, "dagster-webserver", "-h") == "127.0.0.1"
+    assert host({}, "api", "--host") == "127.0.0.1"
+    api_open = {"PRICEPIPE_API_BIND_HOST": "0.0.0.0"}
+    assert host(api_open, "api", "--host") == "0.0.0.0"
+    assert host(api_open, "dagster-webserver", "-h") == "127.0.0.1"  # opening the API never opens the UI
 SOURCE_DAY = "2024-01-01"
 
 

@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from pricepipe_assets.cli.main import build_parser
 from pricepipe_assets.settings import Settings, SettingsError
+from pricepipe_assets_tests.infra.test_exposure import REQUIRED_ENV, compose_file
 
 REPO = Path(__file__).resolve().parents[2]
 INFRA = REPO / "infra"
@@ -32,7 +33,8 @@ SECRET_NAMES = {f"PRICEPIPE_{name.upper()}" for name, spec in Settings.__datacla
 
 @pytest.fixture(scope="module")
 def services() -> dict[str, Any]:
-    return yaml.safe_load((INFRA / "docker-compose.yml").read_text())["services"]
+    """The services as compose runs them, with the variables it requires set."""
+    return compose_file(REQUIRED_ENV)["services"]
 
 
 @pytest.fixture(scope="module")
@@ -184,8 +186,9 @@ def test_every_kubernetes_container_runs_this_checkout_with_its_settings(manifes
     for container in containers.values():
         assert_runs_here(container["command"])
         assert {source["configMapRef"]["name"] for source in container["envFrom"] if "configMapRef" in source} <= configmaps
-        assert_settings({variable["name"]: variable["value"] for variable in container.get("env", [])
-                         if variable["name"].startswith("PRICEPIPE_")})
+        variables = [variable for variable in container.get("env", []) if variable["name"].startswith("PRICEPIPE_")]
+        assert {variable["name"] for variable in variables} <= SETTING_NAMES
+        assert_settings({variable["name"]: variable["value"] for variable in variables if "value" in variable})
     assert containers["pricepipe-feed"]["command"][:2] == ["pricepipe", "feed"]
     feed = _of_kind(manifests, "Deployment")["pricepipe-feed"]["spec"]
     assert feed["replicas"] == 1 and feed["strategy"]["type"] == "Recreate"
@@ -215,9 +218,10 @@ def test_api_ports_and_probes_agree(manifests: list[dict[str, Any]]) -> None:
     container = _containers(manifests)["pricepipe-api"]
     port = int(container["command"][container["command"].index("--port") + 1])
     assert [declared["containerPort"] for declared in container["ports"]] == [port]
-    readiness = container["readinessProbe"]["httpGet"]
-    assert readiness["port"] == port and container["livenessProbe"]["tcpSocket"]["port"] == port
-    assert readiness["path"] in {route.path for route in app.routes if isinstance(route, Route)}
+    routes = {route.path for route in app.routes if isinstance(route, Route)}
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"]["port"] == port, probe
+        assert container[probe]["httpGet"]["path"] in routes, probe
     service = _of_kind(manifests, "Service")["pricepipe-api"]["spec"]
     assert service["selector"] == _of_kind(manifests, "Deployment")["pricepipe-api"]["spec"]["selector"]["matchLabels"]
     assert [(declared["port"], declared["targetPort"]) for declared in service["ports"]] == [(port, port)]
