@@ -115,6 +115,9 @@ def test_candles_flow_from_publisher_through_the_stream_worker_to_the_api(secure
     finally:
         worker.send_signal(signal.SIGTERM)
         worker.wait(timeout=60)
+    written = log.read_text()
+    assert written and secure_settings.kafka_password not in written
+    assert secure_settings.cassandra_password not in written
 
 
 def _refused_within_bound(action: Callable[[], object], error: type[Exception], match: str) -> None:
@@ -123,6 +126,7 @@ def _refused_within_bound(action: Callable[[], object], error: type[Exception], 
         action()
     assert time.monotonic() - started < REFUSAL_BOUND_S
     assert "\n" not in str(raised.value)
+    assert "not-the-password" not in str(raised.value)
 
 
 def test_a_wrong_kafka_password_is_a_one_line_error_within_seconds(test_env: dict[str, str]) -> None:
