@@ -13,7 +13,8 @@ the default) and off (`0`), so the cost of a real Cassandra read per request sho
 The keyspace is filled through the project's write path first: the real BTCUSDT 1m candles of
 2024-01-30 and 2024-01-31 and the real BTCUSD_PERP aggTrades of 2026-05-08 (from
 `../shared/data/binance`) are published to Kafka topics with a prefix of the benchmark's own, and
-the sensor-driven runs are drained in process. BTCUSDT's clock is then the last minute of
+`pricepipe stream` and a `dagster-daemon` with its sensor-driven runs take them to Cassandra and the
+lake until every consumer has committed them. BTCUSDT's clock is then the last minute of
 2024-01-31: 2024-01-30 is a closed day (encoded once, served with an ETag), 2024-01-31 the day
 still open (read from Cassandra on every request). Topics, keyspace, subprocesses and the local
 servers it started are removed at the end.
@@ -45,25 +46,20 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from benchmarks.daemon import REPO, running_daemon, running_stream_worker, wait_for
+from benchmarks.hostile_kafka import lagging
 from benchmarks.ingest import Isolated
+from benchmarks.trade_stats import DATASET as TRADES_DATASET
+from benchmarks.trade_stats import DAY as TRADES_DAY
 from infra.local import launcher
-from pricepipe_assets.contract.topics import CANDLES_1M, TRADES
-from pricepipe_assets.defs.resources import LakeResource
 from pricepipe_assets.settings import Settings
-from pricepipe_assets_tests.support.kafka_runs import (
-    definitions,
-    drain,
-    publish_candles,
-    publish_trades,
-)
+from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset
 
-REPO = Path(__file__).resolve().parents[1]
 CLOSED_DAY = dt.date(2024, 1, 30)
 CURRENT_DAY = dt.date(2024, 1, 31)
 MINUTES_IN_A_DAY = 1440
@@ -170,17 +166,20 @@ def local_servers(settings: Settings) -> Iterator[None]:
 
 
 def fill(env: Isolated, data: Path, cache: Path, lake: Path) -> None:
-    """Two days of candles and the trades day through Kafka and the sensor-requested runs, as in production.
+    """Two days of candles and the trades day through Kafka, the stream worker and the sensor-requested
+    runs of a daemon, as in production, until no consumer of any topic lags.
 
     The symbol's clock ends up at the last minute of ``CURRENT_DAY``, so ``CLOSED_DAY`` has ended
     before it (its answer is final) and ``CURRENT_DAY`` is still open (read on every request).
     """
-    instance = dg.DagsterInstance.ephemeral()
-    defs = definitions(env.kafka, env.cassandra, LakeResource(uri=str(lake)))
-    candles = sum(publish_candles(env.kafka, data, cache, day) for day in (CLOSED_DAY, CURRENT_DAY))
-    drain(defs, CANDLES_1M, env.kafka, instance)
-    trades = publish_trades(env.kafka, data, cache)
-    drain(defs, TRADES, env.kafka, instance)
+    variables = {**env.variables(), "PRICEPIPE_LAKE_URI": str(lake), "PRICEPIPE_STATE_DIR": str(lake.parent / "state")}
+    dumps = BinanceDumps(cache, (data / "binance").as_uri())
+    with running_daemon(REPO / "workspace.yaml", variables, prefix="pricepipe-bench-api-home-") as home, \
+            running_stream_worker({**variables, "DAGSTER_HOME": str(home)}, home / "stream.log"):
+        publisher = env.kafka.publisher()
+        candles = dumps.backfill(publisher, Dataset.klines("BTCUSDT", "1m"), CLOSED_DAY, CURRENT_DAY).records_published
+        trades = dumps.backfill(publisher, TRADES_DATASET, TRADES_DAY, TRADES_DAY).records_published
+        wait_for(lambda: not lagging(env.kafka), home, "the fill's stream stages and runs", timeout_s=600)
     print(f"filled {env.cassandra.keyspace}: {candles:,} candles and {trades:,} aggTrades through "
           f"{env.kafka.topic_prefix}* and the sensor-driven runs")
 

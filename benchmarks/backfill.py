@@ -38,7 +38,6 @@ from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.backfill import backfill
 from pricepipe_assets.sources.binance.dump_files import Dataset, days
 from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
-from pricepipe_assets_tests.support.kline_files import KLINE_COLUMNS
 
 GROUPS = ("candles_lake", "candles_live")
 # A candle of another symbol, produced before the clock starts: the daemon's first run proves the
@@ -102,11 +101,13 @@ def pyarrow_side(data: Path, symbol: str, first: dt.date, last: dt.date) -> dict
         started = time.perf_counter()
         rows = 0
         for file in files:
+            # The zips' CSV has no header: the columns keep pyarrow's names (f0, f1, ...), and the
+            # last, which Binance leaves unused, is dropped.
             with zipfile.ZipFile(file.path) as archive, archive.open(archive.namelist()[0]) as member:
-                table = csv.read_csv(member, read_options=csv.ReadOptions(column_names=KLINE_COLUMNS))
+                table = csv.read_csv(member, read_options=csv.ReadOptions(autogenerate_column_names=True))
             day = Path(folder) / f"date={file.day.isoformat()}"
             day.mkdir()
-            pq.write_table(table.drop_columns(["ignore"]), day / "part-0.parquet")
+            pq.write_table(table.drop_columns(table.column_names[-1:]), day / "part-0.parquet")
             rows += table.num_rows
         return {"total_s": time.perf_counter() - started, "rows": float(rows)}
 

@@ -35,14 +35,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from benchmarks.ingest import dumps
 from pricepipe_assets.contract.forecasts import HORIZON_DAYS
+from pricepipe_assets.contract.records import Candle
 from pricepipe_assets.defs.resources.spark import spark_resource
+from pricepipe_assets.forecasting.evaluation import Evaluation
 from pricepipe_assets.forecasting.features import daily_features, minute_features, to_pandas
 from pricepipe_assets.forecasting.metrics import all_metrics
 from pricepipe_assets.forecasting.models import DailyModel, MinuteModel
-from pricepipe_assets.forecasting.walk_forward import DAY_MS, Evaluation, evaluate_daily, evaluate_minute
+from pricepipe_assets.forecasting.walk_forward import DAY_MS, evaluate_daily, evaluate_minute
 from pricepipe_assets.settings import Settings
-from pricepipe_assets_tests.support.kline_files import read_minutes
+from pricepipe_assets.sources.binance.dumps import Dataset
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
@@ -52,6 +55,8 @@ DEFAULT_MINUTES = "2024-02-01:2024-02-20"
 # season_length=7 only adds seasonal candidates that would fit noise (on a spot check it picked
 # the same or nearly the same forecasts, 3 (ARIMA) to 19 (ETS) times slower).
 SEASON_LENGTH = 1
+# What the minute features are computed from, one column per field of a candle.
+MINUTE_COLUMNS = ("symbol", "open_time", "open", "high", "low", "close", "volume", "quote_volume", "trades")
 
 
 def read_daily_csv(path: Path, symbol: str) -> pd.DataFrame:
@@ -71,6 +76,17 @@ def read_daily_csv(path: Path, symbol: str) -> pd.DataFrame:
     if gaps:
         print(f"warning: {gaps} gaps between consecutive days in {path}", file=sys.stderr)
     return candles
+
+
+def read_minutes(data: Path, symbol: str, days: tuple[str, ...]) -> pd.DataFrame:
+    """``symbol``'s 1m candles of ``days`` (consecutive ISO days) from the dumps mirror under ``data``,
+    read as a backfill reads them (pricepipe's dumps client and parser): the candles the platform holds."""
+    first, last = dt.date.fromisoformat(days[0]), dt.date.fromisoformat(days[-1])
+    records = list(dumps(data.resolve()).records(Dataset.klines(symbol, "1m"), first, last))
+    refused = [record for record in records if not isinstance(record, Candle)]
+    if refused:
+        raise SystemExit(f"{len(refused)} rows of {symbol}'s dumps {first}..{last} were refused, the first: {refused[0]}")
+    return pd.DataFrame({column: [getattr(candle, column) for candle in records] for column in MINUTE_COLUMNS})
 
 
 def day_span(text: str) -> tuple[str, ...]:

@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.forecast import day_span
+from benchmarks.forecast import day_span, read_minutes
 from pricepipe_assets.forecasting.lstm import LstmMinuteModel
 from pricepipe_assets.forecasting.online import minute_features_tail
-from pricepipe_assets_tests.support.kline_files import read_minutes
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"

@@ -17,7 +17,7 @@ import socket
 from collections.abc import Sequence
 
 from infra.local import postgres, spark_standalone
-from infra.local.servers import InfraError, Layout, Process, Server
+from infra.local.server_types import InfraError, Layout, Process, Server
 from pricepipe_assets.settings import Settings
 
 ADDRESSES = ("127.0.0.11", "127.0.0.12", "127.0.0.13")

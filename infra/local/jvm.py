@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from infra.local.servers import MAVEN, InfraError
+from infra.local.server_types import MAVEN, InfraError
 
 PINNED = "jars.sha256"
 VERIFIED = ".verified"

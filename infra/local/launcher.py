@@ -18,22 +18,8 @@ from pathlib import Path
 
 from infra.local import postgres, spark_standalone
 from infra.local.jvm import classpath_dir, find_java
-from infra.local.servers import (
-    SERVERS,
-    InfraError,
-    Layout,
-    Process,
-    Server,
-    command,
-    environment,
-    is_ready,
-    log_tail,
-    port_in_use,
-    prepare,
-    read_pid,
-    resolve,
-    rss_mb,
-)
+from infra.local.server_types import InfraError, Layout, Process, Server, log_tail
+from infra.local.servers import SERVERS, command, environment, is_ready, port_in_use, prepare, read_pid, resolve, rss_mb
 
 __all__ = ["SERVERS", "InfraError", "Layout", "down", "is_ready", "log_tail", "read_pid", "rss_mb", "status", "up"]
 

@@ -15,7 +15,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from infra.local.servers import InfraError, Layout, Process, Server, log_tail
+from infra.local.server_types import InfraError, Layout, Process, Server, log_tail
 
 HOST, PORT = "127.0.0.11", 5432
 USER = PASSWORD = DATABASE = "dagster"

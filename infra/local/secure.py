@@ -23,7 +23,7 @@ import ssl
 from pathlib import Path
 
 from infra.local import certs
-from infra.local.servers import Layout, Process, Server
+from infra.local.server_types import Layout, Process, Server
 from pricepipe_assets.settings import Settings
 
 HOST = "127.0.0.21"

@@ -1,84 +1,29 @@
-"""The local servers pricepipe can run on loopback: what they are, where they keep their state,
-how they are configured the first time, and how to tell that one really serves.
+"""The local servers pricepipe can run on loopback: the single-node catalog, their templates and pid
+files, how they are configured the first time, and how to tell that one really serves.
 
 The single-node servers live on 127.0.0.1; the nodes of the local cluster (``infra.local.cluster``)
 are the same kinds of server on addresses of their own, so both share every function here.
 
 Kept apart from starting and stopping (``launcher``) because the supervisor, the benchmarks and
 the tests ask these questions (is it ready? which pid is ours? which ports?) without starting anything.
+
+What a server is and where its state goes (``Server``, ``Layout``) is in ``server_types``, shared
+with the kinds that have code of their own (``postgres``, ``spark_standalone``), which this module
+dispatches to.
 """
 
 from __future__ import annotations
 
 import base64
-import hashlib
-import os
-import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-CONF = HERE / "conf"
-MAVEN = HERE / "maven"
-HOST = "127.0.0.1"
-
-
-class InfraError(RuntimeError):
-    """A local server could not be prepared, started or stopped; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class Process:
-    """One JVM of a server: its main class, heap, ports and the arguments it is started with."""
-
-    name: str
-    main_class: str
-    heap_mb: int
-    ports: tuple[int, ...]
-    args: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Server:
-    """A local server: the Maven module that holds its classpath and the JVMs that make it up."""
-
-    name: str
-    processes: tuple[Process, ...]
-    start_timeout_s: float
-    client_ports: tuple[int, ...]
-    endpoints: tuple[str, ...] = field(default=())
-    host: str = HOST
-    # The Maven module, templates and readiness check it shares with its kind (default: its name).
-    kind: str = ""
-    # Nodes of the cluster it belongs to: it counts as ready only once it sees all of them.
-    nodes: int = 1
-    # Template values that differ from the single node's (see SINGLE_NODE_VALUES).
-    values: tuple[tuple[str, str], ...] = ()
-    # Seconds from the stop signal to SIGKILL.
-    stop_timeout_s: float = 60
-    # The signal that asks it to stop; PostgreSQL's SIGTERM would wait for every client to leave.
-    stop_signal: int = signal.SIGTERM
-    # A system user it must run as when the launcher is root (PostgreSQL refuses root).
-    run_as: str = ""
-    # Templates (under conf/) appended to its kind's configuration, e.g. a TLS listener's settings.
-    fragments: tuple[str, ...] = ()
-    # Arguments added to the kind's storage format command (templates too), e.g. Kafka's SCRAM users.
-    format_args: tuple[str, ...] = ()
-    # Template values that are credentials: kept out of the repr, so no log or traceback shows them.
-    secrets: tuple[tuple[str, str], ...] = field(default=(), repr=False)
-    # Its own readiness check, for a server that only answers clients with credentials.
-    ready: Callable[[Server], bool] | None = field(default=None, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        if not self.kind:
-            object.__setattr__(self, "kind", self.name)
-
+from infra.local import postgres, spark_standalone
+from infra.local.server_types import CONF, HOST, InfraError, Layout, Process, Server, log_tail
 
 KAFKA = Server(
     name="kafka",
@@ -125,34 +70,6 @@ def resolve(names: Iterable[str], catalog: Mapping[str, Server] = SERVERS) -> li
 
 
 # --- state folders, templates and pid files -----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where one server keeps its data, rendered configuration, logs and pid files."""
-
-    state_dir: Path
-    cache_dir: Path
-
-    def data(self, server: Server) -> Path:
-        if server.run_as and os.geteuid() == 0:
-            # Root's state folder is closed to other users: the data goes to the run-as user's home,
-            # one folder per state folder so that two layouts never share it.
-            digest = hashlib.sha256(str(self.state_dir.resolve()).encode()).hexdigest()[:12]
-            return Path(pwd.getpwnam(server.run_as).pw_dir) / "pricepipe" / digest / server.name
-        return self.state_dir / "servers" / server.name / "data"
-
-    def conf(self, server: Server) -> Path:
-        return self.state_dir / "servers" / server.name / "conf"
-
-    def logs(self, server: Server) -> Path:
-        return self.state_dir / "servers" / server.name / "logs"
-
-    def log_file(self, server: Server, process: Process) -> Path:
-        return self.logs(server) / f"{process.name}.out"
-
-    def pid_file(self, process: Process) -> Path:
-        return self.state_dir / "run" / f"{process.name}.pid"
 
 
 def template_values(server: Server, layout: Layout) -> dict[str, str]:
@@ -207,13 +124,6 @@ def port_in_use(port: int, host: str = HOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.settimeout(0.5)
         return sock.connect_ex((host, port)) == 0
-
-
-def log_tail(path: Path, lines: int = 25) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log written)"
 
 
 # --- per-server preparation and readiness ------------------------------------------------------
@@ -349,8 +259,7 @@ def _hdfs_ready(server: Server) -> bool:
 
 
 READY: dict[str, Callable[[Server], bool]] = {"kafka": _kafka_ready, "cassandra": _cassandra_ready, "hdfs": _hdfs_ready,
-                                              "spark": lambda server: spark_standalone.ready(server),
-                                              "postgres": lambda server: postgres.ready(server)}
+                                              "spark": spark_standalone.ready, "postgres": postgres.ready}
 
 
 def is_ready(server: Server) -> bool:
@@ -361,7 +270,3 @@ def is_ready(server: Server) -> bool:
         return (server.ready or READY[server.kind])(server)
     except Exception:  # noqa: BLE001 - any client error means "not ready yet"
         return False
-
-
-# The kinds that are not Maven-resolved JVMs build on the types above, so they are imported last.
-from infra.local import postgres, spark_standalone  # noqa: E402

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infra.local.servers import Layout, Process, Server
+from infra.local.server_types import Layout, Process, Server
 
 MASTER_HOST, WORKER_HOST = "127.0.0.11", "127.0.0.12"
 MASTER_PORT, MASTER_UI_PORT, WORKER_PORT, WORKER_UI_PORT = 7077, 8080, 7078, 8081

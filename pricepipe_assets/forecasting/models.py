@@ -10,7 +10,7 @@ code (:mod:`pricepipe_assets.storage.model_store`), and each exposes ``name`` an
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,12 +20,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeRegressor
 
 from pricepipe_assets.contract.records import INTERVAL_MS
+from pricepipe_assets.forecasting.evaluation import Evaluation
 from pricepipe_assets.forecasting.feature_names import DAILY_FEATURES, DAILY_TARGETS, MINUTE_FEATURES
 from pricepipe_assets.forecasting.intervals import conformal_quantile, price_interval
 from pricepipe_assets.forecasting.volatility import DAILY_METHOD, MINUTE_METHOD, daily_move_half_widths, minute_scale
-
-if TYPE_CHECKING:
-    from pricepipe_assets.forecasting.walk_forward import Evaluation
 
 TREE_LEAF = -1  # scikit-learn's child index of a leaf
 # ``step`` counts intervals ahead (1 for the minute model, 1..15 for the daily one); the

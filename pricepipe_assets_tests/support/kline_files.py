@@ -1,5 +1,5 @@
 """Binance's kline dump files read with plain pandas, sharing no code with the project's parsers,
-so a test or benchmark can compare what the pipeline stored with the source itself."""
+so a test can compare what the pipeline stored with the source itself."""
 
 from __future__ import annotations
 
