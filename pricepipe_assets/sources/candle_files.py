@@ -21,12 +21,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm import tqdm
-
 from pricepipe_assets.contract.record_values import RecordError, iso_to_millis, parse_finite, to_millis
 from pricepipe_assets.contract.records import CANDLE_TOPICS, INTERVAL_MS, Candle, covers_interval
 from pricepipe_assets.kafka.publisher import Publisher
 from pricepipe_assets.sources.binance.formats import candle_from_binance_row
+from pricepipe_assets.sources.progress import Progress
 
 PLAIN_HEADER = ["timestamp", "open", "high", "low", "close", "volume"]
 
@@ -87,28 +86,32 @@ def import_candles(publisher: Publisher, path: Path, symbol: str, interval: str,
     returns once Kafka confirmed them all (:meth:`Publisher.flush` raises otherwise).
 
     With ``before_ms``, only candles that open earlier are published: a replay that starts there
-    must not find its history already holding the days it is about to replay.
+    must not find its history already holding the days it is about to replay. ``progress`` shows a
+    bar of rows on a terminal, one line once the file is done elsewhere (see ``sources.progress``).
     """
     if interval not in CANDLE_TOPICS:
         raise ValueError(f"interval must be one of {', '.join(CANDLE_TOPICS)}, got {interval!r}")
     topic = CANDLE_TOPICS[interval]
     rows = published = dead = later = 0
-    for line, row, plain in tqdm(_rows(path), desc=path.name, unit=" rows", disable=not progress):
-        rows += 1
-        raw = ",".join(row)
-        try:
-            candle = (_plain_candle(row, symbol, interval, exchange) if plain
-                      else candle_from_binance_row(row, symbol, interval, exchange=exchange))
-        except RecordError as error:
-            publisher.dead_letter(topic, raw, f"{path.name} line {line}: {error}")
-            dead += 1
-            continue
-        if before_ms is not None and candle.open_time >= before_ms:
-            later += 1
-            continue
-        publisher.publish(candle)
-        published += 1
-    publisher.flush()
+    with Progress(path.name, " rows", enabled=progress) as bar:
+        for line, row, plain in _rows(path):
+            rows += 1
+            bar.update()
+            raw = ",".join(row)
+            try:
+                candle = (_plain_candle(row, symbol, interval, exchange) if plain
+                          else candle_from_binance_row(row, symbol, interval, exchange=exchange))
+            except RecordError as error:
+                publisher.dead_letter(topic, raw, f"{path.name} line {line}: {error}")
+                dead += 1
+                continue
+            if before_ms is not None and candle.open_time >= before_ms:
+                later += 1
+                continue
+            publisher.publish(candle)
+            published += 1
+        publisher.flush()
+        bar.step_done(f"{rows:,} rows, {published:,} published, {dead:,} dead-lettered, {later:,} left for later")
     return ImportResult(rows, published, dead, later)
 
 

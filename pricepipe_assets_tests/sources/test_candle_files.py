@@ -41,6 +41,18 @@ def test_the_plain_layout_publishes_every_day_of_the_real_history_as_a_daily_can
     assert first.interval == "1d" and first.is_complete
 
 
+def test_off_a_terminal_an_import_shows_one_line_for_the_file_and_no_carriage_return(
+        kafka: KafkaResource, shared_data: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Standard error is captured here, not a terminal: as in a log file, no bar is drawn."""
+    path = shared_data / "daily_candles" / "yanniedog_spot_ETHUSDT_1d.csv"
+    days = len(_lines(path)) - 1
+    import_candles(kafka.publisher(), path, "ETHUSDT", "1d", progress=True)
+
+    progress = capsys.readouterr().err
+    assert "\r" not in progress
+    assert progress.splitlines() == [f"{path.name}: {days:,} rows, {days:,} published, 0 dead-lettered, 0 left for later"]
+
+
 def test_the_binance_layout_with_a_header_keeps_quote_volume_and_trades(kafka: KafkaResource,
                                                                         shared_data: Path) -> None:
     path = shared_data / "daily_candles" / "ronaldlu66_spot_BTCUSDT_1d.csv"

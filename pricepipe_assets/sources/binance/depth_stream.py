@@ -16,23 +16,20 @@ frame leaves every book as it was.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from websockets.asyncio.client import connect
-from websockets.exceptions import InvalidURI
+from websockets.asyncio.client import ClientConnection
 
 from pricepipe_assets.contract.record_values import RecordError
-from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets.sources.binance.depth import DepthEvent, DepthSnapshot, DepthSync, depth_event, depth_snapshot
 from pricepipe_assets.sources.binance.rest import BinanceRestClient, BinanceRestError
-from pricepipe_assets.sources.binance.ws import DEFAULT_BASE_URL, RETRIABLE
+from pricepipe_assets.sources.binance.ws import DEFAULT_BASE_URL, combined_stream_url
 from pricepipe_assets.sources.book_throttle import BookThrottle
 from pricepipe_assets.sources.frames import TRANSPORT_LIMIT_BYTES, frame_json, json_bytes, parse_or_refuse
+from pricepipe_assets.sources.websocket import ConnectionCounts, WebSocketClient
 
 if TYPE_CHECKING:
     from pricepipe_assets.kafka.publisher import Publisher
@@ -45,14 +42,12 @@ STREAM = "depth@100ms"
 
 
 @dataclass
-class DepthCounts:
+class DepthCounts(ConnectionCounts):
     """What the depth stream did so far, for a status line (read from any thread)."""
 
     events: int = 0
     snapshots: int = 0
     resyncs: int = 0
-    reconnects: int = 0
-    dead_letters: int = 0
 
     def status_line(self) -> str:
         return (f"depth events {self.events}, snapshots {self.snapshots}, resyncs {self.resyncs}, "
@@ -60,12 +55,14 @@ class DepthCounts:
 
 
 def depth_stream_url(base_url: str, symbols: Sequence[str]) -> str:
-    names = "/".join(f"{symbol.lower()}@{STREAM}" for symbol in symbols)
-    return f"{base_url.rstrip('/')}/stream?streams={names}"
+    return combined_stream_url(base_url, symbols, STREAM)
 
 
-class BinanceDepthStream:
+class BinanceDepthStream(WebSocketClient[DepthCounts]):
     """Publishes the top ``depth`` levels of each symbol's trusted book through ``throttle`` until stopped."""
+
+    name = "Binance depth stream"
+    retriable = (BinanceRestError,)
 
     def __init__(self, symbols: Sequence[str], publisher: Publisher, rest: BinanceRestClient, *,
                  depth: int, throttle: BookThrottle, base_url: str = DEFAULT_BASE_URL,
@@ -74,61 +71,32 @@ class BinanceDepthStream:
         if not symbols:
             raise ValueError("a depth stream needs at least one symbol")
         self.symbols = tuple(symbol.upper() for symbol in symbols)
-        self.url = depth_stream_url(base_url, self.symbols)
-        self.counts = DepthCounts()
+        super().__init__(depth_stream_url(base_url, self.symbols), publisher, DepthCounts(), backoff=backoff,
+                         open_timeout_s=open_timeout_s, poll_s=poll_s, max_size=TRANSPORT_LIMIT_BYTES)
         self.syncs = {symbol: DepthSync(symbol) for symbol in self.symbols}
-        self._publisher = publisher
         self._rest = rest
         self._depth = depth
         self._throttle = throttle
-        self._backoff = backoff or exponential_backoff()
-        self._open_timeout_s = open_timeout_s
-        self._poll_s = poll_s
         self._snapshot_retry_s = snapshot_retry_s
         self._fetching: dict[str, asyncio.Task[None]] = {}
-        self._failures = 0
-        self._connected_before = False
 
-    def run(self, stop: threading.Event) -> None:
-        """Stream on an event loop of the calling thread until ``stop`` is set (a thread's target)."""
-        try:
-            asyncio.run(self.run_async(stop))
-        finally:
-            self._publisher.flush()
+    async def _opened(self, connection: ClientConnection) -> None:
+        """Every book starts over: the events sent while the stream was away are lost."""
+        for sync in self.syncs.values():
+            sync.reset()
+            self._throttle.forget(sync.symbol)
 
-    async def run_async(self, stop: threading.Event) -> None:
-        while not stop.is_set():
-            try:
-                await self._session(stop)
-            except InvalidURI:
-                raise
-            except RETRIABLE as error:
-                log.warning("Binance depth stream %s: %s", self.url, error)
-            if stop.is_set():
-                return
-            self._failures += 1
-            await asyncio.to_thread(stop.wait, self._backoff(self._failures))
+    async def _on_frame(self, frame: bytes) -> None:
+        self._working()
+        self.handle_frame(frame)
 
-    async def _session(self, stop: threading.Event) -> None:
-        async with connect(self.url, open_timeout=self._open_timeout_s, max_queue=None,
-                           max_size=TRANSPORT_LIMIT_BYTES) as connection:
-            if self._connected_before:
-                self.counts.reconnects += 1
-            self._connected_before = True
-            for sync in self.syncs.values():
-                sync.reset()
-                self._throttle.forget(sync.symbol)
-            try:
-                while not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        frame = await asyncio.wait_for(connection.recv(decode=False), timeout=self._poll_s)
-                        self._failures = 0
-                        self.handle_frame(frame)
-                    self._throttle.flush_due()
-            finally:
-                for task in self._fetching.values():
-                    task.cancel()
-                self._fetching.clear()
+    async def _between_frames(self, connection: ClientConnection) -> None:
+        self._throttle.flush_due()
+
+    def _closed(self) -> None:
+        for task in self._fetching.values():
+            task.cancel()
+        self._fetching.clear()
 
     def handle_frame(self, frame: str | bytes) -> None:
         """Apply one frame's event; a frame that is none is a dead letter, whatever is wrong with it,
@@ -192,5 +160,4 @@ class BinanceDepthStream:
 
     def _reject(self, source: str, raw: str | bytes, reason: str) -> None:
         log.warning("Binance depth input refused (%s): %s", source, reason)
-        self._publisher.dead_letter(source, raw, reason)
-        self.counts.dead_letters += 1
+        self._dead_letter(source, raw, reason)

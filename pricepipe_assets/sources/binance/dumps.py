@@ -16,15 +16,14 @@ import os
 import re
 import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 import requests
-from tqdm import tqdm
 
 from pricepipe_assets.contract.records import Candle, Record, RecordError
 from pricepipe_assets.sources.binance.dump_files import (
@@ -34,6 +33,7 @@ from pricepipe_assets.sources.binance.dump_files import (
     DumpRow,
     read_rows,
 )
+from pricepipe_assets.sources.progress import Progress
 from pricepipe_assets.sources.replay import Rejected
 
 if TYPE_CHECKING:
@@ -150,7 +150,8 @@ class BinanceDumps:
     ``cache_dir`` receives the files under their site paths; the application passes
     ``~/.cache/pricepipe/binance-dumps``. A ``file://`` source is copied into the cache like a
     download, so it is verified the same way and a later change to the mirror cannot alter a
-    backfill halfway. ``progress`` shows tqdm bars over files and rows (for the CLI).
+    backfill halfway. ``progress`` shows bars over files and rows on a terminal, a line per file
+    elsewhere (for the CLI; see ``sources.progress``).
     """
 
     def __init__(self, cache_dir: Path | str, base_url: str = DEFAULT_BASE_URL, *, timeout_s: float = 30.0,
@@ -172,13 +173,19 @@ class BinanceDumps:
         """
         files: list[DumpFile] = []
         missing: list[dt.date] = []
-        for day in self._bar(dataset.file_days(start, end), unit=" file", desc=f"download {dataset}"):
-            try:
-                files.append(self.fetch(dataset, day))
-            except MissingDayError:
-                if not skip_missing:
-                    raise
-                missing.append(day)
+        file_days = dataset.file_days(start, end)
+        with self._progress(f"download {dataset}", " file", total=len(file_days)) as progress:
+            for number, day in enumerate(file_days, 1):
+                try:
+                    files.append(self.fetch(dataset, day))
+                    state = "ready"
+                except MissingDayError:
+                    if not skip_missing:
+                        raise
+                    missing.append(day)
+                    state = "missing"
+                progress.update()
+                progress.step_done(f"{day} {state} ({number}/{len(file_days)})")
         return Downloads(dataset, tuple(files), tuple(missing))
 
     def records(self, dataset: Dataset, start: dt.date, end: dt.date, *,
@@ -198,16 +205,19 @@ class BinanceDumps:
         downloads = self.download(dataset, start, end, skip_missing=skip_missing)
         tally = _Tally()
         resuming = after is not None
-        with self._bar(unit=" rows", desc=f"publish {dataset}") as bar:
+        with self._progress(f"publish {dataset}", " rows") as progress:
             for file in downloads.files:
+                rows = 0
                 for row in read_rows(file, dataset):
                     if resuming:
                         if _held(row, after):
                             continue
                         resuming = False
                     tally.count(publisher.offer(row.source, row.raw, row.parse))
-                    bar.update()
+                    rows += 1
+                    progress.update()
                 publisher.flush()
+                progress.step_done(f"{file.day} published, {rows:,} rows")
         return tally.result(downloads)
 
     def fetch(self, dataset: Dataset, day: dt.date) -> DumpFile:
@@ -283,8 +293,8 @@ class BinanceDumps:
         except requests.RequestException as error:
             raise DumpError(f"downloading {url} failed: {error}") from None
 
-    def _bar(self, iterable: Iterable[Any] | None = None, **options: Any) -> tqdm:
-        return tqdm(iterable, disable=not self.progress, **options)
+    def _progress(self, desc: str, unit: str, total: int | None = None) -> Progress:
+        return Progress(desc, unit, enabled=self.progress, total=total)
 
 
 def _checksum_path(target: Path) -> Path:

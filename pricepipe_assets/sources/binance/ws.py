@@ -17,23 +17,19 @@ wrong with them, go to ``deadletter`` with the reason and the raw frame, and the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosedOK, InvalidURI, WebSocketException
+from websockets.asyncio.client import ClientConnection
 
 from pricepipe_assets.contract.record_values import RecordError, now_ms
 from pricepipe_assets.contract.records import INTERVAL_MS, Candle
-from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets.sources.binance.formats import candle_from_binance_event
 from pricepipe_assets.sources.binance.rest import BinanceRestClient, BinanceRestError
 from pricepipe_assets.sources.frames import TRANSPORT_LIMIT_BYTES, frame_json, parse_or_refuse
+from pricepipe_assets.sources.websocket import ConnectionCounts, WebSocketClient
 
 if TYPE_CHECKING:
     from pricepipe_assets.kafka.publisher import Publisher
@@ -45,49 +41,46 @@ INTERVAL = "1m"
 STEP_MS = INTERVAL_MS[INTERVAL]
 # Dead letters of frames that never were on Kafka name the stream they came from instead of a topic.
 SOURCE = "binance.ws.kline_1m"
-# What a dropped connection, a refused handshake or a failing gap fill raises: all worth a reconnect.
-RETRIABLE = (OSError, WebSocketException, BinanceRestError)
 
 
 @dataclass
-class StreamCounts:
+class StreamCounts(ConnectionCounts):
     """What the stream has done so far, for a status line; read it from any thread."""
 
     candles: int = 0
     gap_filled: int = 0
-    reconnects: int = 0
-    dead_letters: int = 0
 
     def status_line(self) -> str:
         return (f"candles {self.candles}, gap-filled {self.gap_filled}, reconnects {self.reconnects}, "
                 f"dead letters {self.dead_letters}")
 
 
-def stream_url(base_url: str, symbols: Sequence[str]) -> str:
-    """The combined-stream URL of the symbols' 1m klines (Binance wants stream names in lower case)."""
-    names = "/".join(f"{symbol.lower()}@kline_{INTERVAL}" for symbol in symbols)
+def combined_stream_url(base_url: str, symbols: Sequence[str], stream: str) -> str:
+    """The combined-stream URL of ``stream`` for each symbol (Binance wants stream names in lower case)."""
+    names = "/".join(f"{symbol.lower()}@{stream}" for symbol in symbols)
     return f"{base_url.rstrip('/')}/stream?streams={names}"
 
 
-async def _wait(stopping: asyncio.Event, seconds: float) -> None:
-    """Sleep that ends early when the stream is told to stop."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stopping.wait(), seconds)
+def stream_url(base_url: str, symbols: Sequence[str]) -> str:
+    """The combined-stream URL of the symbols' 1m klines."""
+    return combined_stream_url(base_url, symbols, f"kline_{INTERVAL}")
 
 
-async def _close_when(stopping: asyncio.Event, connection: ClientConnection) -> None:
-    await stopping.wait()
-    await connection.close()
-
-
-class BinanceKlineStream:
+class BinanceKlineStream(WebSocketClient[StreamCounts]):
     """Publishes the closed 1m candles of ``symbols`` until told to stop.
 
     ``last_open_times`` are the open times of the last candles already stored per symbol (to
     resume after a restart without a gap); the stream keeps it up to date. ``backoff`` maps the
     number of failed attempts in a row to a wait in seconds; ``clock`` (milliseconds UTC) decides
     which minutes have closed. Both are injectable so tests can replay a day in seconds.
+
+    Frames are buffered without bound (``max_queue=None``) so that pings are still answered
+    while a gap fill keeps the loop from reading; a kline stream sends only a few a second.
     """
+
+    name = "Binance klines stream"
+    # A failing gap fill is worth a reconnect too: the next connection's fill tries again.
+    retriable = (BinanceRestError,)
 
     def __init__(self, symbols: Sequence[str], publisher: Publisher, rest: BinanceRestClient, *,
                  base_url: str = DEFAULT_BASE_URL, backoff: Callable[[int], float] | None = None,
@@ -96,88 +89,22 @@ class BinanceKlineStream:
         if not symbols:
             raise ValueError("a kline stream needs at least one symbol")
         self.symbols = tuple(symbol.upper() for symbol in symbols)
-        self.url = stream_url(base_url, self.symbols)
-        self.counts = StreamCounts()
+        super().__init__(stream_url(base_url, self.symbols), publisher, StreamCounts(), backoff=backoff,
+                         open_timeout_s=open_timeout_s, poll_s=stop_poll_s, max_size=TRANSPORT_LIMIT_BYTES)
         self.last_open_times: dict[str, int] = {s.upper(): t for s, t in (last_open_times or {}).items()}
-        self._publisher = publisher
         self._rest = rest
-        self._backoff = backoff or exponential_backoff()
         self._clock = clock
-        self._open_timeout_s = open_timeout_s
-        self._stop_poll_s = stop_poll_s
-        self._failures = 0
-        self._connected_before = False
 
-    def start(self, stop: threading.Event) -> Future[None]:
-        """Run in a background thread (a CLI's main thread prints status lines meanwhile).
+    async def _opened(self, connection: ClientConnection) -> None:
+        """Fill what closed while away before publishing the new connection's frames."""
+        await asyncio.to_thread(self._fill_gaps)
 
-        The future ends when ``stop`` is set and re-raises whatever ended the stream otherwise.
-        """
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="binance-klines")
-        future = executor.submit(self.run, stop)
-        executor.shutdown(wait=False)
-        return future
-
-    def run(self, stop: threading.Event) -> None:
-        """Run on an event loop of the calling thread until ``stop`` is set (a thread's target)."""
-        asyncio.run(self.run_async(stop))
-
-    async def run_async(self, stop: threading.Event) -> None:
-        """Stream until ``stop`` is set, then return once Kafka confirmed everything published."""
-        stopping = asyncio.Event()
-        watcher = asyncio.create_task(self._watch(stop, stopping))
-        try:
-            await self._stream_until(stopping)
-        finally:
-            watcher.cancel()
-            self._publisher.flush()
-
-    async def _watch(self, stop: threading.Event, stopping: asyncio.Event) -> None:
-        """Carry a set ``stop`` (a thread's event, settable from anywhere) into the loop."""
-        while not stop.is_set():
-            await asyncio.sleep(self._stop_poll_s)
-        stopping.set()
-
-    async def _stream_until(self, stopping: asyncio.Event) -> None:
-        while not stopping.is_set():
-            try:
-                await self._session(stopping)
-            except InvalidURI:
-                raise
-            except RETRIABLE as error:
-                log.warning("Binance klines stream %s: %s", self.url, error)
-            if stopping.is_set():
-                return
-            self._failures += 1
-            delay = self._backoff(self._failures)
-            log.info("Binance klines stream: reconnecting in %.1f s (attempt %d)", delay, self._failures)
-            await _wait(stopping, delay)
-
-    async def _session(self, stopping: asyncio.Event) -> None:
-        """One connection: fill what closed while away, then publish frames until it ends.
-
-        Frames are buffered without bound (``max_queue=None``) so that pings are still answered
-        while a gap fill keeps the loop from reading; a kline stream sends only a few a second.
-        """
-        async with connect(self.url, open_timeout=self._open_timeout_s, max_queue=None,
-                           max_size=TRANSPORT_LIMIT_BYTES) as connection:
-            if self._connected_before:
-                self.counts.reconnects += 1
-            self._connected_before = True
-            await asyncio.to_thread(self._fill_gaps)
-            closer = asyncio.create_task(_close_when(stopping, connection))
-            try:
-                while True:
-                    frame = await connection.recv(decode=False)
-                    self._failures = 0
-                    await self._handle(frame)
-            except ConnectionClosedOK:  # a clean close (Binance's daily one, or ours when stopping)
-                pass
-            finally:
-                closer.cancel()
+    async def _on_frame(self, frame: bytes) -> None:
+        self._working()
+        await self._handle(frame)
 
     async def _handle(self, frame: bytes) -> None:
-        candle = parse_or_refuse(lambda: self._parse(frame), lambda reason: self._reject(frame, reason))
+        candle = parse_or_refuse(lambda: self._parse(frame), lambda reason: self._dead_letter(SOURCE, frame, reason))
         if candle is None:
             return
         last = self.last_open_times.get(candle.symbol)
@@ -188,10 +115,6 @@ class BinanceKlineStream:
         self._publisher.publish(candle)
         self.last_open_times[candle.symbol] = candle.open_time
         self.counts.candles += 1
-
-    def _reject(self, frame: bytes, reason: str) -> None:
-        self._publisher.dead_letter(SOURCE, frame, reason)
-        self.counts.dead_letters += 1
 
     def _parse(self, frame: bytes) -> Candle:
         """The candle of a combined-stream frame; what raises (:class:`RecordError` with the reason, or

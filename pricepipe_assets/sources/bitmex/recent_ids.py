@@ -1,13 +1,10 @@
-"""What a BitMEX connection remembers between frames: when to ping, and which trades it has seen.
+"""Which trades a BitMEX client has seen: its ``partial`` after a reconnect repeats recent trades.
 
-BitMEX's keepalive is application-level (the text ``ping``, answered ``pong``), and its ``partial``
-after a reconnect repeats recent trades; both are kept here so the client's module holds only the
-protocol's flow.
+Kept apart so the client's module holds only the protocol's flow.
 """
 
 from __future__ import annotations
 
-import time
 from collections import OrderedDict
 
 
@@ -31,29 +28,3 @@ class RecentIds:
 
     def __len__(self) -> int:
         return len(self._ids)
-
-
-class Keepalive:
-    """When to send BitMEX's ``ping`` and when a missing ``pong`` means the connection is dead."""
-
-    def __init__(self, ping_after_s: float, pong_timeout_s: float) -> None:
-        self.ping_after_s = ping_after_s
-        self.pong_timeout_s = pong_timeout_s
-        self.last_heard = time.monotonic()
-        self.ping_sent: float | None = None
-
-    def seconds_left(self, now: float) -> float:
-        if self.ping_sent is not None:
-            return self.ping_sent + self.pong_timeout_s - now
-        return self.last_heard + self.ping_after_s - now
-
-    def heard(self, now: float) -> None:
-        """Any message postpones the next ping; only a pong answers one already sent."""
-        self.last_heard = now
-
-    def pinged(self, now: float) -> None:
-        self.ping_sent = now
-
-    def ponged(self, now: float) -> None:
-        self.ping_sent = None
-        self.last_heard = now

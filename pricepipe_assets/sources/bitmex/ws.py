@@ -4,8 +4,8 @@ Decisions, and why:
 
 * BitMEX's keepalive is application-level: after a quiet spell the client sends the text ``ping``
   and BitMEX answers ``pong``. A ping that gets no pong in time means the connection is dead even
-  if TCP has not noticed yet, so the client reconnects. The websockets library's own protocol
-  pings are turned off so that exactly one mechanism decides when a connection is dead.
+  if TCP has not noticed yet, so the client reconnects (a :class:`TextPing`, which turns the
+  websockets library's own protocol pings off).
 * After every (re)connect BitMEX sends a ``partial`` snapshot that repeats recent trades. Trade ids
   are remembered per symbol in a bounded memory, so a reconnect never publishes a trade twice and
   memory stays flat however long the client runs. The snapshot's quote is skipped when it equals
@@ -23,35 +23,30 @@ Decisions, and why:
   ``sources.frames``). A frame above ``max_frame_bytes`` is refused whole without parsing. A frame
   is read to its records before any is published, so a failure while reading is always the frame's
   dead letter, and only Kafka's own failures raise.
-* The loop is made to run in a thread of a CLI: :meth:`BitmexClient.run` owns its event loop and
-  stops when a :class:`threading.Event` is set. Such an event cannot wake an asyncio loop, so the
-  loop looks at it at least every ``poll_s`` seconds.
+* The connection's life (reconnects, backoff, the ``ping`` timing, stopping) is the shared
+  :class:`~pricepipe_assets.sources.websocket.WebSocketClient`'s; the backoff starts over only
+  when a table delivered data, since BitMEX greets and confirms even on a connection it then drops.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import threading
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
-from websockets.uri import parse_uri
+from websockets.asyncio.client import ClientConnection
 
 from pricepipe_assets.contract.books import OrderBook
 from pricepipe_assets.contract.records import Quote, RecordError, Trade
 from pricepipe_assets.kafka.publisher import Publisher
-from pricepipe_assets.sources.backoff import exponential_backoff
 from pricepipe_assets.sources.bitmex.books import BOOK_TABLE, BitmexBooks
 from pricepipe_assets.sources.bitmex.formats import quote_from_bitmex, trade_from_bitmex
-from pricepipe_assets.sources.bitmex.keepalive import Keepalive, RecentIds
+from pricepipe_assets.sources.bitmex.recent_ids import RecentIds
 from pricepipe_assets.sources.book_throttle import BookThrottle
 from pricepipe_assets.sources.frames import frame_json, json_bytes, parse_or_refuse
+from pricepipe_assets.sources.websocket import ConnectionCounts, TextPing, WebSocketClient
 
 log = logging.getLogger(__name__)
 
@@ -73,24 +68,14 @@ TRANSPORT_LIMIT_FACTOR = 8
 Frame = str | bytes
 
 
-class DeadConnection(ConnectionError):
-    """The peer stopped answering BitMEX's ``ping``: the connection is treated as lost."""
-
-
-# What ends one connection and leads to a reconnect; anything else is a bug and propagates.
-RECOVERABLE = (OSError, TimeoutError, WebSocketException)
-
-
 @dataclass
-class BitmexCounts:
+class BitmexCounts(ConnectionCounts):
     """What the client did since it started, for a status line (read from any thread)."""
 
     trades: int = 0
     quotes: int = 0
     books: int = 0
     resubscribes: int = 0
-    reconnects: int = 0
-    dead_letters: int = 0
     duplicates: int = 0
     ignored: int = 0
     errors: int = 0
@@ -109,12 +94,14 @@ def _request_args(message: Mapping[str, Any]) -> str:
     return "a request"
 
 
-class BitmexClient:
+class BitmexClient(WebSocketClient[BitmexCounts]):
     """Streams BitMEX trades and quotes to Kafka through a :class:`Publisher` until stopped.
 
     Reconnects after any connection loss with ``backoff``; ``counts`` and :meth:`status_line`
     report progress, ``subscriptions`` what BitMEX confirmed on the current connection.
     """
+
+    name = "BitMEX"
 
     def __init__(
         self,
@@ -132,7 +119,6 @@ class BitmexClient:
         books: BookThrottle | None = None,
         book_depth: int = 10,
     ) -> None:
-        parse_uri(url)  # a malformed URL is a configuration error, not something to retry forever
         self._symbols = tuple(dict.fromkeys(symbol.strip().upper() for symbol in symbols))
         if not self._symbols or not all(self._symbols):
             raise ValueError(f"BitMEX symbols must be non-empty names, got {list(symbols)!r}")
@@ -140,16 +126,11 @@ class BitmexClient:
             raise ValueError("ping_after_s, pong_timeout_s, open_timeout_s and poll_s must be positive")
         if max_frame_bytes < 1:
             raise ValueError(f"max_frame_bytes must be positive, got {max_frame_bytes}")
-        self.url = url
-        self.counts = BitmexCounts()
-        self._publisher = publisher
-        self._ping_after_s = ping_after_s
-        self._pong_timeout_s = pong_timeout_s
-        self._open_timeout_s = open_timeout_s
-        self._backoff = backoff or exponential_backoff()
-        self._failures = 0
+        # max_queue: websockets' default, as BitMEX's frames are read as they come
+        super().__init__(url, publisher, BitmexCounts(), backoff=backoff, open_timeout_s=open_timeout_s,
+                         poll_s=poll_s, max_size=max_frame_bytes * TRANSPORT_LIMIT_FACTOR, max_queue=16,
+                         text_ping=TextPing(ping_after_s, pong_timeout_s))
         self._max_frame_bytes = max_frame_bytes
-        self._poll_s = poll_s
         self._recent_trades = {symbol: RecentIds(remembered_trades) for symbol in self._symbols}
         self._last_quotes: dict[str, Quote] = {}
         self._throttle = books
@@ -173,62 +154,23 @@ class BitmexClient:
     def status_line(self) -> str:
         return self.counts.status_line()
 
-    # --- running -------------------------------------------------------------------------------
+    # --- connection ----------------------------------------------------------------------------
 
-    def run(self, stop: threading.Event) -> None:
-        """Stream until ``stop`` is set, then wait until Kafka confirmed everything (a thread's target).
+    async def _opened(self, connection: ClientConnection) -> None:
+        """Subscribe on each new connection; the books start over, as what was missed meanwhile is lost."""
+        self._subscribed = frozenset()
+        if self.books is not None and self._throttle is not None:
+            for symbol in self.books.reset():
+                self._throttle.forget(symbol)
+        await self._subscribe(connection)
 
-        Raises :class:`~pricepipe_assets.kafka.publisher.DeliveryError` if Kafka did not take
-        everything, so a caller never reports data as published that is not in Kafka.
-        """
-        try:
-            asyncio.run(self.run_async(stop))
-        finally:
-            self._publisher.flush()
+    async def _on_frame(self, frame: bytes) -> None:
+        self.handle_frame(frame)
 
-    async def run_async(self, stop: threading.Event) -> None:
-        """Connect, stream, and reconnect after each loss, until ``stop`` is set."""
-        while not stop.is_set():
-            try:
-                await self._stream(stop)
-            except RECOVERABLE as error:
-                if stop.is_set():
-                    return
-                self._failures += 1
-                delay = self._backoff(self._failures)
-                log.warning("BitMEX connection to %s lost (%s); reconnecting in %.2fs", self.url,
-                            str(error) or type(error).__name__, delay)
-                await self._pause(delay, stop)
-                if not stop.is_set():
-                    self.counts.reconnects += 1
-
-    async def _pause(self, seconds: float, stop: threading.Event) -> None:
-        deadline = time.monotonic() + seconds
-        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-            await asyncio.sleep(min(left, self._poll_s))
-
-    async def _stream(self, stop: threading.Event) -> None:
-        """One connection: subscribe, then handle frames until stopped or the connection is lost."""
-        async with connect(
-            self.url,
-            open_timeout=self._open_timeout_s,
-            ping_interval=None,
-            close_timeout=self._pong_timeout_s,
-            max_size=self._max_frame_bytes * TRANSPORT_LIMIT_FACTOR,
-        ) as connection:
-            self._subscribed = frozenset()
-            if self.books is not None and self._throttle is not None:  # what was missed meanwhile is lost
-                for symbol in self.books.reset():
-                    self._throttle.forget(symbol)
-            await self._subscribe(connection)
-            keepalive = Keepalive(self._ping_after_s, self._pong_timeout_s)
-            while not stop.is_set():
-                frame = await self._next_frame(connection, keepalive)
-                if frame is not None:
-                    self.handle_frame(frame)
-                if self.books is not None and self._throttle is not None:
-                    self._throttle.flush_due()
-                    await self._resubscribe_broken(connection)
+    async def _between_frames(self, connection: ClientConnection) -> None:
+        if self.books is not None and self._throttle is not None:
+            self._throttle.flush_due()
+            await self._resubscribe_broken(connection)
 
     async def _subscribe(self, connection: ClientConnection) -> None:
         args = self.subscription_args()
@@ -244,30 +186,6 @@ class BitmexClient:
             self._subscribed = self._subscribed - {arg}
             self.counts.resubscribes += 1
         self.books.broken.clear()
-
-    async def _next_frame(self, connection: ClientConnection, keepalive: Keepalive) -> Frame | None:
-        """The next data frame, or None when it is time to look at the stop event again.
-
-        Sends ``ping`` after ``ping_after_s`` of silence and raises :class:`DeadConnection` when
-        its ``pong`` is late.
-        """
-        now = time.monotonic()
-        left = keepalive.seconds_left(now)
-        if left <= 0:
-            if keepalive.ping_sent is not None:
-                raise DeadConnection(f"no pong within {self._pong_timeout_s}s of a ping")
-            await connection.send("ping")
-            keepalive.pinged(now)
-            return None
-        try:
-            frame = await asyncio.wait_for(connection.recv(decode=False), timeout=min(left, self._poll_s))
-        except TimeoutError:  # cancelling recv() is safe in websockets: no message is lost
-            return None
-        if frame == b"pong":
-            keepalive.ponged(time.monotonic())
-            return None
-        keepalive.heard(time.monotonic())
-        return frame
 
     # --- frames --------------------------------------------------------------------------------
 
@@ -333,7 +251,7 @@ class BitmexClient:
             raise RecordError(f"unknown action {str(action)[:40]!r} for table {table!r}")
         if not isinstance(rows, list):
             raise RecordError(f"{table} {action} without a data array")
-        self._failures = 0
+        self._working()
         source, parse = (TRADE_SOURCE, trade_from_bitmex) if table == "trade" else (QUOTE_SOURCE, quote_from_bitmex)
         records = (self._read_row(source, parse, item, data) for item in rows)
         return [record for record in records if record is not None]
@@ -343,7 +261,7 @@ class BitmexClient:
         selected = message.get("filter")
         changed = self.books.take(str(message.get("action")), rows,
                                   selected.get("symbol") if isinstance(selected, Mapping) else None)
-        self._failures = 0
+        self._working()
         return [book for symbol in changed if (book := self.books.book(symbol)) is not None]
 
     def _read_row(self, source: str, parse: Callable[[Any], Trade | Quote], item: Any,
@@ -381,5 +299,4 @@ class BitmexClient:
 
     def _reject(self, source: str, raw: bytes, reason: str) -> None:
         log.warning("BitMEX input refused (%s): %s", source, reason)
-        self._publisher.dead_letter(source, raw, reason)
-        self.counts.dead_letters += 1
+        self._dead_letter(source, raw, reason)

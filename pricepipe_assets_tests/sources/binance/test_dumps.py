@@ -286,3 +286,16 @@ def test_damaged_cached_file_is_a_clear_error_saying_what_to_do(dumps: BinanceDu
 
     with pytest.raises(DumpError, match="is damaged; delete it"):
         list(dumps.records(BTC_1M, JAN_1_2024, JAN_1_2024))
+
+
+def test_off_a_terminal_progress_is_one_line_per_finished_file_without_carriage_returns(
+        mirror: BinanceMirror, tmp_path: Path, publisher: Publisher, capsys: pytest.CaptureFixture[str]) -> None:
+    """Standard error is captured here, not a terminal: as in a log file, no bar is drawn."""
+    dumps = BinanceDumps(tmp_path / "cache", mirror.url, progress=True)
+    dumps.backfill(publisher, BTC_1M, dt.date(2024, 3, 31), dt.date(2024, 4, 1), skip_missing=True)
+
+    progress = capsys.readouterr().err
+    assert "\r" not in progress
+    assert progress.splitlines() == [f"download {BTC_1M}: 2024-03-31 ready (1/2)",
+                                     f"download {BTC_1M}: 2024-04-01 missing (2/2)",
+                                     f"publish {BTC_1M}: 2024-03-31 published, 1,440 rows"]
