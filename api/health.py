@@ -18,8 +18,8 @@ from starlette.responses import JSONResponse
 from api.errors import StoreUnavailable
 from api.store import AsyncStore
 from pricepipe_assets.kafka.client import KafkaCluster
+from pricepipe_assets.storage.cassandra import PING
 
-PING_CQL = "SELECT release_version FROM system.local"
 PING_TIMEOUT_S = 2.0
 
 
@@ -45,7 +45,7 @@ class StoreChecks:
 
     async def _cassandra_answers(self) -> bool:
         try:
-            return bool(await self.store.rows(PING_CQL, ()))
+            return bool(await self.store.rows(PING, ()))
         except StoreUnavailable:
             return False
 

@@ -1,46 +1,30 @@
-"""Every CQL statement the API runs, prepared once per process.
+"""The CQL statements the API runs, written by the storage modules that own their tables and
+prepared once per process (:data:`ALL`, at start-up).
 
 Each reads one partition by its full key (symbol and time bucket, see
 ``pricepipe_assets.storage.cassandra_schema``) with a clustering range or a LIMIT, except
-``SYMBOLS`` and ``LATEST_PRICES``' single-row reads; none needs ``ALLOW FILTERING``.
+``SYMBOLS``' read of a table of one row per symbol and the single-row reads of ``LATEST_PRICE``
+and ``ORDER_BOOK``; none needs ``ALLOW FILTERING``.
 """
 
 from __future__ import annotations
 
-from pricepipe_assets.storage.clock import SELECT_SYMBOLS
+from pricepipe_assets.storage.clock import SELECT_SYMBOLS as SYMBOLS
+from pricepipe_assets.storage.live_tables import SELECT_CANDLES as CANDLES
+from pricepipe_assets.storage.live_tables import SELECT_LATEST_PRICE as LATEST_PRICE
+from pricepipe_assets.storage.live_tables import SELECT_MOVING_AVERAGES as MOVING_AVERAGES
+from pricepipe_assets.storage.live_tables import SELECT_NEWEST_CANDLE as NEWEST_CANDLE
+from pricepipe_assets.storage.live_tables import SELECT_ORDER_BOOK as ORDER_BOOK
+from pricepipe_assets.storage.live_tables import SELECT_TRADE_HOURS as TRADE_HOURS
+from pricepipe_assets.storage.live_tables import SELECT_TRADES as TRADES
+from pricepipe_assets.storage.prediction_tables import SELECT_FORECAST as FORECAST
+from pricepipe_assets.storage.prediction_tables import SELECT_MODEL_PREDICTIONS as MODEL_PREDICTIONS
+from pricepipe_assets.storage.prediction_tables import SELECT_MODEL_SCORES as MODEL_SCORES
+from pricepipe_assets.storage.prediction_tables import SELECT_NEWEST_FORECAST as NEWEST_FORECAST
+from pricepipe_assets.storage.prediction_tables import SELECT_PREDICTIONS as PREDICTIONS
 
-# The platform clock: the same statement the assets read it with.
-SYMBOLS = SELECT_SYMBOLS
-
-_CANDLE_COLUMNS = "open_time, close_time, open, high, low, close, volume, quote_volume, trades"
-CANDLES = (f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE symbol = ? AND interval = ? AND bucket = ? "
-           "AND open_time >= ? AND open_time < ?")
-NEWEST_CANDLE = (f"SELECT {_CANDLE_COLUMNS} FROM candles WHERE symbol = ? AND interval = ? AND bucket = ? "
-                 "ORDER BY open_time DESC LIMIT 1")
-
-MOVING_AVERAGES = ("SELECT day, sma FROM moving_averages WHERE symbol = ? AND window_days = ? AND bucket = ? "
-                   "AND day >= ? AND day <= ?")
-
-# `forecasts` clusters by made_at DESC: LIMIT 1 is the newest forecast of the partition.
-NEWEST_FORECAST = "SELECT made_at FROM forecasts WHERE symbol = ? AND bucket = ? LIMIT 1"
-FORECAST = ("SELECT target_time, model, model_version, predicted, lower, upper, reason FROM forecasts "
-            "WHERE symbol = ? AND bucket = ? AND made_at = ?")
-
-PREDICTIONS = ("SELECT target_time, made_at, model, model_version, predicted, lower, upper, actual FROM predictions "
-               "WHERE symbol = ? AND horizon = ? AND bucket = ? ORDER BY target_time DESC LIMIT ?")
-
-# Per model (migration 8): the same rows, from the partition of the model asked for.
-MODEL_PREDICTIONS = ("SELECT target_time, made_at, model, model_version, predicted, lower, upper, actual "
-                     "FROM model_predictions WHERE symbol = ? AND horizon = ? AND bucket = ? AND model = ? "
-                     "ORDER BY target_time DESC LIMIT ?")
-MODEL_SCORES = "SELECT model, model_version, mae_ratio, passed FROM model_scores WHERE symbol = ? AND horizon = ?"
-
-TRADE_HOURS = ("SELECT hour, trades, volume, quote_volume FROM trade_stats_hour "
-               "WHERE symbol = ? AND bucket = ? AND hour >= ? AND hour < ?")
-TRADES = "SELECT ts, trade_id, side, size, price FROM trades WHERE symbol = ? AND bucket = ? AND ts >= ? AND ts < ?"
-
-LATEST_PRICE = "SELECT exchange, bid, ask, quote_time, last_price, trade_time FROM latest_prices WHERE symbol = ?"
-ORDER_BOOK = "SELECT exchange, ts, sequence, bids, asks FROM order_books WHERE symbol = ?"
+__all__ = ["ALL", "CANDLES", "FORECAST", "LATEST_PRICE", "MODEL_PREDICTIONS", "MODEL_SCORES", "MOVING_AVERAGES",
+           "NEWEST_CANDLE", "NEWEST_FORECAST", "ORDER_BOOK", "PREDICTIONS", "SYMBOLS", "TRADES", "TRADE_HOURS"]
 
 ALL = (SYMBOLS, CANDLES, NEWEST_CANDLE, MOVING_AVERAGES, NEWEST_FORECAST, FORECAST, PREDICTIONS, MODEL_PREDICTIONS,
        MODEL_SCORES, TRADE_HOURS, TRADES, LATEST_PRICE, ORDER_BOOK)

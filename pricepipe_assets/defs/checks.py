@@ -20,14 +20,10 @@ from pricepipe_assets.contract.utc import utc_iso
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.lake import LakeResource
 from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
+from pricepipe_assets.storage.live_tables import all_order_books, day_minute_candles
 
 MINUTE_MS = INTERVAL_MS["1m"]
 SHOWN_AT_MOST = 50
-
-SELECT_DAY_CANDLES = """
-SELECT open_time, close_time, open, high, low, close, is_complete FROM candles
-WHERE symbol = ? AND interval = '1m' AND bucket = ?
-"""
 
 
 def _touched(context: dg.AssetCheckExecutionContext, asset: str) -> tuple[list[str], list[str]]:
@@ -66,11 +62,10 @@ def ohlc_violations(row: Any) -> list[str]:
                 "accepted).")
 def candles_live_ohlc(context: dg.AssetCheckExecutionContext, cassandra: CassandraResource) -> dg.AssetCheckResult:
     symbols, days = _touched(context, "candles_live")
-    select = cassandra.prepare(SELECT_DAY_CANDLES)
     checked, bad, quirks, early = 0, [], 0, 0
     for symbol in symbols:
         for day in days:
-            for row in cassandra.session().execute(select, (symbol, dt.date.fromisoformat(day))):
+            for row in day_minute_candles(cassandra, symbol, dt.date.fromisoformat(day)):
                 checked += 1
                 quirks += not row.low <= row.open <= row.high
                 early += row.is_complete is False
@@ -164,7 +159,7 @@ def candles_lake_gaps(context: dg.AssetCheckExecutionContext, lake: LakeResource
                 "accepts: levels best first, positive prices and sizes, not crossed; and each side holds at least one "
                 "level when the other does not.")
 def order_books_live_valid(cassandra: CassandraResource) -> dg.AssetCheckResult:
-    rows = list(cassandra.session().execute("SELECT symbol, exchange, ts, sequence, bids, asks FROM order_books"))
+    rows = all_order_books(cassandra)
     bad = {}
     for row in rows:
         ts = int(row.ts.replace(tzinfo=dt.UTC).timestamp() * 1000)

@@ -17,28 +17,16 @@ from pricepipe_assets.defs.ml import MINUTE_LSTM_MODEL, MINUTE_MODEL, NAIVE, _lo
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.defs.resources.lake import LakeResource
-from pricepipe_assets.storage.cassandra_schema import candle_bucket
-
-SELECT_RECENT_CANDLES = """
-SELECT symbol, open_time, high, low, close, volume, trades FROM candles
-WHERE symbol = ? AND interval = '1m' AND bucket = ? AND open_time <= ? ORDER BY open_time DESC LIMIT ?
-"""
-UPSERT_MODEL_SCORE = ("INSERT INTO model_scores (symbol, horizon, model, model_version, mae_ratio, passed) "
-                      "VALUES (?, '1m', ?, ?, ?, ?)")
+from pricepipe_assets.storage.live_tables import recent_minute_candles
+from pricepipe_assets.storage.prediction_tables import UPSERT_MINUTE_MODEL_SCORE
 
 
 def _recent_candles(cassandra: CassandraResource, symbol: str, newest_ms: int, count: int) -> Any:
-    """The ``count`` 1m candles up to ``newest_ms`` from Cassandra: its day's partition, and the day
-    before when the day has not that many candles yet."""
+    """The ``count`` 1m candles up to ``newest_ms`` from Cassandra, oldest first, as a frame with
+    epoch-millisecond open times (what the minute features are computed from)."""
     import pandas as pd
 
-    session, select = cassandra.session(), cassandra.prepare(SELECT_RECENT_CANDLES)
-    day = candle_bucket("1m", newest_ms)
-    newest = dt.datetime.fromtimestamp(newest_ms / 1000, dt.UTC)
-    rows = list(session.execute(select, (symbol, day, newest, count)))
-    if len(rows) < count:
-        rows += list(session.execute(select, (symbol, day - dt.timedelta(days=1), newest, count - len(rows))))
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame(recent_minute_candles(cassandra, symbol, newest_ms, count))
     if frame.empty:
         return frame
     frame["open_time"] = (frame["open_time"] - pd.Timestamp("1970-01-01")) // pd.Timedelta(milliseconds=1)
@@ -98,7 +86,7 @@ def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassa
             scores.append((symbol, stored.model.name, stored.version,
                            stored.metrics["model"]["mae"] / stored.metrics["naive"]["mae"], not stored.serve_baseline))
     _publish(kafka, published)
-    cassandra.write_all(UPSERT_MODEL_SCORE, scores)  # what `/predictions` picks its default model by
+    cassandra.write_all(UPSERT_MINUTE_MODEL_SCORE, scores)  # what `/predictions` picks its default model by
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(published), "skipped": dg.MetadataValue.json(skipped),
         "refused_files": dg.MetadataValue.json(refused),

@@ -5,30 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import sys
 
-from pricepipe_assets.contract.records import INTERVAL_MS
 from pricepipe_assets.contract.utc import day_start_ms
 from pricepipe_assets.kafka.client import kafka_cluster
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.binance.dumps import Dataset
 from pricepipe_assets.sources.binance.endpoints import binance_endpoints
-from pricepipe_assets.storage.cassandra import CassandraCluster, CassandraUnavailable, cassandra_cluster
-from pricepipe_assets.storage.cassandra_schema import candle_bucket
-
-
-def last_stored_open_time(cassandra: CassandraCluster, symbol: str, interval: str, start_ms: int,
-                          end_ms: int) -> int | None:
-    """The newest candle of ``symbol`` already in Cassandra within ``[start_ms, end_ms)``, newest bucket first."""
-    query = cassandra.prepare(
-        "SELECT open_time FROM candles WHERE symbol = ? AND interval = ? AND bucket = ?"
-        " AND open_time >= ? AND open_time < ? ORDER BY open_time DESC LIMIT 1"
-    )
-    session = cassandra.session()
-    buckets = sorted({candle_bucket(interval, ms) for ms in range(start_ms, end_ms, INTERVAL_MS["1d"])}, reverse=True)
-    for bucket in buckets:
-        row = session.execute(query, (symbol, interval, bucket, start_ms, end_ms)).one()
-        if row is not None:
-            return int(row.open_time.replace(tzinfo=dt.UTC).timestamp() * 1000)
-    return None
+from pricepipe_assets.storage.cassandra import CassandraUnavailable, cassandra_cluster
+from pricepipe_assets.storage.live_tables import last_stored_open_time
 
 
 def backfill(settings: Settings, symbol: str, start: dt.date, end: dt.date, *, source: str = "dumps",

@@ -31,6 +31,8 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
 )
 """
 
+# Any node answers it, keyspace or not: whether Cassandra is up.
+PING = "SELECT release_version FROM system.local"
 
 # Rows per unlogged single-partition batch: large enough to amortise a request, small enough that
 # batches of one big partition still run concurrently.
@@ -111,7 +113,7 @@ class CassandraCluster(BaseModel):
         """Whether a node answers a query now; opens and closes its own short-lived connection."""
         cluster = self._connect(timeout_s)
         try:
-            return cluster.connect().execute("SELECT release_version FROM system.local", timeout=timeout_s).one() is not None
+            return cluster.connect().execute(PING, timeout=timeout_s).one() is not None
         except Exception:  # noqa: BLE001 - any driver error means "not answering"
             return False
         finally:

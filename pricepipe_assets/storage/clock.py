@@ -16,6 +16,10 @@ from pricepipe_assets.storage.cassandra import CassandraCluster
 
 # One row per symbol: a small table read whole.
 SELECT_SYMBOLS = "SELECT symbol, exchange, latest_event_time FROM symbols"
+# Written with the event time as Cassandra's write time, so a late older event never moves a clock back.
+UPDATE_SYMBOL = """
+UPDATE symbols USING TIMESTAMP ? SET exchange = ?, latest_event_time = ? WHERE symbol = ?
+"""
 
 
 def symbol_clocks(cassandra: CassandraCluster) -> dict[str, dt.datetime]:

@@ -24,17 +24,21 @@ from pricepipe_assets.contract.records import INTERVAL_MS, Candle, OrderBook, Pr
 from pricepipe_assets.kafka.batches import Delivered
 from pricepipe_assets.storage.cassandra import CassandraCluster, cql_date
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
+from pricepipe_assets.storage.clock import UPDATE_SYMBOL
 from pricepipe_assets.storage.live_tables import (
     SELECT_CLOSES,
     UPDATE_LAST_TRADE,
     UPDATE_ORDER_BOOK,
     UPDATE_QUOTE,
-    UPDATE_SYMBOL,
-    UPSERT_FORECAST,
     UPSERT_MINUTE,
+    UPSERT_TRADE,
+)
+from pricepipe_assets.storage.prediction_tables import (
+    SELECT_ACTUALS,
+    UPDATE_ACTUAL,
+    UPSERT_FORECAST,
     UPSERT_MODEL_PREDICTION,
     UPSERT_PREDICTION,
-    UPSERT_TRADE,
 )
 from pricepipe_assets.transforms.trade_stats import (
     HOUR_MS,
@@ -150,10 +154,6 @@ def order_books(cassandra: CassandraCluster, records: Iterable[Delivered]) -> tu
     return written, {b.symbol: b.spread for b in books if b.spread is not None}
 
 
-# Per table: its partition key after (symbol, horizon, bucket), and so how a partition is read and updated.
-_RESOLVED = {"predictions": "", "model_predictions": " AND model = ?"}
-
-
 def resolve_actuals(cassandra: CassandraCluster, partitions: set[tuple[Any, ...]], table: str = "predictions") -> int:
     """Set ``actual`` on every prediction of the given partitions of ``table`` whose candle has closed since.
 
@@ -161,9 +161,7 @@ def resolve_actuals(cassandra: CassandraCluster, partitions: set[tuple[Any, ...]
     and ``model`` for `model_predictions`) is matched against exactly one candle partition.
     Returns the predictions resolved now.
     """
-    key = _RESOLVED[table]
-    select = f"SELECT target_time, actual FROM {table} WHERE symbol = ? AND horizon = ? AND bucket = ?{key}"
-    update = f"UPDATE {table} SET actual = ? WHERE symbol = ? AND horizon = ? AND bucket = ?{key} AND target_time = ?"
+    select, update = SELECT_ACTUALS[table], UPDATE_ACTUAL[table]
     session = cassandra.session()
     updates = []
     for partition in partitions:
