@@ -28,9 +28,11 @@ run: install
 	$(if $(wildcard $(DAILY_HISTORY)),PRICEPIPE_DAILY_HISTORY_DIR="$${PRICEPIPE_DAILY_HISTORY_DIR-$(DAILY_HISTORY)}") \
 	$(BIN)/pricepipe run
 
-## Lint, then tests against real servers: pytest starts those not running yet and stops them again at the end.
+## Lint and type-check (mypy --strict, configured in pyproject.toml), then tests against real servers:
+## pytest starts those not running yet and stops them again at the end.
 test: install
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 servers: install

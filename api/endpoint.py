@@ -95,14 +95,15 @@ class Endpoint:
         When an entry expires, all the requests in flight miss it at the same moment; without this
         each would read Cassandra for the same answer, and the tail latency would be theirs.
         """
-        waiting = cache.pending.get(key)
+        waiting: asyncio.Future[Encoded] | None = cache.pending.get(key)
         if waiting is not None:
             return await waiting
         future: asyncio.Future[Encoded] = asyncio.get_running_loop().create_future()
         cache.pending[key] = future
         try:
             answer = await self.handler(context, **args)
-            encoded = Encoded.json(_body(answer), (b"cache-control", f"max-age={cache.ttl_s:g}".encode()))
+            body = _body(answer.answer if isinstance(answer, Final) else answer)
+            encoded = Encoded.json(body, (b"cache-control", f"max-age={cache.ttl_s:g}".encode()))
             cache.put(key, encoded)
             future.set_result(encoded)
             return encoded

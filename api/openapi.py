@@ -28,7 +28,7 @@ from api.keys import COOKIE
 STATUS_TEXT = {401: "missing, wrong or revoked API key or session (when the API requires keys)",
                403: "the key lacks the scope of this operation (`x-scope`)",
                404: "unknown symbol", 422: "invalid parameter: the message names it", 503: "Cassandra is unavailable"}
-SECURITY = [{"apiKey": []}, {"session": []}]
+SECURITY: list[dict[str, list[str]]] = [{"apiKey": []}, {"session": []}]
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait before asking again", "schema": {"type": "integer"}}}
 LIVEZ = {"get": {"tags": ["health"], "summary": "Liveness: 200 while the API process answers (no key, no store asked)",
                  "operationId": "livez", "security": [],

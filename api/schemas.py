@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 
-def obj(description: str = "", **properties: dict[str, Any]) -> dict[str, Any]:
+def obj(description: str = "", /, **properties: dict[str, Any]) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "object", "properties": properties, "required": list(properties)}
     if description:
         schema["description"] = description

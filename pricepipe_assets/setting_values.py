@@ -135,10 +135,10 @@ def parse_replication(text: str) -> str:
     if strategy == "NetworkTopologyStrategy":
         pairs = []
         for item in parse_list(spec):
-            dc, _, factor = item.partition("=")
+            dc, _, dc_factor = item.partition("=")
             if not dc.replace("_", "").replace("-", "").isalnum():
                 raise ValueError(f"bad datacenter name {dc!r}")
-            pairs.append(f"'{dc}': {parse_int(factor, minimum=1)}")
+            pairs.append(f"'{dc}': {parse_int(dc_factor, minimum=1)}")
         return "{'class': 'NetworkTopologyStrategy', " + ", ".join(pairs) + "}"
     raise ValueError(f"expected SimpleStrategy:N or NetworkTopologyStrategy:dc=N,..., got {text!r}")
 

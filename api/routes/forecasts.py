@@ -24,7 +24,8 @@ MAX_MA_DAYS = 3660
 
 def _day(value: Any) -> dt.date:
     """A driver ``date`` (cassandra.util.Date) or a datetime.date as a datetime.date."""
-    return value.date() if hasattr(value, "date") and not isinstance(value, dt.date) else value
+    day: dt.date = value.date() if hasattr(value, "date") and not isinstance(value, dt.date) else value
+    return day
 
 
 async def moving_average(context: ApiContext, symbol: str, window: int, start: dt.datetime | None,
@@ -70,7 +71,8 @@ async def best_model(context: ApiContext, symbol: str, horizon: str) -> str | No
     passed = [row for row in scores if row.passed]
     if not passed:
         return NAIVE if scores else None
-    return min(passed, key=lambda row: row.mae_ratio).model
+    best: str = min(passed, key=lambda row: row.mae_ratio).model
+    return best
 
 
 async def predictions(context: ApiContext, symbol: str, horizon: str, limit: int, model: str | None) -> dict[str, Any]:

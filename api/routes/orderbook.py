@@ -41,11 +41,13 @@ async def order_book(context: ApiContext, symbol: str, depth: int) -> dict[str, 
         return {"symbol": symbol, "exchange": info.exchange, "time": None, "sequence": None, "bids": [], "asks": [],
                 "spread": None, "mid": None}
     bids, asks = _levels(row.bids, depth), _levels(row.asks, depth)
-    both = bool(bids and asks)
+    best_bid = bids[0]["price"] if bids else None
+    best_ask = asks[0]["price"] if asks else None
+    spread, mid = None, None
+    if best_bid is not None and best_ask is not None:
+        spread, mid = best_ask - best_bid, (best_ask + best_bid) / 2
     return {"symbol": symbol, "exchange": row.exchange, "time": iso(row.ts), "sequence": row.sequence,
-            "bids": bids, "asks": asks,
-            "spread": asks[0]["price"] - bids[0]["price"] if both else None,
-            "mid": (asks[0]["price"] + bids[0]["price"]) / 2 if both else None}
+            "bids": bids, "asks": asks, "spread": spread, "mid": mid}
 
 
 ENDPOINTS = (

@@ -41,15 +41,16 @@ async def price(context: ApiContext, symbol: str) -> dict[str, Any]:
     single-partition read; the symbols table (for the 404, the exchange and the clock of the candle
     fallback) is read only when that row lacks a trade or an exchange."""
     rows = await context.store.rows(queries.LATEST_PRICE, (symbol,))
-    row = rows[0] if rows else None
+    row: Any = rows[0] if rows else None  # a driver row
     traded = row is not None and row.last_price is not None
-    info = None if traded and row.exchange else await context.symbol(symbol)
+    exchange = row.exchange if row is not None else None
+    info = None if traded and exchange else await context.symbol(symbol)
     last, last_time, source = None, None, None
     if traded:
         last, last_time, source = finite(row.last_price), iso(row.trade_time), "trade"
-    elif (candle := await newest_candle(context, symbol, info.latest_event_time)) is not None:
+    elif info is not None and (candle := await newest_candle(context, symbol, info.latest_event_time)) is not None:
         last, last_time, source = candle["close"], candle["close_time"], "candle"
-    return {"symbol": symbol, "exchange": (row.exchange if row else None) or info.exchange,
+    return {"symbol": symbol, "exchange": exchange or (info.exchange if info is not None else None),
             "buy": finite(row.ask) if row else None, "sell": finite(row.bid) if row else None,
             "quote_time": iso(row.quote_time) if row else None, "last": last, "last_time": last_time,
             "last_source": source}

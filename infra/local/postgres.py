@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TypedDict
 
 from infra.local.server_types import InfraError, Layout, Process, Server, log_tail
 
@@ -46,7 +47,15 @@ def command(server: Server, layout: Layout, programs: Path) -> list[str]:
             "-p", str(PORT), "-c", "unix_socket_directories=", "-c", "max_connections=200"]
 
 
-def as_owner(server: Server) -> dict[str, str]:
+class Owner(TypedDict, total=False):
+    """Popen's keyword arguments that choose the user a program runs as."""
+
+    user: str
+    group: str
+    extra_groups: list[str]
+
+
+def as_owner(server: Server) -> Owner:
     """Popen's arguments that start a program as the server's own user, when the launcher is root."""
     if server.run_as and os.geteuid() == 0:
         return {"user": server.run_as, "group": server.run_as, "extra_groups": []}
@@ -93,6 +102,7 @@ def ready(server: Server) -> bool:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
-            return cursor.fetchone() == (1,)
+            row: object = cursor.fetchone()
+            return row == (1,)
     finally:
         connection.close()

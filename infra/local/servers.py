@@ -85,7 +85,8 @@ def _fill(text: str, values: Mapping[str, str]) -> str:
 
 def _render(template: Path, target: Path, values: Mapping[str, str], fragments: Sequence[str] = ()) -> None:
     """``template`` with its values, then each fragment's (paths under conf/) appended."""
-    text = "".join(_fill((CONF / part).read_text(), values) for part in (template.relative_to(CONF), *fragments))
+    parts: tuple[Path | str, ...] = (template.relative_to(CONF), *fragments)
+    text = "".join(_fill((CONF / part).read_text(), values) for part in parts)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(text)
 

@@ -9,6 +9,7 @@ as the driver in pricepipe's runs. The worker finds the executors' classpath thr
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict
 
 from infra.local.server_types import Layout, Process, Server
 
@@ -63,13 +64,41 @@ def environment(server: Server, layout: Layout, home: Path) -> dict[str, str]:
             "SPARK_LOG_DIR": str(layout.logs(server))}
 
 
-def applications() -> dict:
+class Worker(TypedDict):
+    """A worker in the master's JSON status (the fields pricepipe reads)."""
+
+    host: str
+    state: str
+    cores: int
+    memory: int
+
+
+class Application(TypedDict):
+    """An application in the master's JSON status (the fields pricepipe reads)."""
+
+    id: str
+    name: str
+    state: str
+
+
+class MasterStatus(TypedDict):
+    """The master's JSON status (the fields pricepipe reads)."""
+
+    url: str
+    status: str
+    workers: list[Worker]
+    activeapps: list[Application]
+    completedapps: list[Application]
+
+
+def applications() -> MasterStatus:
     """The master's JSON status: its workers, and the applications running and completed."""
     import requests
 
     response = requests.get(f"http://{MASTER_HOST}:{MASTER_UI_PORT}/json/", timeout=5)
     response.raise_for_status()
-    return response.json()
+    status: MasterStatus = response.json()
+    return status
 
 
 def ready(server: Server) -> bool:

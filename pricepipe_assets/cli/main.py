@@ -223,7 +223,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = Settings.from_env()
-        return args.handler(args, settings)
+        code: int = args.handler(args, settings)
+        return code
     except SettingsError as error:
         print(f"pricepipe: configuration error: {error}", file=sys.stderr)
         return 2

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pricepipe_assets.contract import topics
-from pricepipe_assets.contract.record_base import Record
+from pricepipe_assets.contract.record_base import Record, SymbolKeyed
 from pricepipe_assets.contract.record_values import RecordError, parse_finite, parse_symbol, preview, sane_time
 
 # No venue publishes more than this many levels in a message; a record with more is refused.
@@ -61,7 +61,7 @@ def _check_side(levels: Levels, name: str, falling: bool) -> None:
 
 
 @dataclass(frozen=True, slots=True)
-class OrderBook(Record):
+class OrderBook(SymbolKeyed, Record):
     exchange: str
     symbol: str
     ts: int

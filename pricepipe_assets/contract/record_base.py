@@ -50,7 +50,8 @@ class Record:
 
     @property
     def key(self) -> str:
-        return self.symbol
+        """The Kafka message key."""
+        raise NotImplementedError
 
     @property
     def timestamp(self) -> int:
@@ -79,7 +80,7 @@ class Record:
         if not isinstance(data, Mapping):
             raise RecordError(f"expected a JSON object, got {type(data).__name__}")
         values: list[Any] = []
-        for name, parse, default in _parsers(cls):
+        for name, parse, default in _parsers(cls):  # type: ignore[arg-type]  # a class is hashable: python/mypy#11470
             value = data.get(name, MISSING)
             if default is not MISSING and value is None or value is MISSING:
                 if default is MISSING:
@@ -98,6 +99,18 @@ class Record:
         except ValueError as error:  # UnicodeDecodeError is one
             raise RecordError(f"not valid JSON: {error}") from None
         return cls.from_dict(data)
+
+
+class SymbolKeyed:
+    """The part of a record of one symbol that makes the symbol its Kafka key (first in the bases,
+    before :class:`Record`)."""
+
+    __slots__ = ()
+    symbol: str
+
+    @property
+    def key(self) -> str:
+        return self.symbol
 
 
 def _plain(parse: Callable[[Any, str], Any], value: Any) -> bool:

@@ -137,7 +137,8 @@ def loads_json(raw: bytes | str) -> Any:
     else:
         if _flat_without_large_floats(value):
             return value
-        if not (LONG_DIGITS_TEXT if isinstance(raw, str) else LONG_DIGITS).search(raw):
+        long_digits = LONG_DIGITS_TEXT.search(raw) if isinstance(raw, str) else LONG_DIGITS.search(raw)
+        if not long_digits:
             return value
     try:
         return json.loads(raw)

@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 from pricepipe_assets.contract import topics
 from pricepipe_assets.contract.books import OrderBook
-from pricepipe_assets.contract.record_base import SCHEMA_VERSION, Record
+from pricepipe_assets.contract.record_base import SCHEMA_VERSION, Record, SymbolKeyed
 from pricepipe_assets.contract.record_values import RecordError, parse_symbol, parse_text, preview, sane_time
 
 __all__ = ["SCHEMA_VERSION", "OrderBook", "Record", "RecordError"]
@@ -51,7 +51,7 @@ def covers_interval(interval: str, open_time: int, close_time: int) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class Candle(Record):
+class Candle(SymbolKeyed, Record):
     exchange: str
     symbol: str
     interval: str
@@ -119,7 +119,7 @@ class Candle(Record):
 
 
 @dataclass(frozen=True, slots=True)
-class Trade(Record):
+class Trade(SymbolKeyed, Record):
     exchange: str
     symbol: str
     trade_id: str
@@ -152,7 +152,7 @@ class Trade(Record):
 
 
 @dataclass(frozen=True, slots=True)
-class Quote(Record):
+class Quote(SymbolKeyed, Record):
     exchange: str
     symbol: str
     ts: int
@@ -186,7 +186,7 @@ class Quote(Record):
 
 
 @dataclass(frozen=True, slots=True)
-class Prediction(Record):
+class Prediction(SymbolKeyed, Record):
     """A forecast of the close of one candle: ``horizon`` is the candle's interval (``1m`` for the
     next-minute model, ``1d`` for each day of the 15-day forecast), ``target_time`` its open time,
     and ``[lower, upper]`` the prediction interval around ``predicted``. ``reason`` says why a

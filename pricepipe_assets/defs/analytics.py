@@ -9,14 +9,14 @@ as far back as Cassandra's aggregates window reaches (``PRICEPIPE_HOT_DAYS_AGGRE
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
 import datetime as dt
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 from dagster import AssetExecutionContext
 from dagster_pyspark import LazyPySparkResource
 
 from pricepipe_assets.contract.utc import utc_iso
-from pricepipe_assets.defs.metadata import time_range_metadata
+from pricepipe_assets.defs.metadata import Materialized, time_range_metadata
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.lake import LakeResource
 from pricepipe_assets.storage.archive import newest_expired_day
@@ -31,6 +31,9 @@ from pricepipe_assets.storage.lake_datasets import (
 from pricepipe_assets.storage.live_tables import UPSERT_CANDLE, UPSERT_MOVING_AVERAGE
 from pricepipe_assets.transforms.lake_frames import NoHistoryError, raw_candles, write_curated
 from pricepipe_assets.transforms.rollups import moving_averages, rollup_candles, trade_aggregates, with_venue_candles
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _time(ms: int) -> dt.datetime:
@@ -58,12 +61,13 @@ def _candles_asset(interval: str, name: str, description: str) -> dg.AssetsDefin
     @dg.asset(name=name, group_name="analytics", kinds={"spark", "parquet", "cassandra"},
               deps=["candles_lake", "cassandra_schema"], description=description)
     def _rollup(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
-                cassandra: CassandraResource) -> dg.MaterializeResult:
+                cassandra: CassandraResource) -> Materialized:
         session = spark.spark_session
         candles = with_venue_candles(rollup_candles(raw_candles(session, lake), interval),
                                      raw_candles(session, lake, interval))
         write_curated(candles, lake, CURATED_CANDLES, ["interval", "symbol"])
-        frame = candles.drop("date").toPandas().sort_values(["symbol", "open_time"])
+        collected: pd.DataFrame = candles.drop("date").toPandas()
+        frame = collected.sort_values(["symbol", "open_time"])
         rows = [(r.symbol, interval, candle_bucket(interval, r.open_time), _time(r.open_time), _time(r.close_time),
                  r.exchange, r.open, r.high, r.low, r.close, r.volume, r.quote_volume, int(r.trades))
                 for r in hot_only(frame, cassandra).itertuples()]
@@ -106,11 +110,11 @@ candles_daily = _candles_asset(
     "`curated/moving_averages/` and Cassandra's `moving_averages` for the API and the chart's overlay.",
 )
 def moving_averages_daily(context: AssetExecutionContext, spark: LazyPySparkResource, lake: LakeResource,
-                          cassandra: CassandraResource) -> dg.MaterializeResult:
+                          cassandra: CassandraResource) -> Materialized:
     daily = spark.spark_session.read.parquet(lake.spark_uri(CURATED_CANDLES, "interval=1d"))
     averages = moving_averages(daily)
     write_curated(averages, lake, CURATED_MOVING_AVERAGES, ["window", "symbol"])
-    frame = averages.toPandas()
+    frame: pd.DataFrame = averages.toPandas()
     rows = [(r.symbol, int(r.window), candle_bucket("1d", r.open_time), _time(r.open_time).date(), r.sma)
             for r in hot_only(frame, cassandra).itertuples()]
     cassandra.write_all(UPSERT_MOVING_AVERAGE, rows)
@@ -131,14 +135,14 @@ def moving_averages_daily(context: AssetExecutionContext, spark: LazyPySparkReso
     "(`curated/trade_stats/interval=1h|1d/`); the live tables hold the recent minutes and hours.",
 )
 def trade_stats_history(context: AssetExecutionContext, spark: LazyPySparkResource,
-                        lake: LakeResource) -> dg.MaterializeResult:
+                        lake: LakeResource) -> Materialized:
     if not lake.exists(RAW_TRADES):
         raise NoHistoryError(f"no raw trades under {lake.path(RAW_TRADES)} yet: materialize `trades_lake` first")
     trades = spark.spark_session.read.parquet(lake.spark_uri(RAW_TRADES))
     hourly, daily = trade_aggregates(trades, "1h"), trade_aggregates(trades, "1d")
     aggregates = hourly.unionByName(daily)
     write_curated(aggregates, lake, CURATED_TRADE_STATS, ["interval", "symbol"])
-    frame = daily.drop("date").toPandas()
+    frame: pd.DataFrame = daily.drop("date").toPandas()
     return dg.MaterializeResult(metadata={
         **time_range_metadata(frame),
         "hours": hourly.count(),

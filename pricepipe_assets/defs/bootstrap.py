@@ -9,6 +9,7 @@ from __future__ import annotations
 import dagster as dg
 
 from pricepipe_assets.contract.topics import ALL_TOPICS
+from pricepipe_assets.defs.metadata import Materialized
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.storage.cassandra_schema import MIGRATIONS
@@ -20,7 +21,7 @@ from pricepipe_assets.storage.cassandra_schema import MIGRATIONS
     description="The Kafka topics of pricepipe's data contract (candles, trades, quotes, predictions, dead letters), "
     "created with the configured partitions and retention when missing.",
 )
-def kafka_topics(kafka: KafkaResource) -> dg.MaterializeResult:
+def kafka_topics(kafka: KafkaResource) -> Materialized:
     created = kafka.ensure_topics(ALL_TOPICS)
     return dg.MaterializeResult(
         metadata={
@@ -38,7 +39,7 @@ def kafka_topics(kafka: KafkaResource) -> dg.MaterializeResult:
     description="pricepipe's Cassandra keyspace and tables, brought to the newest schema version by idempotent "
     "migrations (the same ones every process applies on its first connection).",
 )
-def cassandra_schema(cassandra: CassandraResource) -> dg.MaterializeResult:
+def cassandra_schema(cassandra: CassandraResource) -> Materialized:
     applied = cassandra.migrate()
     return dg.MaterializeResult(
         metadata={

@@ -11,7 +11,7 @@ Each check looks at the days the asset's latest materialization touched (its ``s
 import datetime as dt
 import itertools
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NotRequired, TypedDict
 
 import dagster as dg
 
@@ -111,7 +111,23 @@ def gap_ranges(open_times: Iterable[int]) -> list[tuple[int, int]]:
             if after - before > MINUTE_MS]
 
 
-def symbol_gap_report(candles: Iterable[tuple[int, int]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+class CandleSpan(TypedDict):
+    """A candle's open and close times, ISO 8601."""
+
+    open_time: str
+    close_time: str
+
+
+class Gap(TypedDict):
+    """A run of minutes without a candle, inclusive, and the early-closed candle right before it, if any."""
+
+    first: str
+    last: str
+    minutes: int
+    after_early_close: NotRequired[CandleSpan]
+
+
+def symbol_gap_report(candles: Iterable[tuple[int, int]]) -> tuple[list[Gap], list[CandleSpan]]:
     """One symbol's gaps and early-closed candles from its ``(open_time, close_time)`` pairs.
 
     An early close is how an outage starts inside a minute, so a gap right after such a candle names
@@ -119,10 +135,11 @@ def symbol_gap_report(candles: Iterable[tuple[int, int]]) -> tuple[list[dict[str
     """
     close_times = dict(candles)
     early = {start: end for start, end in sorted(close_times.items()) if end != start + MINUTE_MS - 1}
-    closes = [{"open_time": utc_iso(start), "close_time": utc_iso(end)} for start, end in early.items()]
-    gaps = []
+    closes: list[CandleSpan] = [{"open_time": utc_iso(start), "close_time": utc_iso(end)}
+                                for start, end in early.items()]
+    gaps: list[Gap] = []
     for first, last in gap_ranges(close_times):
-        gap: dict[str, Any] = {"first": utc_iso(first), "last": utc_iso(last), "minutes": (last - first) // MINUTE_MS + 1}
+        gap: Gap = {"first": utc_iso(first), "last": utc_iso(last), "minutes": (last - first) // MINUTE_MS + 1}
         before = first - MINUTE_MS
         if before in early:
             gap["after_early_close"] = {"open_time": utc_iso(before), "close_time": utc_iso(early[before])}
@@ -139,8 +156,8 @@ def candles_lake_gaps(context: dg.AssetCheckExecutionContext, lake: LakeResource
     if not days:
         return dg.AssetCheckResult(passed=True, metadata={"missing_minutes": 0, "early_closed": 0})
     keys = _raw_candle_keys(lake, days, ["symbol", "open_time", "close_time"])
-    gaps_by_symbol: dict[str, list[dict[str, Any]]] = {}
-    early_by_symbol: dict[str, list[dict[str, Any]]] = {}
+    gaps_by_symbol: dict[str, list[Gap]] = {}
+    early_by_symbol: dict[str, list[CandleSpan]] = {}
     for symbol, group in keys.groupby("symbol"):
         gaps, closes = symbol_gap_report(zip(group["open_time"].tolist(), group["close_time"].tolist(), strict=True))
         if gaps:

@@ -9,10 +9,11 @@ from dagster import AssetExecutionContext
 
 from pricepipe_assets.contract.topics import CANDLES_1M
 from pricepipe_assets.contract.utc import utc_iso
+from pricepipe_assets.defs.metadata import Materialized
 from pricepipe_assets.defs.partitions import symbol_day_partitions
 from pricepipe_assets.defs.resources.binance import BinanceResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
-from pricepipe_assets.sources.binance.dumps import Dataset
+from pricepipe_assets.sources.binance.dump_files import Dataset
 
 
 def binance_history_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
@@ -30,7 +31,7 @@ def binance_history_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
     )
     def binance_history(
         context: AssetExecutionContext, kafka: KafkaResource, binance: BinanceResource
-    ) -> dg.MaterializeResult:
+    ) -> Materialized:
         keys = context.partition_key.keys_by_dimension
         symbol, day = keys["symbol"], dt.date.fromisoformat(keys["date"])
         result = binance.dumps().backfill(kafka.publisher(), Dataset.klines(symbol, "1m"), day, day)

@@ -9,12 +9,13 @@ the same files whole instead of adding copies.
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
 from collections import defaultdict
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from pricepipe_assets.contract.records import CANDLE_TOPICS
+from pricepipe_assets.contract.books import OrderBook
+from pricepipe_assets.contract.records import CANDLE_TOPICS, Candle, Record, Trade
 from pricepipe_assets.contract.topics import ORDERBOOK, TRADES
 from pricepipe_assets.contract.utc import utc_day
 from pricepipe_assets.defs.kafka_fed import (
@@ -24,6 +25,7 @@ from pricepipe_assets.defs.kafka_fed import (
     read_batch,
     run_topics,
 )
+from pricepipe_assets.defs.metadata import Materialized
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.defs.resources.lake import LakeResource
 from pricepipe_assets.defs.topics import topic_key
@@ -48,19 +50,29 @@ AFTER_LIVE_TABLES = {"dagster/priority": "-1"}
 ADDED_COLUMNS: dict[str, Any] = {"is_complete": True}
 
 
+R = TypeVar("R", bound=Record)
+
+
+def _record(item: Delivered, kind: type[R]) -> R:
+    """The delivered record, which its topic makes a ``kind``."""
+    if not isinstance(item.record, kind):
+        raise TypeError(f"expected a {kind.__name__} from {item.topic}, got {type(item.record).__name__}")
+    return item.record
+
+
 def candle_row(item: Delivered) -> dict[str, Any]:
-    candle = item.record
+    candle = _record(item, Candle)
     return {**candle.to_dict(), "date": utc_day(candle.open_time), "kafka_partition": item.partition,
             "kafka_offset": item.offset}
 
 
 def trade_row(item: Delivered) -> dict[str, Any]:
-    trade = item.record
+    trade = _record(item, Trade)
     return {**trade.to_dict(), "date": utc_day(trade.ts), "kafka_partition": item.partition, "kafka_offset": item.offset}
 
 
 def book_row(item: Delivered) -> dict[str, Any]:
-    book = item.record
+    book = _record(item, OrderBook)
     return {**book.to_dict(), "bids": [list(level) for level in book.bids], "asks": [list(level) for level in book.asks],
             "date": utc_day(book.ts), "kafka_partition": item.partition, "kafka_offset": item.offset}
 
@@ -117,7 +129,7 @@ def write_chunks(lake: LakeResource, batch: Batch, dataset: str, partition_cols:
     "counted in `early_closed`.",
 )
 def candles_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
-                 lake: LakeResource) -> dg.MaterializeResult:
+                 lake: LakeResource) -> Materialized:
     batches, rows = [], 0
     for topic in run_topics(config, list(CANDLE_TOPICS.values())):
         batch = read_batch(context, kafka, config, topic, dead_letter=True, align_to=OFFSETS_PER_FILE)
@@ -139,7 +151,7 @@ def candles_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kaf
     f"{OFFSETS_PER_FILE:,} offsets. Replays rewrite the same files; bad messages go to `deadletter`.",
 )
 def trades_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
-                lake: LakeResource) -> dg.MaterializeResult:
+                lake: LakeResource) -> Materialized:
     batch = read_batch(context, kafka, config, TRADES, dead_letter=True, align_to=OFFSETS_PER_FILE)
     rows = write_chunks(lake, batch, RAW_TRADES, ["symbol", "date"], trade_row)
     commit_batch(context, kafka, batch)
@@ -157,7 +169,7 @@ def trades_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafk
     "`bids`/`asks` as lists of [price, size]. Replays rewrite the same files; bad messages go to `deadletter`.",
 )
 def order_books_lake(context: AssetExecutionContext, config: OffsetRangesConfig, kafka: KafkaResource,
-                     lake: LakeResource) -> dg.MaterializeResult:
+                     lake: LakeResource) -> Materialized:
     batch = read_batch(context, kafka, config, ORDERBOOK, dead_letter=True, align_to=OFFSETS_PER_FILE)
     rows = write_chunks(lake, batch, RAW_ORDER_BOOKS, ["symbol", "date"], book_row)
     commit_batch(context, kafka, batch)

@@ -1,10 +1,17 @@
 """Materialization metadata shared by the asset groups, in the terms a newcomer reads in the UI."""
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
 from pricepipe_assets.contract.utc import utc_iso
+
+# What an asset returns. Dagster reads the return annotation and wants the bare class (it refuses a
+# subscripted one on an asset with checks), so only the type checker sees the value type.
+if TYPE_CHECKING:
+    Materialized = dg.MaterializeResult[Any]
+else:
+    Materialized = dg.MaterializeResult
 
 
 def time_range_metadata(frame: Any, time_column: str = "open_time") -> dict[str, Any]:

@@ -16,6 +16,7 @@ from dagster import AssetExecutionContext
 from pydantic import Field
 
 from pricepipe_assets.contract.utc import utc_iso
+from pricepipe_assets.defs.metadata import Materialized
 from pricepipe_assets.defs.ml import (
     MINUTE_FEATURES_DATASET,
     MINUTE_LSTM_MODEL,
@@ -56,7 +57,7 @@ class MinuteLstmConfig(dg.Config):
     "90 % split-conformal interval coverage and width). Saved as `models/minute_lstm_model/symbol=.../<version>.skops`.",
 )
 def minute_lstm_model(context: AssetExecutionContext, config: MinuteLstmConfig, lake: LakeResource,
-                      model_rules: ModelRulesResource) -> dg.MaterializeResult:
+                      model_rules: ModelRulesResource) -> Materialized:
     from pricepipe_assets.forecasting.lstm import LstmMinuteModel
     from pricepipe_assets.forecasting.models import MinuteModel
     from pricepipe_assets.forecasting.serving import naive_minute_half_width

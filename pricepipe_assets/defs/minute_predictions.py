@@ -9,10 +9,12 @@ import datetime as dt
 from typing import Any
 
 import dagster as dg
+import numpy as np
 from dagster import AssetExecutionContext
 
 from pricepipe_assets.contract.records import INTERVAL_MS
 from pricepipe_assets.contract.utc import utc_iso
+from pricepipe_assets.defs.metadata import Materialized
 from pricepipe_assets.defs.ml import MINUTE_LSTM_MODEL, MINUTE_MODEL, NAIVE, _load_model, _publish
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
@@ -55,7 +57,7 @@ def _newest_candles(context: AssetExecutionContext) -> dict[str, int]:
     "candles in Cassandra.",
 )
 def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassandra: CassandraResource,
-                       kafka: KafkaResource) -> dg.MaterializeResult:
+                       kafka: KafkaResource) -> Materialized:
     published, scores = [], []
     skipped: dict[str, str] = {}
     refused: dict[str, str] = {}
@@ -79,7 +81,8 @@ def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassa
             continue
         for stored in models:
             if stored.serve_baseline:
-                name, forecast = NAIVE, naive_forecast(features.iloc[-1], "1m", [stored.extra["naive_half_width"]])
+                name, forecast = NAIVE, naive_forecast(features.iloc[-1], "1m",
+                                                        np.array([stored.extra["naive_half_width"]]))
             else:
                 name, forecast = stored.model.name, stored.model.forecast(features)
             published += to_predictions(forecast, symbol, name, stored.version, "1m", newest_ms + INTERVAL_MS["1m"])

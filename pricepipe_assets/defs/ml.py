@@ -9,7 +9,7 @@ baseline instead, saying so in their model name.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import numpy as np
@@ -17,15 +17,18 @@ from dagster import AssetExecutionContext
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
-from pricepipe_assets.contract.records import INTERVAL_MS
+from pricepipe_assets.contract.records import INTERVAL_MS, Prediction
 from pricepipe_assets.contract.utc import utc_iso
-from pricepipe_assets.defs.metadata import time_range_metadata
+from pricepipe_assets.defs.metadata import Materialized, time_range_metadata
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.defs.resources.lake import LakeResource
 from pricepipe_assets.defs.resources.model_rules import ModelRulesResource
 from pricepipe_assets.storage import model_store
 from pricepipe_assets.storage.lake_datasets import CURATED_CANDLES
 from pricepipe_assets.transforms.lake_frames import raw_candles, write_curated
+
+if TYPE_CHECKING:
+    from pricepipe_assets.forecasting.evaluation import Evaluation
 
 MINUTE_FEATURES_DATASET = "features/minute"
 DAILY_FEATURES_DATASET = "features/daily"
@@ -71,7 +74,7 @@ def _metrics_table(metrics: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def _evaluation_metadata(symbol: str, evaluation: Any, serve_baseline: bool, margin: float,
+def _evaluation_metadata(symbol: str, evaluation: "Evaluation", serve_baseline: bool, margin: float,
                          plot_last: int | None) -> dict[str, Any]:
     from pricepipe_assets.forecasting.plots import forecast_png, markdown_image
 
@@ -116,7 +119,7 @@ def _baseline_spec(asset: str) -> dg.AssetCheckSpec:
     "Spark from the lake's raw candles into `features/minute/`.",
 )
 def minute_features(context: AssetExecutionContext, spark: LazyPySparkResource,
-                    lake: LakeResource) -> dg.MaterializeResult:
+                    lake: LakeResource) -> Materialized:
     from pricepipe_assets.forecasting.features import minute_features as build
 
     features = build(raw_candles(spark.spark_session, lake))
@@ -145,7 +148,7 @@ def _write_features(spark: LazyPySparkResource, lake: LakeResource, features: An
     "from the curated daily candles into `features/daily/`. The still-open current day is left out.",
 )
 def daily_features(context: AssetExecutionContext, spark: LazyPySparkResource,
-                   lake: LakeResource) -> dg.MaterializeResult:
+                   lake: LakeResource) -> Materialized:
     from pyspark.sql import Window
     from pyspark.sql import functions as F
 
@@ -176,7 +179,7 @@ class MinuteModelConfig(dg.Config):
     "out of sample. Saved as `models/minute_model/symbol=.../<version>.skops`.",
 )
 def minute_model(context: AssetExecutionContext, config: MinuteModelConfig, lake: LakeResource,
-                 model_rules: ModelRulesResource) -> dg.MaterializeResult:
+                 model_rules: ModelRulesResource) -> Materialized:
     from pricepipe_assets.forecasting.models import MinuteModel
     from pricepipe_assets.forecasting.serving import naive_minute_half_width
     from pricepipe_assets.forecasting.walk_forward import evaluate_minute
@@ -188,6 +191,7 @@ def minute_model(context: AssetExecutionContext, config: MinuteModelConfig, lake
     for symbol in _symbols_in(lake, MINUTE_FEATURES_DATASET):
         features = _features_frame(lake, MINUTE_FEATURES_DATASET, symbol)
         previous = _load_model(context, lake, MINUTE_MODEL, symbol, refused).stored
+        model: MinuteModel
         model, warmup = (previous.model, 0) if previous else (MinuteModel(), config.warmup_minutes)
         if previous is not None:
             features = features[features["open_time"] > model.trained_to]
@@ -202,6 +206,7 @@ def minute_model(context: AssetExecutionContext, config: MinuteModelConfig, lake
             {"naive_half_width": naive_minute_half_width(evaluation, model.calibration_window)})
         path = model_store.save(lake, stored)
         ratios[symbol] = evaluation.mae_ratio
+        assert model.trained_to is not None  # the model has learned the minutes it was evaluated on
         metadata.update({**_evaluation_metadata(symbol, evaluation, serve_baseline, margin, PLOTTED_MINUTES),
                          f"{symbol}/version": stored.version, f"{symbol}/file": path,
                          f"{symbol}/minutes_learned": model.n_learned,
@@ -231,7 +236,7 @@ class DailyModelConfig(dg.Config):
     "every earlier 15-day move scaled by the current volatility. Saved as `models/daily_model/symbol=.../<version>.skops`.",
 )
 def daily_model(context: AssetExecutionContext, config: DailyModelConfig, lake: LakeResource,
-                model_rules: ModelRulesResource) -> dg.MaterializeResult:
+                model_rules: ModelRulesResource) -> Materialized:
     from pricepipe_assets.forecasting.models import DailyModel
     from pricepipe_assets.forecasting.serving import naive_daily_half_widths
     from pricepipe_assets.forecasting.walk_forward import evaluate_daily
@@ -254,6 +259,7 @@ def daily_model(context: AssetExecutionContext, config: DailyModelConfig, lake: 
                                                           "origins": len(evaluation.origins)})
         path = model_store.save(lake, stored)
         ratios[symbol] = evaluation.mae_ratio
+        assert model.trained_from is not None and model.trained_to is not None  # set by fit
         metadata.update({**_evaluation_metadata(symbol, evaluation, serve_baseline, margin, None),
                          f"{symbol}/version": stored.version, f"{symbol}/file": path,
                          f"{symbol}/training_days": model.n_train,
@@ -265,7 +271,7 @@ def daily_model(context: AssetExecutionContext, config: DailyModelConfig, lake: 
                                 check_results=[_baseline_check("daily_model", ratios, margin)])
 
 
-def _publish(kafka: KafkaResource, predictions: list[Any]) -> None:
+def _publish(kafka: KafkaResource, predictions: list[Prediction]) -> None:
     publisher = kafka.publisher()
     for prediction in predictions:
         publisher.publish(prediction)
@@ -293,7 +299,7 @@ def _closed_daily_candles(lake: LakeResource) -> Any:
     "interval then comes from the history's own 1–15-day moves); `served_by` says which and why.",
 )
 def daily_forecast(context: AssetExecutionContext, lake: LakeResource, kafka: KafkaResource,
-                   model_rules: ModelRulesResource) -> dg.MaterializeResult:
+                   model_rules: ModelRulesResource) -> Materialized:
     from pricepipe_assets.contract.forecasts import FORECAST_LEVEL, HORIZON_DAYS, INTERVAL_METHODS
     from pricepipe_assets.forecasting.serving import naive_forecast, naive_half_widths_from_closes, to_predictions
 

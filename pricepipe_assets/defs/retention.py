@@ -11,13 +11,14 @@ not wall time, so replayed history is kept as if it were live.
 
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
 import datetime as dt
-from typing import Any
+from typing import Any, cast
 
 import dagster as dg
 from dagster import AssetExecutionContext
 from pydantic import Field
 
 from pricepipe_assets.contract.topics import CANDLES_1M, ORDERBOOK, TRADES
+from pricepipe_assets.defs.metadata import Materialized
 from pricepipe_assets.defs.partitions import day_partitions
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
@@ -80,7 +81,7 @@ def archive_asset(part: HotPart) -> dg.AssetsDefinition:
         f"keys), then deleted from Cassandra. Days older than {window} are expired.",
     )
     def _archive(context: AssetExecutionContext, config: RetentionConfig, cassandra: CassandraResource,
-                 lake: LakeResource) -> dg.MaterializeResult:
+                 lake: LakeResource) -> Materialized:
         day = dt.date.fromisoformat(context.partition_key)
         hot_days = cassandra.hot_window(part.aggregate) if config.hot_days is None else config.hot_days
         symbols = _expired_or_fail(cassandra, day, hot_days)
@@ -120,7 +121,7 @@ def compaction_asset(name: str, dataset: str, topic: str, writer: str) -> dg.Ass
         "rows before and after.",
     )
     def _compact(context: AssetExecutionContext, config: RetentionConfig, cassandra: CassandraResource,
-                 lake: LakeResource, kafka: KafkaResource) -> dg.MaterializeResult:
+                 lake: LakeResource, kafka: KafkaResource) -> Materialized:
         day = context.partition_key
         _expired_or_fail(cassandra, dt.date.fromisoformat(day),
                          cassandra.hot_window(False) if config.hot_days is None else config.hot_days)
@@ -172,7 +173,8 @@ def _archived_symbols(instance: dg.DagsterInstance, asset: str, day: str) -> set
         return set()
     materialization = result.records[0].asset_materialization
     symbols = materialization.metadata.get("symbols") if materialization else None
-    return set(symbols.value) if symbols is not None else set()
+    # The archive assets record their symbols as a JSON list of names.
+    return set(cast("list[str]", symbols.value)) if symbols is not None else set()
 
 
 def due_archives(instance: dg.DagsterInstance, cassandra: CassandraResource, clocks: dict[str, dt.datetime],

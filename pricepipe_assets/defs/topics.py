@@ -105,7 +105,7 @@ def topic_observation(topic: str, offsets_by_asset: Mapping[str, GroupOffsets]) 
     number per asset, so the UI plots it over time); and a signature, to record it only on change."""
     ends = {partition: high for offsets in offsets_by_asset.values() for partition, (_, _, high) in offsets.items()}
     lags = {asset: kafka_batches.lag(offsets) for asset, offsets in offsets_by_asset.items()}
-    metadata: dict[str, object] = {
+    metadata: dict[str, dg.JsonMetadataValue | int] = {
         "end_offsets": dg.MetadataValue.json({str(p): ends[p] for p in sorted(ends)}),
         "messages_written": sum(ends.values()),
         "max_lag": max(lags.values(), default=0),

@@ -14,7 +14,7 @@ looks at is exactly the expected number of intervals ahead, so models never lear
 from __future__ import annotations
 
 import pandas as pd
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window, WindowSpec
 from pyspark.sql import functions as F
 
 from pricepipe_assets.contract.forecasts import HORIZON_DAYS
@@ -39,11 +39,11 @@ from pricepipe_assets.forecasting.feature_names import (
 _KEY = ("symbol", "open_time", "close")
 
 
-def _by_symbol() -> Window:
+def _by_symbol() -> WindowSpec:
     return Window.partitionBy("symbol").orderBy("open_time")
 
 
-def _last(rows: int) -> Window:
+def _last(rows: int) -> WindowSpec:
     """The current candle and the ``rows - 1`` before it."""
     return _by_symbol().rowsBetween(-(rows - 1), Window.currentRow)
 
@@ -128,5 +128,5 @@ def to_pandas(features: DataFrame) -> pd.DataFrame:
     The models walk rows in time order, which Spark does not promise without a global sort;
     sorting the collected frame is cheaper than sorting in Spark.
     """
-    frame = features.toPandas()
+    frame: pd.DataFrame = features.toPandas()
     return frame.sort_values(["symbol", "open_time"], kind="stable").reset_index(drop=True)

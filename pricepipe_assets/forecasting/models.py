@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 from sklearn.ensemble import RandomForestRegressor
 from sklearn.linear_model import SGDRegressor
 from sklearn.preprocessing import StandardScaler
@@ -170,15 +171,15 @@ class MinuteModel(MinuteIntervals):
     def _scaled(self, x: np.ndarray) -> np.ndarray:
         # StandardScaler.transform's arithmetic, without its per-call input checks, which cost more
         # than the arithmetic itself on the one row a streaming step handles.
-        scaled = (x - self.features_scaler.mean_) / self.features_scaler.scale_
+        scaled: NDArray[np.float64] = (x - self.features_scaler.mean_) / self.features_scaler.scale_
         return np.clip(scaled, -self.feature_clip, self.feature_clip)
 
     def _predict_rows(self, x: np.ndarray) -> np.ndarray:
         if self.n_learned == 0:
             return np.zeros(len(x))
-        scaled = self._scaled(x) @ self.regressor.coef_ + self.regressor.intercept_[0]
+        scaled: NDArray[np.float64] = self._scaled(x) @ self.regressor.coef_ + self.regressor.intercept_[0]
         scaled = np.clip(scaled, -self.clip_sigma, self.clip_sigma)
-        return scaled * self.target_scaler.scale_[0] + self.target_scaler.mean_[0]
+        return scaled * float(self.target_scaler.scale_[0]) + float(self.target_scaler.mean_[0])
 
     def predict_return(self, features: pd.DataFrame) -> np.ndarray:
         """Predicted next-minute log return of each row (0, the naive forecast, before any learning)."""
@@ -297,7 +298,8 @@ class DailyModel:
 
     def predict_returns(self, features: pd.DataFrame) -> np.ndarray:
         """The forest's own predicted log returns, before the weight, shape (rows, ``HORIZON_DAYS``)."""
-        return self.forest.predict(features[list(DAILY_FEATURES)].to_numpy(dtype=float)).reshape(len(features), -1)
+        predicted: np.ndarray = self.forest.predict(features[list(DAILY_FEATURES)].to_numpy(dtype=float))
+        return predicted.reshape(len(features), -1)
 
     def calibrate(self, evaluation: Evaluation) -> DailyModel:
         """Take the weight its walk-forward ``evaluation`` earned over all of its origins.

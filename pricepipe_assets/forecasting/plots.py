@@ -45,7 +45,9 @@ def forecast_png(frame: pd.DataFrame, *, title: str, level: float, last: int | N
         axes.plot(when, path["naive"], color="tab:orange", linewidth=0.8, linestyle="--",
                   label="naive" if first else None)
     axes.set_title(title, fontsize=10)
-    axes.xaxis.set_major_formatter(mdates.ConciseDateFormatter(axes.xaxis.get_major_locator()))
+    # matplotlib.dates has no annotations.
+    formatter = mdates.ConciseDateFormatter(axes.xaxis.get_major_locator())  # type: ignore[no-untyped-call]
+    axes.xaxis.set_major_formatter(formatter)
     axes.tick_params(labelsize=8)
     axes.legend(fontsize=7, loc="best")
     axes.grid(alpha=0.3)

@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from pricepipe_assets.contract.records import INTERVAL_MS, Prediction
+from pricepipe_assets.forecasting.evaluation import Evaluation
 from pricepipe_assets.forecasting.intervals import conformal_quantile, half_widths
 from pricepipe_assets.forecasting.models import FORECAST_COLUMNS, NaiveLastValue, forecast_frame
-from pricepipe_assets.forecasting.walk_forward import Evaluation
 
 
 def naive_daily_half_widths(evaluation: Evaluation) -> np.ndarray:

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from scipy.signal import lfilter
 
 from pricepipe_assets.contract.records import INTERVAL_MS
@@ -49,15 +49,15 @@ MINUTE_METHOD = (f"split conformal on the last residuals scaled by volatility (1
                  f"to the power {MINUTE_SCALE_POWER:g})")
 
 
-def ewma_variance(returns: ArrayLike, decay: float) -> np.ndarray:
+def ewma_variance(returns: ArrayLike, decay: float) -> NDArray[np.float64]:
     """Exponentially weighted mean of the squared returns up to and including each row.
 
     Normalized by the weights actually present, so the first rows average the few returns seen
     rather than being pulled towards an invented starting value.
     """
     squares = np.square(np.asarray(returns, dtype=float))
-    weighted = lfilter([1.0], [1.0, -decay], squares)
-    weights = lfilter([1.0], [1.0, -decay], np.ones_like(squares))
+    weighted: NDArray[np.float64] = lfilter([1.0], [1.0, -decay], squares)
+    weights: NDArray[np.float64] = lfilter([1.0], [1.0, -decay], np.ones_like(squares))
     return weighted / weights
 
 
@@ -76,8 +76,9 @@ def minute_scale(features: pd.DataFrame) -> np.ndarray:
     Built from one row's columns only, so the serving path, which has the features of the newest
     candles alone, computes exactly the scale the model was calibrated with.
     """
-    variance = (features["vol_15"].to_numpy(dtype=float) ** 2 + features["vol_60"].to_numpy(dtype=float) ** 2
-                + features["range"].to_numpy(dtype=float) ** 2 / _PARKINSON) / 3.0
+    variance: NDArray[np.float64] = (features["vol_15"].to_numpy(dtype=float) ** 2
+                                     + features["vol_60"].to_numpy(dtype=float) ** 2
+                                     + features["range"].to_numpy(dtype=float) ** 2 / _PARKINSON) / 3.0
     return np.maximum(np.sqrt(variance), SCALE_FLOOR) ** MINUTE_SCALE_POWER
 
 
@@ -105,4 +106,5 @@ def daily_move_half_widths(features: pd.DataFrame, level: float, *, window_days:
     horizon = np.sqrt(steps)
     scores = np.where(counted, moves, np.nan) / (scale[:, None] * horizon[None, :])
     quantile = conformal_quantile(scores.ravel(), level) if pooled else half_widths(scores, level)
-    return quantile * horizon * scale[-1]
+    widths: np.ndarray = quantile * horizon * scale[-1]
+    return widths

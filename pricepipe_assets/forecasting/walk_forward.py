@@ -127,7 +127,8 @@ def known_by(origin_times: np.ndarray, k: int) -> np.ndarray:
     """Which (earlier origin, step) forecasts had their outcome known at origin k: step h of
     origin j counts only if its day (times[j] + h days) is not after times[k]."""
     steps = np.arange(1, HORIZON_DAYS + 1)
-    return origin_times[:k, None] + steps[None, :] * DAY_MS <= origin_times[k]
+    known: np.ndarray = origin_times[:k, None] + steps[None, :] * DAY_MS <= origin_times[k]
+    return known
 
 
 def naive_origin_half_widths(origin_times: np.ndarray, actual_returns: np.ndarray, k: int, level: float) -> np.ndarray:

@@ -8,7 +8,7 @@ import sys
 from pricepipe_assets.contract.utc import day_start_ms
 from pricepipe_assets.kafka.client import kafka_cluster
 from pricepipe_assets.settings import Settings
-from pricepipe_assets.sources.binance.dumps import Dataset
+from pricepipe_assets.sources.binance.dump_files import Dataset
 from pricepipe_assets.sources.binance.endpoints import binance_endpoints
 from pricepipe_assets.storage.cassandra import CassandraUnavailable, cassandra_cluster
 from pricepipe_assets.storage.live_tables import last_stored_open_time
@@ -21,9 +21,9 @@ def backfill(settings: Settings, symbol: str, start: dt.date, end: dt.date, *, s
         raise ValueError(f"--end {end} is before --start {start}")
     publisher = kafka_cluster(settings).publisher()
     if source == "dumps":
-        result = binance_endpoints(settings).dumps(progress=True).backfill(publisher, Dataset.klines(symbol, interval), start, end)
-        print(f"[backfill] {symbol} {interval} {start}..{end}: {result.records_published:,} candles published, "
-              f"{result.dead_letters} dead letters, {result.files} files ({result.verified} checksum-verified)",
+        dumped = binance_endpoints(settings).dumps(progress=True).backfill(publisher, Dataset.klines(symbol, interval), start, end)
+        print(f"[backfill] {symbol} {interval} {start}..{end}: {dumped.records_published:,} candles published, "
+              f"{dumped.dead_letters} dead letters, {dumped.files} files ({dumped.verified} checksum-verified)",
               file=sys.stderr)
         return 0
 
@@ -39,8 +39,8 @@ def backfill(settings: Settings, symbol: str, start: dt.date, end: dt.date, *, s
     if after is not None:
         resumed = dt.datetime.fromtimestamp(after / 1000, dt.UTC).isoformat()
         print(f"[backfill] resuming after the last stored candle, {resumed}", file=sys.stderr)
-    result = rest_backfill(BinanceRestClient(settings.binance_rest_url), publisher, symbol, interval, start_ms,
-                           end_ms - 1, after_open_time=after)
-    print(f"[backfill] {symbol} {interval} {start}..{end} via REST: {result.candles:,} candles published, "
-          f"{result.dead_letters} dead letters", file=sys.stderr)
+    fetched = rest_backfill(BinanceRestClient(settings.binance_rest_url), publisher, symbol, interval, start_ms,
+                            end_ms - 1, after_open_time=after)
+    print(f"[backfill] {symbol} {interval} {start}..{end} via REST: {fetched.candles:,} candles published, "
+          f"{fetched.dead_letters} dead letters", file=sys.stderr)
     return 0

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pricepipe_assets.contract.utc import day_start_ms
 from pricepipe_assets.kafka.client import kafka_cluster
 from pricepipe_assets.settings import Settings
-from pricepipe_assets.sources.binance.dumps import Dataset
+from pricepipe_assets.sources.binance.dump_files import Dataset
 from pricepipe_assets.sources.binance.endpoints import binance_endpoints
 from pricepipe_assets.sources.feed import (
     ReplayOptions,

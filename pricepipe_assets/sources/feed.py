@@ -7,16 +7,19 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pricepipe_assets.kafka.client import kafka_cluster
 from pricepipe_assets.kafka.publisher import Publisher
 from pricepipe_assets.settings import Settings
-from pricepipe_assets.sources.binance.dumps import Dataset
+from pricepipe_assets.sources.binance.dump_files import Dataset
 from pricepipe_assets.sources.binance.endpoints import binance_endpoints
 from pricepipe_assets.storage.lake import data_lake
+
+if TYPE_CHECKING:
+    from pricepipe_assets.sources.replay import Item
 
 SOURCES = ("binance", "bitmex", "replay")
 
@@ -67,23 +70,24 @@ class StatusLine:
             self._stream.write("\n")
 
 
-Runner = tuple[Callable[[threading.Event], None], Callable[[], str]]
-"""A source's thread target and its own status text."""
+Runner = tuple[Callable[[threading.Event], object], Callable[[], str]]
+"""A source's thread target (what it returns is not used) and its own status text."""
 
 
 def replay_runner(settings: Settings, publisher: Publisher, options: ReplayOptions, stop: threading.Event) -> Runner:
     from pricepipe_assets.sources.replay import Replayer
 
+    streams: Sequence[Iterable[Item]]
     if options.origin == "lake":
         from pricepipe_assets.sources.lake_history import lake_streams
 
         streams = lake_streams(data_lake(settings), options.symbols, options.start, options.end, options.trades_symbol)
     else:
         dumps = binance_endpoints(settings).dumps(progress=True)
-        streams = [dumps.records(Dataset.klines(s, "1m"), options.start, options.end) for s in options.symbols]
+        datasets = [Dataset.klines(s, "1m") for s in options.symbols]
         if options.trades_symbol:
-            trades = Dataset.agg_trades(options.trades_symbol, options.trades_market)
-            streams.append(dumps.records(trades, options.start, options.end))
+            datasets.append(Dataset.agg_trades(options.trades_symbol, options.trades_market))
+        streams = [dumps.records(dataset, options.start, options.end) for dataset in datasets]
 
     replayer = Replayer(publisher, speed=options.speed, stop=stop)
     return (lambda _: replayer.run(*streams)), (lambda: replayer.status().clock())
@@ -141,7 +145,7 @@ def run_feed(source: str, settings: Settings, replay: ReplayOptions | None = Non
         raise ValueError("a replay needs its options (dates, speed, symbols)")
     publisher = kafka_cluster(settings).publisher()
     stop = threading.Event()
-    if source == "replay":
+    if source == "replay" and replay is not None:
         runners = {source: replay_runner(settings, publisher, replay, stop)}
     elif source == "bitmex":
         runners = {source: bitmex_runner(settings, publisher)}
@@ -156,7 +160,7 @@ def run_runners(publisher: Publisher, runners: dict[str, Runner], stop: threadin
     failure: list[BaseException] = []
     running = threading.Semaphore(0)
 
-    def work(runner: Callable[[threading.Event], None]) -> None:
+    def work(runner: Callable[[threading.Event], object]) -> None:
         try:
             runner(stop)
         except BaseException as error:  # noqa: BLE001 - reported in the main thread

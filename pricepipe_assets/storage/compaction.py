@@ -74,7 +74,7 @@ def compact_folder(lake: Lake, folder: str, committed: dict[int, int], offsets_p
                              promote_options="default")
     table = table.sort_by([("kafka_partition", "ascending"), ("kafka_offset", "ascending")])
     table = table.replace_schema_metadata({**(table.schema.metadata or {}), SOURCES_KEY: json.dumps(sources).encode()})
-    generation = max((int(COMPACTED.fullmatch(n).group(1)) for n in previous), default=0) + 1
+    generation = max((int(m.group(1)) for n in previous if (m := COMPACTED.fullmatch(n))), default=0) + 1
     buffer = pa.BufferOutputStream()
     pq.write_table(table, buffer)
     path = lake.write_bytes(buffer.getvalue().to_pybytes(), folder, f"compacted-{generation}.parquet")
@@ -85,7 +85,8 @@ def compact_folder(lake: Lake, folder: str, committed: dict[int, int], offsets_p
 
 def date_folders(lake: Lake, dataset: str) -> list[str]:
     """Every ``.../date=<day>`` folder of a Hive-partitioned dataset, at any depth of partitioning."""
-    found, pending = [], [dataset]
+    found: list[str] = []
+    pending = [dataset]
     while pending:
         folder = pending.pop()
         for name in lake.list_folders(folder):

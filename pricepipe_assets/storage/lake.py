@@ -177,7 +177,8 @@ class Lake(BaseModel):
 
     def read_bytes(self, *parts: str) -> bytes:
         with self.filesystem().open_input_stream(self.path(*parts)) as stream:
-            return stream.read()
+            data: bytes = stream.read()
+        return data
 
     def list_names(self, *parts: str) -> list[str]:
         """Names of the files directly in a folder below the root, sorted; none when it is absent."""
@@ -205,7 +206,8 @@ class Lake(BaseModel):
     def exists(self, *parts: str) -> bool:
         import pyarrow.fs as pafs
 
-        return self.filesystem().get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+        found: bool = self.filesystem().get_file_info(self.path(*parts)).type != pafs.FileType.NotFound
+        return found
 
     def delete(self, *parts: str) -> None:
         """Remove a folder below the root (used by retention and tests), if it exists."""

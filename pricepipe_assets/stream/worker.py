@@ -142,6 +142,13 @@ class StageRunner:
         self._activity: dict[str, Delivered] = {}
         self._commit_at = 0.0
 
+    @property
+    def consumer(self) -> Consumer:
+        """The stage's consumer, once :meth:`run` made it."""
+        if self._consumer is None:
+            raise RuntimeError(f"{self.stage.asset}: the stage is not running")
+        return self._consumer
+
     def run(self) -> None:
         kafka = self.stores.kafka
         consumer = kafka.consumer(kafka.consumer_group(self.stage.asset), **{"session.timeout.ms": SESSION_TIMEOUT_MS})
@@ -171,7 +178,8 @@ class StageRunner:
         """What the consumer holds now while a batch is being written (the next batch overlaps the
         write); otherwise waits for the first message, at most until the next commit is due."""
         if self._in_flight is not None:
-            return consumer.consume(num_messages=MAX_BATCH, timeout=0)
+            held: list[Message] = consumer.consume(num_messages=MAX_BATCH, timeout=0)
+            return held
         wait_s = POLL_S if not self._written else max(0.0, min(POLL_S, self._commit_at - time.monotonic()))
         # The client waits whole milliseconds, rounding down: a wait shorter than one would return at
         # once and spin until the commit is due.
@@ -242,9 +250,9 @@ class StageRunner:
             self._written[r.topic, r.partition] = max(r.end, self._written.get((r.topic, r.partition), 0))
         for item in batch.records:
             if item.topic in self.stage.activity:
-                newest = self._activity.get(item.record.symbol)
+                newest = self._activity.get(item.record.key)  # an activity record's key is its symbol
                 if newest is None or item.record.event_time >= newest.record.event_time:
-                    self._activity[item.record.symbol] = item
+                    self._activity[item.record.key] = item
         self.progress.add(results, batch.records, batch.ranges, batch.delays_s, batch.bad)
         return True
 
@@ -274,7 +282,7 @@ class StageRunner:
         of its own per topic (other workers report their partitions)."""
         from confluent_kafka import KafkaException
 
-        consumer = self._consumer
+        consumer = self.consumer
         lag = 0
         try:
             for tp in consumer.position(consumer.assignment()):
@@ -319,7 +327,7 @@ class StageRunner:
             starts[r.topic, r.partition] = min(r.start, starts.get((r.topic, r.partition), r.start))
         for (topic, partition), start in starts.items():
             try:
-                self._consumer.seek(TopicPartition(self.stores.kafka.topic(topic), partition, start))
+                self.consumer.seek(TopicPartition(self.stores.kafka.topic(topic), partition, start))
             except KafkaException:  # revoked meanwhile: its new owner starts from the committed offset
                 continue
         self.stop.wait(min(MAX_BACKOFF_S, 0.5 * 2 ** (self._failures_in_a_row - 1)))

@@ -18,9 +18,9 @@ import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from pricepipe_assets.contract.records import INTERVAL_MS, Candle, OrderBook, Prediction, Quote, Record, Trade
+from pricepipe_assets.contract.records import INTERVAL_MS, Candle, OrderBook, Prediction, Quote, Trade
 from pricepipe_assets.kafka.batches import Delivered
 from pricepipe_assets.storage.cassandra import CassandraCluster, cql_date
 from pricepipe_assets.storage.cassandra_schema import candle_bucket
@@ -52,6 +52,10 @@ from pricepipe_assets.transforms.trade_stats import (
 
 DAY_MS = INTERVAL_MS["1d"]
 DAILY = "1d"
+# The records a venue publishes, each of one symbol on one exchange.
+VenueRecord = Candle | Trade | Quote | OrderBook
+VENUE_RECORDS = (Candle, Trade, Quote, OrderBook)
+Latest = TypeVar("Latest", bound=Quote | Trade | OrderBook)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -80,9 +84,11 @@ def early_closed(records: Iterable[Delivered]) -> int:
 
 def record_activity(cassandra: CassandraCluster, records: Iterable[Delivered]) -> None:
     """Advance each symbol's newest event time in `symbols` (the clock of the API and retention)."""
-    newest: dict[str, Record] = {}
+    newest: dict[str, VenueRecord] = {}
     for item in records:
         record = item.record
+        if not isinstance(record, VENUE_RECORDS):
+            raise TypeError(f"only a venue's records advance a symbol's clock, not a {type(record).__name__}")
         if record.symbol not in newest or record.event_time > newest[record.symbol].event_time:
             newest[record.symbol] = record
     cassandra.write_all(UPDATE_SYMBOL, [(r.event_time * 1000, r.exchange, utc_time(r.event_time), r.symbol)
@@ -121,9 +127,9 @@ def hour_stats(cassandra: CassandraCluster, records: Sequence[Delivered]) -> int
     return recompute_hours(cassandra, touched_starts(((t.symbol, t.ts) for t in _trades(records)), HOUR_MS))
 
 
-def _newest_by_symbol(records: Iterable[Any]) -> list[Any]:
+def _newest_by_symbol(records: Iterable[Latest]) -> list[Latest]:
     """Each symbol's record with the newest ``ts`` (the later delivery on a tie)."""
-    newest: dict[str, Any] = {}
+    newest: dict[str, Latest] = {}
     for record in records:
         if record.symbol not in newest or record.ts >= newest[record.symbol].ts:
             newest[record.symbol] = record

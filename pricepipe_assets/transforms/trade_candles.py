@@ -118,9 +118,11 @@ def plan(records: Sequence[Delivered], watermarks: Mapping[int, Mapping[str, int
         marks[symbol] = newest
         open_from = first_open_minute(newest, grace_ms)
         result.open_minutes[symbol] = open_from
-        fresh_from = math.inf if before is None else before - before % MINUTE_MS + MINUTE_MS
+        fresh_from: float = math.inf
         if before is not None:
-            result.from_store[symbol].update(range(first_open_minute(before, grace_ms), min(fresh_from, open_from),
+            first_fresh = before - before % MINUTE_MS + MINUTE_MS
+            fresh_from = first_fresh
+            result.from_store[symbol].update(range(first_open_minute(before, grace_ms), min(first_fresh, open_from),
                                                    MINUTE_MS))
         for trade in trades:
             minute = trade.ts - trade.ts % MINUTE_MS

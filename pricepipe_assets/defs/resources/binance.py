@@ -8,5 +8,6 @@ import dagster as dg
 from pricepipe_assets.sources.binance.endpoints import BinanceEndpoints
 
 
-class BinanceResource(BinanceEndpoints, dg.ConfigurableResource):
+# Unparametrized: a subscripted ConfigurableResource is a pydantic model class of its own at run time.
+class BinanceResource(BinanceEndpoints, dg.ConfigurableResource):  # type: ignore[type-arg]
     """Binance's public dumps (any mirror or ``file://`` folder) and REST API."""

@@ -11,7 +11,8 @@ from pricepipe_assets.storage.cassandra import BATCH_ROWS, CassandraCluster, Cas
 __all__ = ["BATCH_ROWS", "CassandraResource", "CassandraUnavailable", "cql_date"]
 
 
-class CassandraResource(CassandraCluster, dg.ConfigurableResource):
+# Unparametrized: a subscripted ConfigurableResource is a pydantic model class of its own at run time.
+class CassandraResource(CassandraCluster, dg.ConfigurableResource):  # type: ignore[type-arg]
     """A Cassandra cluster and pricepipe's keyspace in it."""
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:

@@ -10,5 +10,6 @@ from pricepipe_assets.kafka.client import KafkaCluster, KafkaError
 __all__ = ["KafkaError", "KafkaResource"]
 
 
-class KafkaResource(KafkaCluster, dg.ConfigurableResource):
+# Unparametrized: a subscripted ConfigurableResource is a pydantic model class of its own at run time.
+class KafkaResource(KafkaCluster, dg.ConfigurableResource):  # type: ignore[type-arg]
     """One Kafka cluster: producers are idempotent, consumers commit only when told to."""

@@ -8,5 +8,6 @@ import dagster as dg
 from pricepipe_assets.storage.lake import Lake
 
 
-class LakeResource(Lake, dg.ConfigurableResource):
+# Unparametrized: a subscripted ConfigurableResource is a pydantic model class of its own at run time.
+class LakeResource(Lake, dg.ConfigurableResource):  # type: ignore[type-arg]
     """A lake root: a local folder, or ``webhdfs://namenode:port/path``."""

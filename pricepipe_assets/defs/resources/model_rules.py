@@ -8,5 +8,6 @@ import dagster as dg
 from pricepipe_assets.forecasting.rules import ModelRules
 
 
-class ModelRulesResource(ModelRules, dg.ConfigurableResource):
+# Unparametrized: a subscripted ConfigurableResource is a pydantic model class of its own at run time.
+class ModelRulesResource(ModelRules, dg.ConfigurableResource):  # type: ignore[type-arg]
     """The margin a model may trail the naive forecast by, and the daily model's minimum history."""
