@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from infra.local import jvm
-from infra.local.servers import InfraError
+from infra.local.server_types import InfraError
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 COMPOSE = INFRA / "docker-compose.yml"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from infra.local import certs, jvm, launcher, secure, servers
+from infra.local import certs, jvm, launcher, secure, server_types, servers
 from pricepipe_assets.settings import Settings
 
 
@@ -45,7 +45,7 @@ def test_status_command_reports_serving_servers(kafka_server: None, cassandra_se
 
 def test_a_taken_port_is_refused_with_a_message(tmp_path: Path, settings: Settings) -> None:
     port = free_port()
-    server = servers.Server("ghost", (servers.Process("ghost", "does.not.Exist", 64, (port,)),), 10, (port,))
+    server = server_types.Server("ghost", (server_types.Process("ghost", "does.not.Exist", 64, (port,)),), 10, (port,))
     with socket.socket() as blocker:
         blocker.bind(("127.0.0.1", port))
         blocker.listen()
@@ -55,7 +55,7 @@ def test_a_taken_port_is_refused_with_a_message(tmp_path: Path, settings: Settin
 
 def test_a_server_that_dies_during_start_shows_its_log(tmp_path: Path, settings: Settings) -> None:
     port = free_port()
-    server = servers.Server("ghost", (servers.Process("ghost", "does.not.Exist", 64, (port,)),), 30, (port,))
+    server = server_types.Server("ghost", (server_types.Process("ghost", "does.not.Exist", 64, (port,)),), 30, (port,))
     layout = layout_for(tmp_path, settings)
     for folder in (layout.data(server), layout.logs(server)):
         folder.mkdir(parents=True)
@@ -95,7 +95,7 @@ def test_down_leaves_alone_what_it_did_not_start(tmp_path: Path, settings: Setti
 def test_a_server_serving_before_its_wait_began_counts_as_ready(tmp_path: Path, settings: Settings,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     """Servers are awaited one after another, so a quick one's deadline can pass while a slow one starts."""
-    server = servers.Server("ghost", (servers.Process("ghost", "does.not.Exist", 64, (free_port(),)),), 30, ())
+    server = server_types.Server("ghost", (server_types.Process("ghost", "does.not.Exist", 64, (free_port(),)),), 30, ())
     child = subprocess.Popen(["sleep", "30"])
     try:
         long_ago = time.monotonic() - 2 * server.start_timeout_s
@@ -116,7 +116,7 @@ def test_the_secure_broker_gets_its_tls_settings_appended_and_keeps_passwords_ou
     broker = secure.catalog(layout)["kafka"]
     password = secure.password(layout, "kafka-pricepipe")
     target = tmp_path / "server.properties"
-    servers._render(servers.CONF / "kafka" / "server.properties.in", target, servers.template_values(broker, layout),
+    servers._render(server_types.CONF / "kafka" / "server.properties.in", target, servers.template_values(broker, layout),
                     broker.fragments)
     rendered = target.read_text()
     assert "listeners=SASL_SSL://127.0.0.21:9092,CONTROLLER://127.0.0.21:9093" in rendered.splitlines()
