@@ -33,15 +33,10 @@ class StoreChecks:
         self._admin_lock = threading.Lock()
 
     def _kafka_answers(self) -> bool:
-        from confluent_kafka import KafkaException
-
         with self._admin_lock:
             if self._admin is None:
                 self._admin = self.kafka.admin()
-        try:
-            return bool(self._admin.list_topics(timeout=PING_TIMEOUT_S).brokers)
-        except KafkaException:
-            return False
+        return KafkaCluster.ping(self._admin, PING_TIMEOUT_S)
 
     async def _cassandra_answers(self) -> bool:
         try:

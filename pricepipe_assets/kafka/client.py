@@ -184,12 +184,14 @@ class KafkaCluster(BaseModel):
             return f"{where}: the broker's certificate is not signed by {trusted}{named}"
         return f"{where}: the TLS handshake failed: {_reason(error)}"
 
-    def ping(self, timeout_s: float = 2.0) -> bool:
-        """Whether a broker answers a metadata request now."""
+    @staticmethod
+    def ping(admin: AdminClient, timeout_s: float = 2.0) -> bool:
+        """Whether a broker answers ``admin``'s metadata request now (a client kept for asking
+        again, so that polling opens no connections)."""
         from confluent_kafka import KafkaException
 
         try:
-            return bool(self.admin().list_topics(timeout=timeout_s).brokers)
+            return bool(admin.list_topics(timeout=timeout_s).brokers)
         except KafkaException:
             return False
 

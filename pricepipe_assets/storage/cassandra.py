@@ -109,16 +109,6 @@ class CassandraCluster(BaseModel):
             context.load_cert_chain(self.ssl_cert_file, self.ssl_key_file or None)
         return context
 
-    def ping(self, timeout_s: float = 2.0) -> bool:
-        """Whether a node answers a query now; opens and closes its own short-lived connection."""
-        cluster = self._connect(timeout_s)
-        try:
-            return cluster.connect().execute(PING, timeout=timeout_s).one() is not None
-        except Exception:  # noqa: BLE001 - any driver error means "not answering"
-            return False
-        finally:
-            cluster.shutdown()
-
     def session(self) -> Session:
         """The process-wide session, bound to the keyspace, after migrations are applied."""
         with self._lock:
