@@ -236,6 +236,7 @@ def _collect_all(batch: Batch, publisher: Publisher | None, by_topic: dict[str, 
         if message.error() is not None:
             continue
         topic, partition, offset = message.topic(), message.partition(), message.offset()
+        assert topic is not None and partition is not None and offset is not None, "set on every fetched message"
         end = remaining.get((topic, partition))
         if end is None or offset >= end:
             continue
@@ -307,7 +308,7 @@ def newest_records(kafka: KafkaCluster, topic: str,
         if not ends:
             return [], retained
         consumer.assign(ends)
-        newest: dict[int, Record] = {}
+        newest: dict[int | None, Record] = {}
         deadline = time.monotonic() + timeout_s
         while len(newest) < len(ends) and time.monotonic() < deadline:
             for message in consumer.consume(num_messages=len(ends), timeout=0.5):

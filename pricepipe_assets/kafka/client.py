@@ -155,7 +155,8 @@ class KafkaCluster(BaseModel):
                 transport.append(error)
 
         # Its errors become the exception below: librdkafka's own log lines would only repeat them.
-        admin = AdminClient({**self.client_config(), "error_cb": on_error, "log_level": 0})
+        config: dict[str, Any] = {**self.client_config(), "error_cb": on_error, "log_level": 0}
+        admin = AdminClient(config)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -206,7 +207,7 @@ class KafkaCluster(BaseModel):
         once (see :meth:`check`): every writer and the stream worker start here.
         """
         from confluent_kafka import KafkaException
-        from confluent_kafka.admin import NewTopic
+        from confluent_kafka.cimpl import NewTopic
 
         admin = self._checked_admin(timeout_s)
         existing = set(admin.list_topics(timeout=timeout_s).topics)

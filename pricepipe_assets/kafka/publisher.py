@@ -55,15 +55,16 @@ class Publisher:
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         from confluent_kafka import KafkaError
 
+        topic = str(message.topic())
         with self._lock:
             if error is None:
-                self.delivered[message.topic()] += 1
+                self.delivered[topic] += 1
             elif error.code() in (KafkaError._MSG_TIMED_OUT, KafkaError._PURGE_QUEUE, KafkaError._PURGE_INFLIGHT):
-                self._unsent.append((message.topic(), message.key(), message.value()))
-            elif error.code() == KafkaError.MSG_SIZE_TOO_LARGE and message.topic() == self._dead_letter_topic:
-                self._oversized_letters.append((message.topic(), message.key(), message.value()))
+                self._unsent.append((topic, message.key(), message.value()))
+            elif error.code() == KafkaError.MSG_SIZE_TOO_LARGE and topic == self._dead_letter_topic:
+                self._oversized_letters.append((topic, message.key(), message.value()))
             else:
-                self._failures.append(f"{message.topic()}: {error.str()}")
+                self._failures.append(f"{topic}: {error.str()}")
 
     def _send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         while True:

@@ -197,6 +197,7 @@ class StageRunner:
             if message.error() is not None:
                 continue
             full_topic, partition, offset = message.topic(), message.partition(), message.offset()
+            assert full_topic is not None and partition is not None and offset is not None, "set on every fetched message"
             topic = self._by_topic[full_topic]
             first, _ = spans.get((topic, partition), (offset, offset))
             spans[topic, partition] = (min(first, offset), offset + 1)
@@ -313,7 +314,10 @@ class StageRunner:
         from confluent_kafka import KafkaException
 
         try:
-            committer.commit(offsets=offsets, asynchronous=not wait)
+            if wait:
+                committer.commit(offsets=offsets, asynchronous=False)
+            else:
+                committer.commit(offsets=offsets, asynchronous=True)
         except KafkaException as error:
             log.warning("%s: commit refused (%s); the partitions' new owner writes them again", self.stage.asset,
                         error.args[0].str())
