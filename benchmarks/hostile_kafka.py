@@ -40,7 +40,7 @@ from benchmarks.ingest import Isolated, dumps
 from pricepipe_assets.contract import topics
 from pricepipe_assets.contract.books import OrderBook
 from pricepipe_assets.contract.records import Candle, DeadLetter, Prediction, Quote, Record, RecordError, Trade, decode
-from pricepipe_assets.defs.jobs import TOPIC_CONSUMERS
+from pricepipe_assets.defs.lake.jobs import TOPIC_CONSUMERS
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource
 from pricepipe_assets.kafka import batches
 from pricepipe_assets.sources.binance.dumps import Dataset

@@ -46,7 +46,7 @@ from confluent_kafka import KafkaException
 
 from infra.local import launcher
 from pricepipe_assets.contract.topics import CANDLES_1M, TRADES
-from pricepipe_assets.defs.jobs import TOPIC_CONSUMERS
+from pricepipe_assets.defs.lake.jobs import TOPIC_CONSUMERS
 from pricepipe_assets.kafka.batches import committed_and_watermarks, lag
 from pricepipe_assets.kafka.client import KafkaCluster, kafka_cluster
 from pricepipe_assets.settings import Settings

@@ -11,9 +11,10 @@ from pathlib import Path
 import dagster as dg
 
 from pricepipe_assets.contract.topics import ALL_TOPICS, PREDICTIONS
-from pricepipe_assets.defs.bootstrap import cassandra_schema, kafka_topics
+from pricepipe_assets.defs.ingestion import kafka_topics
+from pricepipe_assets.defs.kafka import topic_key
+from pricepipe_assets.defs.live import cassandra_schema
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource
-from pricepipe_assets.defs.topics import topic_key
 from pricepipe_assets.storage.cassandra_schema import MIGRATIONS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -35,6 +36,27 @@ def test_every_asset_has_a_group_and_a_description() -> None:
         assert spec.group_name in {"exchanges", "kafka", "ingestion", "lake", "live", "analytics", "ml",
                                    "retention"}, spec.key
         assert spec.description, f"{spec.key} has no description"
+
+
+def test_each_group_module_holds_the_assets_of_its_own_group_and_all_of_them() -> None:
+    from pricepipe_assets.definitions import GROUPS, defs, settings
+
+    by_module = {group.__name__.rsplit(".", 1)[1]: {
+        key for asset in group.definitions(settings).assets or ()
+        for key in (asset.keys if isinstance(asset, dg.AssetsDefinition) else {asset.key})}
+        for group in GROUPS}
+    by_group: dict[str, set[dg.AssetKey]] = {}
+    for spec in defs.resolve_all_asset_specs():
+        by_group.setdefault(str(spec.group_name), set()).add(spec.key)
+    assert by_module == by_group
+
+
+def test_a_topic_job_takes_the_topic_to_the_assets_that_depend_on_it() -> None:
+    from pricepipe_assets.contract.topics import CANDLES_1D, CANDLES_1H, CANDLES_1M, ORDERBOOK, TRADES
+    from pricepipe_assets.defs.lake.jobs import TOPIC_ASSETS
+
+    assert TOPIC_ASSETS == {CANDLES_1M: ("candles_lake",), CANDLES_1H: ("candles_lake",),
+                            CANDLES_1D: ("candles_lake",), TRADES: ("trades_lake",), ORDERBOOK: ("order_books_lake",)}
 
 
 def test_the_asset_graph_is_one_connected_path_from_the_exchanges_to_the_archives() -> None:

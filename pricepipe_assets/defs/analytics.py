@@ -4,6 +4,9 @@ Each asset recomputes its dataset from the raw zone (de-duplicated, see ``rollup
 overwrites the curated zone's partitions it produced, so a rerun converges on the same files.
 What the API reads (hourly and daily candles, moving averages) is upserted into Cassandra too,
 as far back as Cassandra's aggregates window reaches (``PRICEPIPE_HOT_DAYS_AGGREGATES``).
+
+`analytics_job` runs this group and the `ml` group's training together, launched by
+`analytics_sensor` when the lake holds a new day and by `analytics_schedule` on the clock.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
@@ -16,16 +19,21 @@ from dagster import AssetExecutionContext
 from dagster_pyspark import LazyPySparkResource
 
 from pricepipe_assets.contract.utc import utc_iso
+from pricepipe_assets.defs.lake.jobs import TOPIC_FOLLOWERS
 from pricepipe_assets.defs.metadata import Materialized, time_range_metadata
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.lake import LakeResource
+from pricepipe_assets.defs.run_queue import BATCH_LANE, has_active_run
+from pricepipe_assets.settings import Settings
 from pricepipe_assets.storage.archive import newest_expired_day
 from pricepipe_assets.storage.cassandra_schema import MOVING_AVERAGE_WINDOWS, candle_bucket
 from pricepipe_assets.storage.clock import symbol_clocks
+from pricepipe_assets.storage.compaction import date_folders
 from pricepipe_assets.storage.lake_datasets import (
     CURATED_CANDLES,
     CURATED_MOVING_AVERAGES,
     CURATED_TRADE_STATS,
+    RAW_CANDLES,
     RAW_TRADES,
 )
 from pricepipe_assets.storage.live_tables import UPSERT_CANDLE, UPSERT_MOVING_AVERAGE
@@ -149,3 +157,47 @@ def trade_stats_history(context: AssetExecutionContext, spark: LazyPySparkResour
         "trades": int(frame["trades"].sum()) if not frame.empty else 0,
         "dataset": lake.path(CURATED_TRADE_STATS),
     })
+
+
+analytics_job = dg.define_asset_job(
+    "analytics_job",
+    selection=dg.AssetSelection.groups("analytics", "ml")
+    - dg.AssetSelection.assets(*(name for followers in TOPIC_FOLLOWERS.values() for name in followers)),
+    description="Rolls up the lake's history with Spark, rebuilds features, trains the models and publishes the "
+    "15-day forecast. In one process, so every step shares one Spark session.",
+    executor_def=dg.in_process_executor,
+    tags=BATCH_LANE,
+)
+
+
+@dg.sensor(
+    name="analytics_sensor",
+    job=analytics_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Requests an `analytics_job` run as soon as the lake's raw candles hold a day they did not hold at "
+    "the last request (a backfill, or a new day of the feed), so rollups, models and the forecast follow the "
+    "history without waiting for `analytics_schedule`.",
+)
+def analytics_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult | dg.SkipReason:
+    days = {folder.rsplit("date=", 1)[1] for folder in date_folders(lake, RAW_CANDLES)}
+    if not days:
+        return dg.SkipReason("no candles in the lake yet")
+    signature = f"{len(days)} days up to {max(days)}"
+    if signature == context.cursor:
+        return dg.SkipReason(f"no new day of candles ({signature})")
+    if has_active_run(context.instance, job_name=analytics_job.name):
+        return dg.SkipReason("an analytics run is queued or running")
+    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"analytics {signature}")], cursor=signature)
+
+
+def definitions(settings: Settings) -> dg.Definitions:
+    analytics_schedule = dg.ScheduleDefinition(
+        name="analytics_schedule",
+        job=analytics_job,
+        cron_schedule=settings.analytics_cron,
+        default_status=dg.DefaultScheduleStatus.RUNNING,
+        description="Rolls up history, retrains the models and republishes the forecast (PRICEPIPE_ANALYTICS_CRON).",
+    )
+    return dg.Definitions(assets=[candles_hourly, candles_daily, moving_averages_daily, trade_stats_history],
+                          jobs=[analytics_job], sensors=[analytics_sensor], schedules=[analytics_schedule])

@@ -1,4 +1,5 @@
-"""History backfills into Kafka, partitioned by symbol and day so any range can be filled from the UI."""
+"""The `ingestion` group: the Kafka topics every writer needs, and history backfills into them,
+partitioned by symbol and day so any range can be filled from the UI."""
 
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
 import datetime as dt
@@ -7,13 +8,33 @@ from collections.abc import Sequence
 import dagster as dg
 from dagster import AssetExecutionContext
 
-from pricepipe_assets.contract.topics import CANDLES_1M
+from pricepipe_assets.contract.topics import ALL_TOPICS, CANDLES_1M
 from pricepipe_assets.contract.utc import utc_iso
 from pricepipe_assets.defs.metadata import Materialized
 from pricepipe_assets.defs.partitions import symbol_day_partitions
 from pricepipe_assets.defs.resources.binance import BinanceResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
+from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.binance.dump_files import Dataset
+
+
+@dg.asset(
+    group_name="ingestion",
+    kinds={"kafka"},
+    description="The Kafka topics of pricepipe's data contract (candles, trades, quotes, predictions, dead letters), "
+    "created with the configured partitions and retention when missing. Idempotent, so materializing it again is "
+    "always safe; an asset rather than start-up code so the UI shows when the topics were last ensured.",
+)
+def kafka_topics(kafka: KafkaResource) -> Materialized:
+    created = kafka.ensure_topics(ALL_TOPICS)
+    return dg.MaterializeResult(
+        metadata={
+            "topics": dg.MetadataValue.json([kafka.topic(name) for name in ALL_TOPICS]),
+            "created_now": dg.MetadataValue.json(created),
+            "partitions_per_topic": kafka.topic_partitions,
+            "retention_hours": kafka.retention_hours,
+        }
+    )
 
 
 def binance_history_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
@@ -50,3 +71,7 @@ def binance_history_asset(symbols: Sequence[str]) -> dg.AssetsDefinition:
         )
 
     return binance_history
+
+
+def definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(assets=[kafka_topics, binance_history_asset(settings.symbols)])

@@ -4,20 +4,30 @@
 arrive, through :mod:`pricepipe_assets.transforms.live_writes`, and reports a materialization of
 each at most every ``PRICEPIPE_STREAM_REPORT_S`` (Dagster's way of observing a streaming process).
 Nothing in Dagster runs them: the freshness policy turns a table stale when the worker, its feed,
-Kafka or Cassandra stops, and the Kafka sensors keep recording each one's lag on its topics.
+Kafka or Cassandra stops, and the Kafka sensors keep recording each one's lag on its topics. The
+checks here (OHLC invariants, order books a reader can trust) run in the topic jobs' runs.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
 
 import datetime as dt
+from typing import Any
 
 import dagster as dg
 
+from pricepipe_assets.contract.records import INTERVAL_MS, OrderBook, RecordError
 from pricepipe_assets.contract.topics import CANDLES_1M
-from pricepipe_assets.defs.topics import topic_key
+from pricepipe_assets.defs.kafka import topic_key
+from pricepipe_assets.defs.metadata import Materialized, touched_by_latest
+from pricepipe_assets.defs.resources.cassandra import CassandraResource
+from pricepipe_assets.settings import Settings
+from pricepipe_assets.storage.cassandra_schema import MIGRATIONS
+from pricepipe_assets.storage.live_tables import all_order_books, day_minute_candles
 from pricepipe_assets.stream.stages import TRADE_CANDLES, stage_topics
 from pricepipe_assets.transforms.trade_candles import KLINE_EXCHANGES
 
+MINUTE_MS = INTERVAL_MS["1m"]
+SHOWN_AT_MOST = 50
 # A live table not written for 5 minutes warns, for 15 fails: its feed, the stream worker, Kafka or
 # Cassandra has stopped. Dagster's daemon evaluates the policy on the clock (`freshness: enabled`
 # in dagster.yaml), so a table that receives nothing still turns stale in the UI.
@@ -70,3 +80,86 @@ LIVE_TABLES = [
     )
     for asset, topics in stage_topics().items()
 ]
+
+
+@dg.asset(
+    group_name="live",
+    kinds={"cassandra"},
+    description="pricepipe's Cassandra keyspace and tables, brought to the newest schema version by idempotent "
+    "migrations (the same ones every process applies on its first connection). An asset rather than start-up code "
+    "so the UI shows when the schema was last ensured and what changed.",
+)
+def cassandra_schema(cassandra: CassandraResource) -> Materialized:
+    applied = cassandra.migrate()
+    return dg.MaterializeResult(
+        metadata={
+            "keyspace": cassandra.keyspace,
+            "schema_version": cassandra.schema_version(),
+            "latest_known_version": MIGRATIONS[-1].version,
+            "applied_now": dg.MetadataValue.json([f"{m.version}: {m.description}" for m in applied]),
+        }
+    )
+
+
+def ohlc_violations(row: Any) -> list[str]:
+    """Why a stored candle breaks the contract (empty when it does not); open outside [low, high] is a
+    known quirk, an early close real data. A null ``is_complete`` is a row stored before the column
+    existed, when only full candles were accepted, so it means true."""
+    problems = []
+    if min(row.open, row.high, row.low, row.close) <= 0:
+        problems.append("non-positive price")
+    if row.high < row.low:
+        problems.append("high < low")
+    if not row.low <= row.close <= row.high:
+        problems.append("close outside [low, high]")
+    duration = row.close_time - row.open_time
+    if not dt.timedelta(0) <= duration <= dt.timedelta(milliseconds=MINUTE_MS - 1):
+        problems.append("close_time outside [open_time, open_time + 59.999 s]")
+    elif (duration == dt.timedelta(milliseconds=MINUTE_MS - 1)) != (row.is_complete is not False):
+        problems.append("is_complete disagrees with close_time")
+    return problems
+
+
+@dg.asset_check(asset="candles_live", description="Every 1m candle of the days the latest batch touched has "
+                "positive prices, high >= low, close within [low, high] and a close time within its minute that "
+                "agrees with `is_complete` (open outside [low, high] and early closes are real data, counted but "
+                "accepted).")
+def candles_live_ohlc(context: dg.AssetCheckExecutionContext, cassandra: CassandraResource) -> dg.AssetCheckResult:
+    symbols, days = touched_by_latest(context.instance, "candles_live")
+    checked, bad, quirks, early = 0, [], 0, 0
+    for symbol in symbols:
+        for day in days:
+            for row in day_minute_candles(cassandra, symbol, dt.date.fromisoformat(day)):
+                checked += 1
+                quirks += not row.low <= row.open <= row.high
+                early += row.is_complete is False
+                problems = ohlc_violations(row)
+                if problems:
+                    bad.append(f"{symbol} {row.open_time.isoformat()}: {', '.join(problems)}")
+    return dg.AssetCheckResult(passed=not bad, metadata={
+        "candles_checked": checked, "violations": len(bad), "open_outside_low_high": quirks, "early_closed": early,
+        "examples": dg.MetadataValue.json(bad[:SHOWN_AT_MOST]), "days": dg.MetadataValue.json(days)})
+
+
+@dg.asset_check(asset="order_books_live", description="Every stored book (one row per symbol) is one the contract "
+                "accepts: levels best first, positive prices and sizes, not crossed; and each side holds at least one "
+                "level when the other does not.")
+def order_books_live_valid(cassandra: CassandraResource) -> dg.AssetCheckResult:
+    rows = all_order_books(cassandra)
+    bad = {}
+    for row in rows:
+        ts = int(row.ts.replace(tzinfo=dt.UTC).timestamp() * 1000)
+        try:
+            OrderBook(row.exchange, row.symbol, ts, row.sequence, tuple(map(tuple, row.bids or ())),
+                      tuple(map(tuple, row.asks or ()))).check()
+        except RecordError as error:
+            bad[row.symbol] = str(error)
+    spreads = {row.symbol: row.asks[0][0] - row.bids[0][0] for row in rows if row.bids and row.asks}
+    return dg.AssetCheckResult(passed=not bad, metadata={
+        "books_checked": len(rows), "violations": dg.MetadataValue.json(bad), "spread_by_symbol":
+        dg.MetadataValue.json(spreads)})
+
+
+def definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(assets=[cassandra_schema, *LIVE_TABLES],
+                          asset_checks=[candles_live_ohlc, order_books_live_valid])

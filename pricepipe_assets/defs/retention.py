@@ -7,6 +7,11 @@ its day is archived, so the partitions view of each asset shows which days were.
 
 "Expired" is judged by each symbol's clock (its newest event time, see ``pricepipe_assets.storage.clock``),
 not wall time, so replayed history is kept as if it were live.
+
+`retention_schedule` is built by hand rather than from the partitioned job's own cadence: which days
+are expired depends on each symbol's clock, which is wall time when live but the replayed moment
+when replaying history. Each tick asks for the expired days some retention asset has not done yet,
+one run per day with just those assets.
 """
 
 # No `from __future__ import annotations` here: Dagster reads the context annotation at definition time.
@@ -23,7 +28,9 @@ from pricepipe_assets.defs.partitions import day_partitions
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.defs.resources.lake import LakeResource
+from pricepipe_assets.defs.run_queue import BATCH_LANE
 from pricepipe_assets.kafka import batches as kafka_batches
+from pricepipe_assets.settings import Settings
 from pricepipe_assets.storage.archive import (
     HOT_PARTS,
     ArchiveVerificationError,
@@ -199,3 +206,40 @@ def due_archives(instance: dg.DagsterInstance, cassandra: CassandraResource, clo
                 continue
             due.setdefault(key, []).append(asset)
     return {day: sorted(due[day]) for day in sorted(due)[:limit]}
+
+
+retention_job = dg.define_asset_job(
+    "retention_job",
+    selection=dg.AssetSelection.groups("retention"),
+    description="Archives one expired day of every hot Cassandra table to the lake, then deletes it; compacts the "
+    "day's raw files.",
+    executor_def=dg.in_process_executor,
+    tags=BATCH_LANE,
+)
+
+# Days requested per tick, oldest first: a first run over years of replayed history catches up
+# over several ticks instead of queueing thousands of runs at once.
+RETENTION_DAYS_PER_TICK = 14
+
+
+@dg.schedule(
+    name="retention_schedule",
+    job=retention_job,
+    cron_schedule="20 * * * *",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Hourly: archives to the lake, then deletes from Cassandra, every day that has left the hot window "
+    "(PRICEPIPE_HOT_DAYS, PRICEPIPE_HOT_DAYS_AGGREGATES) by the platform clock, and compacts the raw zone's days.",
+)
+def retention_schedule(context: dg.ScheduleEvaluationContext, cassandra: CassandraResource,
+                       lake: LakeResource) -> dg.SkipReason | list[dg.RunRequest]:
+    clocks = symbol_clocks(cassandra)
+    due = due_archives(context.instance, cassandra, clocks, data_days(lake), RETENTION_DAYS_PER_TICK) if clocks else {}
+    if not due:
+        return dg.SkipReason("every expired day is archived")
+    return [dg.RunRequest(run_key=f"retention {day} {' '.join(assets)}", partition_key=day,
+                          asset_selection=[dg.AssetKey(asset) for asset in assets]) for day, assets in due.items()]
+
+
+def definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(assets=[*ARCHIVE_ASSETS, *COMPACTION_ASSETS], jobs=[retention_job],
+                          schedules=[retention_schedule])

@@ -48,13 +48,9 @@ from pricepipe_assets.defs.analytics import (
     candles_hourly,
     moving_averages_daily,
 )
-from pricepipe_assets.defs.ml import (
-    daily_features,
-    daily_forecast,
-    daily_model,
-    minute_features,
-    minute_model,
-)
+from pricepipe_assets.defs.ml.daily import daily_forecast, daily_model
+from pricepipe_assets.defs.ml.features import daily_features, minute_features
+from pricepipe_assets.defs.ml.minute_models import minute_model
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource, ModelRulesResource
 from pricepipe_assets.kafka.batches import Delivered
 from pricepipe_assets.settings import Settings

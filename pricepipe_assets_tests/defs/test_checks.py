@@ -9,7 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from pricepipe_assets.defs.checks import gap_ranges, ohlc_violations, symbol_gap_report
+from pricepipe_assets.defs.lake.checks import gap_ranges, symbol_gap_report
+from pricepipe_assets.defs.live import ohlc_violations
 
 DAY_MS = 1704067200000
 MINUTE = 60_000

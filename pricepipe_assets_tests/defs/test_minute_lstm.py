@@ -12,8 +12,9 @@ import pytest
 from dagster_pyspark import LazyPySparkResource
 
 from pricepipe_assets.contract.topics import CANDLES_1M
-from pricepipe_assets.defs.minute_lstm import minute_lstm_model
-from pricepipe_assets.defs.ml import MINUTE_LSTM_MODEL, minute_features, minute_model
+from pricepipe_assets.defs.ml.features import minute_features
+from pricepipe_assets.defs.ml.minute_models import minute_lstm_model, minute_model
+from pricepipe_assets.defs.ml.training import MINUTE_LSTM_MODEL
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource, ModelRulesResource
 from pricepipe_assets.storage import model_store
 from pricepipe_assets_tests.support.kafka_runs import definitions, drain, publish_candles
@@ -66,6 +67,6 @@ def test_the_lstm_learns_only_new_minutes_is_checked_against_naive_and_sgd_and_p
 
 
 def _tail(lake: LakeResource) -> Any:
-    from pricepipe_assets.defs.ml import MINUTE_FEATURES_DATASET, _features_frame
+    from pricepipe_assets.defs.ml.training import MINUTE_FEATURES_DATASET, features_frame
 
-    return _features_frame(lake, MINUTE_FEATURES_DATASET, "BTCUSDT").tail(60)
+    return features_frame(lake, MINUTE_FEATURES_DATASET, "BTCUSDT").tail(60)

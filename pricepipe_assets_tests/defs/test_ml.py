@@ -16,15 +16,10 @@ import pytest
 from dagster_pyspark import LazyPySparkResource
 
 from pricepipe_assets.contract.topics import CANDLES_1M, PREDICTIONS
-from pricepipe_assets.defs.ml import (
-    DAILY_MODEL,
-    MINUTE_MODEL,
-    daily_features,
-    daily_forecast,
-    daily_model,
-    minute_features,
-    minute_model,
-)
+from pricepipe_assets.defs.ml.daily import daily_forecast, daily_model
+from pricepipe_assets.defs.ml.features import daily_features, minute_features
+from pricepipe_assets.defs.ml.minute_models import minute_model
+from pricepipe_assets.defs.ml.training import DAILY_MODEL, MINUTE_MODEL
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource, ModelRulesResource
 from pricepipe_assets.storage import model_store
 from pricepipe_assets.storage.lake_datasets import CURATED_CANDLES
@@ -193,10 +188,10 @@ def test_a_history_too_short_for_the_daily_model_still_gets_a_naive_forecast_tha
 
 
 def test_the_baseline_check_fails_past_the_margin_and_names_the_symbols_that_fall_back() -> None:
-    from pricepipe_assets.defs.ml import _baseline_check
+    from pricepipe_assets.defs.ml.training import baseline_check
 
-    within = _baseline_check("daily_model", {"BTCUSDT": 1.04, "ETHUSDT": 0.97}, margin=0.05)
-    past = _baseline_check("daily_model", {"BTCUSDT": 1.06, "ETHUSDT": 0.97}, margin=0.05)
+    within = baseline_check("daily_model", {"BTCUSDT": 1.04, "ETHUSDT": 0.97}, margin=0.05)
+    past = baseline_check("daily_model", {"BTCUSDT": 1.06, "ETHUSDT": 0.97}, margin=0.05)
     assert within.passed and within.metadata["falls_back_to_naive"].value == []
     assert not past.passed and past.metadata["falls_back_to_naive"].value == ["BTCUSDT"]
     assert past.metadata["mae_ratio_to_naive"].value == {"BTCUSDT": 1.06, "ETHUSDT": 0.97}

@@ -12,7 +12,7 @@ from pathlib import Path
 import dagster as dg
 
 from pricepipe_assets.contract.topics import ALL_TOPICS, ORDERBOOK
-from pricepipe_assets.defs.checks import order_books_live_valid
+from pricepipe_assets.defs.live import order_books_live_valid
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets_tests.support.kafka_reads import consume
 from pricepipe_assets_tests.support.kafka_runs import definitions, drain

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from pricepipe_assets.defs.lake import candle_row, write_chunks
+from pricepipe_assets.defs.lake.assets import candle_row, write_chunks
 from pricepipe_assets.defs.resources import LakeResource
 from pricepipe_assets.kafka.batches import Batch, Delivered, OffsetRange
 from pricepipe_assets.storage.lake_datasets import RAW_CANDLES, chunk_basename

@@ -15,10 +15,9 @@ import pytest
 
 from pricepipe_assets.contract.records import Prediction
 from pricepipe_assets.contract.topics import CANDLES_1M, PREDICTIONS
-from pricepipe_assets.defs.lake import candle_row, write_chunks
+from pricepipe_assets.defs.lake.assets import candle_row, write_chunks
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
-from pricepipe_assets.defs.retention import ARCHIVE_ASSETS, due_archives
-from pricepipe_assets.defs.schedules import retention_schedule
+from pricepipe_assets.defs.retention import ARCHIVE_ASSETS, due_archives, retention_schedule
 from pricepipe_assets.kafka.batches import Batch, Delivered, OffsetRange
 from pricepipe_assets.storage import archive
 from pricepipe_assets.storage.compaction import compact_folder

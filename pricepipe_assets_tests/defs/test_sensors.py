@@ -11,10 +11,12 @@ import dagster as dg
 
 from pricepipe_assets.contract.records import Candle, Quote, Trade
 from pricepipe_assets.contract.topics import CANDLES_1M, QUOTES, TRADES
-from pricepipe_assets.defs.jobs import TOPIC_JOBS
+from pricepipe_assets.defs.analytics import analytics_sensor
+from pricepipe_assets.defs.exchanges import BINANCE_FEED, BITMEX_FEED, FEED_TOPICS, feeds_sensor
+from pricepipe_assets.defs.kafka import topic_key
+from pricepipe_assets.defs.lake.jobs import TOPIC_JOBS
+from pricepipe_assets.defs.lake.sensors import RANGE_TAG, TOPIC_TAG, kafka_sensor
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
-from pricepipe_assets.defs.sensors import RANGE_TAG, TOPIC_TAG, analytics_sensor, feeds_sensor, kafka_sensor
-from pricepipe_assets.defs.topics import BINANCE_FEED, BITMEX_FEED, FEED_TOPICS, topic_key
 from pricepipe_assets.kafka.batches import parse_ranges
 from pricepipe_assets_tests.support.kafka_runs import definitions, drain, publish_candles, run_requested, tick
 from pricepipe_assets_tests.support.lake_fill import real_minutes, write_raw_candles

@@ -29,7 +29,7 @@ from starlette.testclient import TestClient
 from api.app import create_app
 from infra.local import cluster, launcher
 from pricepipe_assets.contract.topics import CANDLES_1M, PREDICTIONS, TRADES
-from pricepipe_assets.defs.jobs import TOPIC_CONSUMERS
+from pricepipe_assets.defs.lake.jobs import TOPIC_CONSUMERS
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource
 from pricepipe_assets.kafka import batches as kafka_batches
 from pricepipe_assets.kafka.client import kafka_cluster

@@ -163,7 +163,7 @@ def test_the_helm_user_code_serves_the_code_location_with_the_settings_configmap
 
 
 def test_the_batch_lane_limit_is_the_one_the_local_instance_and_the_jobs_use(helm_values: dict[str, Any]) -> None:
-    from pricepipe_assets.defs.jobs import BATCH_LANE
+    from pricepipe_assets.defs.run_queue import BATCH_LANE
 
     local = yaml.safe_load((INFRA / "dagster" / "dagster.yaml").read_text())["run_coordinator"]["config"]
     helm = helm_values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]["tagConcurrencyLimits"]

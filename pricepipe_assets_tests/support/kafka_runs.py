@@ -8,12 +8,11 @@ from pathlib import Path
 import dagster as dg
 import pandas as pd
 
-from pricepipe_assets.defs import lake, live, minute_lstm, minute_predictions, ml
-from pricepipe_assets.defs.checks import ASSET_CHECKS
-from pricepipe_assets.defs.jobs import TOPIC_JOBS, job_name
+from pricepipe_assets.defs import lake, live, ml
+from pricepipe_assets.defs.lake.jobs import TOPIC_JOBS, job_name
+from pricepipe_assets.defs.lake.sensors import kafka_sensor
 from pricepipe_assets.defs.resources import CassandraResource, KafkaResource, LakeResource, ModelRulesResource
 from pricepipe_assets.defs.resources.spark import spark_resource
-from pricepipe_assets.defs.sensors import kafka_sensor
 from pricepipe_assets.settings import Settings
 from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset
 from pricepipe_assets_tests.support.kline_files import KLINE_COLUMNS, kline_file
@@ -78,12 +77,11 @@ def expected_trade_candles(source: pd.DataFrame, grace_s: int) -> pd.DataFrame:
 def definitions(kafka: KafkaResource, cassandra: CassandraResource, lake_resource: LakeResource) -> dg.Definitions:
     """The code location's Kafka-fed assets, the stream worker's tables, checks and jobs over the
     test's own resources."""
-    return dg.Definitions(
-        assets=[*dg.load_assets_from_modules([lake, ml, minute_lstm, minute_predictions]), *live.LIVE_TABLES],
-        asset_checks=ASSET_CHECKS,
-        jobs=list(TOPIC_JOBS.values()),
-        resources={"kafka": kafka, "cassandra": cassandra, "lake": lake_resource, "model_rules": ModelRulesResource(),
-                   "spark": spark_resource(Settings.from_env({"PRICEPIPE_SPARK_MASTER": "local[2]"}))},
+    settings = Settings.from_env({"PRICEPIPE_SPARK_MASTER": "local[2]"})
+    return dg.Definitions.merge(
+        *(group.definitions(settings) for group in (lake, live, ml)),
+        dg.Definitions(resources={"kafka": kafka, "cassandra": cassandra, "lake": lake_resource,
+                                  "model_rules": ModelRulesResource(), "spark": spark_resource(settings)}),
     )
 
 

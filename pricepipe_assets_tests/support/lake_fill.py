@@ -6,7 +6,7 @@ import datetime as dt
 from pathlib import Path
 
 from pricepipe_assets.contract.records import Candle, Trade
-from pricepipe_assets.defs.lake import candle_row, trade_row, write_chunks
+from pricepipe_assets.defs.lake.assets import candle_row, trade_row, write_chunks
 from pricepipe_assets.defs.resources import LakeResource
 from pricepipe_assets.kafka.batches import Batch, Delivered, OffsetRange
 from pricepipe_assets.sources.binance.dumps import BinanceDumps, Dataset

@@ -1,10 +1,8 @@
-"""Sensors that turn Kafka lag into runs of the lake's assets and observe every consumer's lag: one
-per consumed topic; one that follows the lake's history;
-and one that observes the feeds running outside Dagster.
+"""Sensors that turn Kafka lag into runs of the lake's assets and observe every consumer's lag, one
+per consumed topic.
 
-A Kafka sensor's tick only reads watermarks and committed offsets (metadata requests with short
-timeouts, never a poll), and the feeds sensor reads one message at the end of each partition, so no
-tick blocks the daemon. The run key is the offset range itself, which Dagster
+A tick only reads watermarks and committed offsets (metadata requests with short timeouts, never a
+poll), so no tick blocks the daemon. The run key is the offset range itself, which Dagster
 never forgets; a range whose run failed is requested again with an attempt suffix, so nothing is
 skipped forever, and while a topic's run is queued or running no second one is started.
 """
@@ -16,38 +14,27 @@ import time
 
 import dagster as dg
 
-from pricepipe_assets.defs.jobs import TOPIC_ASSETS, TOPIC_CONSUMERS, TOPIC_JOBS, analytics_job, job_name
+from pricepipe_assets.defs.kafka import topic_observation
+from pricepipe_assets.defs.lake.jobs import TOPIC_ASSETS, TOPIC_CONSUMERS, TOPIC_JOBS, job_name
 from pricepipe_assets.defs.resources.kafka import KafkaResource
-from pricepipe_assets.defs.resources.lake import LakeResource
-from pricepipe_assets.defs.topics import FEED_TOPICS, feed_observations, topic_observation
+from pricepipe_assets.defs.run_queue import has_active_run
 from pricepipe_assets.kafka import batches as kafka_batches
 from pricepipe_assets.settings import Settings
-from pricepipe_assets.storage.compaction import date_folders
-from pricepipe_assets.storage.lake_datasets import OFFSETS_PER_FILE, RAW_CANDLES, block_start
+from pricepipe_assets.storage.lake_datasets import OFFSETS_PER_FILE, block_start
 
 TOPIC_TAG = "pricepipe/topic"
 RANGE_TAG = "pricepipe/offset_ranges"
 # Bounds the memory of one run; the next tick requests the rest.
 MAX_OFFSETS_PER_PARTITION = 250_000
-ACTIVE_STATUSES = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
-                   dg.DagsterRunStatus.STARTED]
-
-
 # A bounded batch takes seconds to a few minutes; a run still going after this is stuck (its process
 # gone, or a store hanging), and would block its topic, since no second run is launched while one is
 # active. Run monitoring then fails it and the next tick asks for the same range again.
 MAX_RUNTIME_S = 900
-# The feeds' observations are for people watching the UI: every half minute is often enough.
-FEEDS_INTERVAL_S = 30
 
 
 def run_config(topic: str, offset_ranges: str) -> dict[str, object]:
     """The run config giving every asset of the topic's job the same ranges."""
     return {"ops": {name: {"config": {"offset_ranges": offset_ranges}} for name in TOPIC_ASSETS[topic]}}
-
-
-def _has_active_run(instance: dg.DagsterInstance, topic: str) -> bool:
-    return bool(instance.get_run_ids(dg.RunsFilter(tags={TOPIC_TAG: topic}, statuses=ACTIVE_STATUSES), limit=1))
 
 
 def _earlier_attempts(instance: dg.DagsterInstance, offset_ranges: str) -> int:
@@ -96,7 +83,7 @@ def kafka_sensor(topic: str, minimum_interval_seconds: int, batch_wait_s: float 
         if job is None:
             return dg.SensorResult(skip_reason=f"{topic} has no batch job; lag observed", asset_events=events,
                                    cursor=json.dumps(state))
-        if _has_active_run(context.instance, topic):
+        if has_active_run(context.instance, tags={TOPIC_TAG: topic}):
             return dg.SensorResult(skip_reason=f"a run for {topic} is queued or running", asset_events=events,
                                    cursor=json.dumps(state))
         ranges = kafka_batches.pending_ranges(topic, [offsets[name] for name in TOPIC_ASSETS[topic]],
@@ -126,47 +113,6 @@ def kafka_sensor(topic: str, minimum_interval_seconds: int, batch_wait_s: float 
     return _sensor
 
 
-@dg.sensor(
-    name="analytics_sensor",
-    job=analytics_job,
-    minimum_interval_seconds=60,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Requests an `analytics_job` run as soon as the lake's raw candles hold a day they did not hold at "
-    "the last request (a backfill, or a new day of the feed), so rollups, models and the forecast follow the "
-    "history without waiting for `analytics_schedule`.",
-)
-def analytics_sensor(context: dg.SensorEvaluationContext, lake: LakeResource) -> dg.SensorResult | dg.SkipReason:
-    days = {folder.rsplit("date=", 1)[1] for folder in date_folders(lake, RAW_CANDLES)}
-    if not days:
-        return dg.SkipReason("no candles in the lake yet")
-    signature = f"{len(days)} days up to {max(days)}"
-    if signature == context.cursor:
-        return dg.SkipReason(f"no new day of candles ({signature})")
-    if context.instance.get_run_ids(dg.RunsFilter(job_name=analytics_job.name, statuses=ACTIVE_STATUSES), limit=1):
-        return dg.SkipReason("an analytics run is queued or running")
-    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=f"analytics {signature}")], cursor=signature)
-
-
-@dg.sensor(
-    name="feeds_sensor",
-    minimum_interval_seconds=FEEDS_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Records what the feeds outside Dagster (`pricepipe feed`) have published: an observation of "
-    "`binance_feed` and `bitmex_feed` with the records on each topic and each symbol's newest event time, read "
-    "from the last message of every partition.",
-)
-def feeds_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult:
-    tails = {topic: kafka_batches.newest_records(kafka, topic) for topic in FEED_TOPICS}
-    events, signature = feed_observations({topic: records for topic, (records, _) in tails.items()},
-                                          {topic: retained for topic, (_, retained) in tails.items()})
-    if signature == context.cursor:
-        return dg.SensorResult(skip_reason="the feeds published nothing new")
-    return dg.SensorResult(asset_events=events, cursor=signature)
-
-
-def build_sensors(settings: Settings) -> list[dg.SensorDefinition]:
-    """One lag sensor per consumed topic, ticking every ``PRICEPIPE_SENSOR_INTERVAL_S``, and the
-    analytics and feeds sensors."""
-    return [*(kafka_sensor(topic, settings.sensor_interval_s, settings.lake_batch_wait_s) for topic in TOPIC_CONSUMERS),
-            analytics_sensor,
-            feeds_sensor]
+def kafka_sensors(settings: Settings) -> list[dg.SensorDefinition]:
+    """One lag sensor per consumed topic, ticking every ``PRICEPIPE_SENSOR_INTERVAL_S``."""
+    return [kafka_sensor(topic, settings.sensor_interval_s, settings.lake_batch_wait_s) for topic in TOPIC_CONSUMERS]

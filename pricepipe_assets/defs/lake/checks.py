@@ -1,7 +1,4 @@
-"""Asset checks on the Kafka-fed assets: the data is right (OHLC invariants, order books a reader can
-trust), stored once (no
-duplicate keys) and complete (gap report). Whether the live tables are current is their freshness
-policy's job (``defs/live.py``).
+"""Asset checks on the lake's candles: stored once (no duplicate keys) and complete (gap report).
 
 Each check looks at the days the asset's latest materialization touched (its ``symbols`` and
 ``days`` metadata), so its cost follows the batch, not the size of the whole table.
@@ -15,66 +12,14 @@ from typing import Any, NotRequired, TypedDict
 
 import dagster as dg
 
-from pricepipe_assets.contract.records import INTERVAL_MS, OrderBook, RecordError
+from pricepipe_assets.contract.records import INTERVAL_MS
 from pricepipe_assets.contract.utc import utc_iso
-from pricepipe_assets.defs.resources.cassandra import CassandraResource
+from pricepipe_assets.defs.metadata import touched_by_latest
 from pricepipe_assets.defs.resources.lake import LakeResource
 from pricepipe_assets.storage.lake_datasets import RAW_CANDLES
-from pricepipe_assets.storage.live_tables import all_order_books, day_minute_candles
 
 MINUTE_MS = INTERVAL_MS["1m"]
 SHOWN_AT_MOST = 50
-
-
-def _touched(context: dg.AssetCheckExecutionContext, asset: str) -> tuple[list[str], list[str]]:
-    """The symbols and days of the asset's latest materialization (none before the first one)."""
-    event = context.instance.get_latest_materialization_event(dg.AssetKey(asset))
-    if event is None or event.asset_materialization is None:
-        return [], []
-    metadata = event.asset_materialization.metadata
-    symbols = metadata.get("symbols")
-    days = metadata.get("days")
-    return (list(symbols.value) if symbols else []), (list(days.value) if days else [])
-
-
-def ohlc_violations(row: Any) -> list[str]:
-    """Why a stored candle breaks the contract (empty when it does not); open outside [low, high] is a
-    known quirk, an early close real data. A null ``is_complete`` is a row stored before the column
-    existed, when only full candles were accepted, so it means true."""
-    problems = []
-    if min(row.open, row.high, row.low, row.close) <= 0:
-        problems.append("non-positive price")
-    if row.high < row.low:
-        problems.append("high < low")
-    if not row.low <= row.close <= row.high:
-        problems.append("close outside [low, high]")
-    duration = row.close_time - row.open_time
-    if not dt.timedelta(0) <= duration <= dt.timedelta(milliseconds=MINUTE_MS - 1):
-        problems.append("close_time outside [open_time, open_time + 59.999 s]")
-    elif (duration == dt.timedelta(milliseconds=MINUTE_MS - 1)) != (row.is_complete is not False):
-        problems.append("is_complete disagrees with close_time")
-    return problems
-
-
-@dg.asset_check(asset="candles_live", description="Every 1m candle of the days the latest batch touched has "
-                "positive prices, high >= low, close within [low, high] and a close time within its minute that "
-                "agrees with `is_complete` (open outside [low, high] and early closes are real data, counted but "
-                "accepted).")
-def candles_live_ohlc(context: dg.AssetCheckExecutionContext, cassandra: CassandraResource) -> dg.AssetCheckResult:
-    symbols, days = _touched(context, "candles_live")
-    checked, bad, quirks, early = 0, [], 0, 0
-    for symbol in symbols:
-        for day in days:
-            for row in day_minute_candles(cassandra, symbol, dt.date.fromisoformat(day)):
-                checked += 1
-                quirks += not row.low <= row.open <= row.high
-                early += row.is_complete is False
-                problems = ohlc_violations(row)
-                if problems:
-                    bad.append(f"{symbol} {row.open_time.isoformat()}: {', '.join(problems)}")
-    return dg.AssetCheckResult(passed=not bad, metadata={
-        "candles_checked": checked, "violations": len(bad), "open_outside_low_high": quirks, "early_closed": early,
-        "examples": dg.MetadataValue.json(bad[:SHOWN_AT_MOST]), "days": dg.MetadataValue.json(days)})
 
 
 def _raw_candle_keys(lake: LakeResource, days: list[str], columns: list[str]) -> Any:
@@ -91,7 +36,7 @@ def _raw_candle_keys(lake: LakeResource, days: list[str], columns: list[str]) ->
 @dg.asset_check(asset="candles_lake", description="No 1m candle (symbol, open time) is stored twice in the raw "
                 "zone for the days the latest batch touched: replays must overwrite, not add.")
 def candles_lake_no_duplicates(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-    _, days = _touched(context, "candles_lake")
+    _, days = touched_by_latest(context.instance, "candles_lake")
     if not days:
         return dg.AssetCheckResult(passed=True, metadata={"candles_checked": 0})
     keys = _raw_candle_keys(lake, days, ["symbol", "open_time"])
@@ -152,7 +97,7 @@ def symbol_gap_report(candles: Iterable[tuple[int, int]]) -> tuple[list[Gap], li
                 "`{first, last, minutes}` ranges, and the candles the venue closed early (an outage inside the "
                 "minute), named beside the gap that follows them. A warning, because real dumps do have gaps.")
 def candles_lake_gaps(context: dg.AssetCheckExecutionContext, lake: LakeResource) -> dg.AssetCheckResult:
-    _, days = _touched(context, "candles_lake")
+    _, days = touched_by_latest(context.instance, "candles_lake")
     if not days:
         return dg.AssetCheckResult(passed=True, metadata={"missing_minutes": 0, "early_closed": 0})
     keys = _raw_candle_keys(lake, days, ["symbol", "open_time", "close_time"])
@@ -172,23 +117,4 @@ def candles_lake_gaps(context: dg.AssetCheckExecutionContext, lake: LakeResource
         "days": dg.MetadataValue.json(days)})
 
 
-@dg.asset_check(asset="order_books_live", description="Every stored book (one row per symbol) is one the contract "
-                "accepts: levels best first, positive prices and sizes, not crossed; and each side holds at least one "
-                "level when the other does not.")
-def order_books_live_valid(cassandra: CassandraResource) -> dg.AssetCheckResult:
-    rows = all_order_books(cassandra)
-    bad = {}
-    for row in rows:
-        ts = int(row.ts.replace(tzinfo=dt.UTC).timestamp() * 1000)
-        try:
-            OrderBook(row.exchange, row.symbol, ts, row.sequence, tuple(map(tuple, row.bids or ())),
-                      tuple(map(tuple, row.asks or ()))).check()
-        except RecordError as error:
-            bad[row.symbol] = str(error)
-    spreads = {row.symbol: row.asks[0][0] - row.bids[0][0] for row in rows if row.bids and row.asks}
-    return dg.AssetCheckResult(passed=not bad, metadata={
-        "books_checked": len(rows), "violations": dg.MetadataValue.json(bad), "spread_by_symbol":
-        dg.MetadataValue.json(spreads)})
-
-
-ASSET_CHECKS = [candles_live_ohlc, candles_lake_no_duplicates, candles_lake_gaps, order_books_live_valid]
+LAKE_CHECKS = [candles_lake_no_duplicates, candles_lake_gaps]

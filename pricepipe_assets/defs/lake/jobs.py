@@ -1,29 +1,32 @@
-"""One job per topic the lake keeps, selecting the assets that topic feeds in runs; the topic's sensor
-launches it. And the analytics and retention jobs, which their schedules launch."""
+"""One job per topic the lake keeps, which the topic's sensor launches: it takes a range of the
+topic to every asset that reads it in runs, then the assets that follow them, and checks the
+stream worker's tables fed by the same topic.
+
+Which asset reads which topic is not written here: it is read off the Kafka-fed assets' own
+dependencies on the topic assets, so a new Kafka-fed asset gets its job and sensor by declaring them.
+"""
 
 from __future__ import annotations
 
 import dagster as dg
 
-from pricepipe_assets.contract.topics import (
-    CANDLES_1D,
-    CANDLES_1H,
-    CANDLES_1M,
-    ORDERBOOK,
-    PREDICTIONS,
-    QUOTES,
-    TRADES,
-)
+from pricepipe_assets.contract.topics import ALL_TOPICS, CANDLES_1M, ORDERBOOK
+from pricepipe_assets.defs.kafka import topic_key
+from pricepipe_assets.defs.lake.assets import KAFKA_FED
 from pricepipe_assets.stream.stages import stage_assets
+
+
+def topics_read(asset: dg.AssetsDefinition) -> list[str]:
+    """The contract topics ``asset`` depends on, in the contract's order."""
+    deps = asset.asset_deps[asset.key]
+    return [topic for topic in ALL_TOPICS if topic_key(topic) in deps]
+
 
 # Which assets consume which topic in sensor-driven runs (the lake, the history), each through its own
 # consumer group (`pricepipe.<asset>`). The live tables are the stream worker's (`stream/stages.py`).
 TOPIC_ASSETS: dict[str, tuple[str, ...]] = {
-    CANDLES_1M: ("candles_lake",),
-    CANDLES_1H: ("candles_lake",),
-    CANDLES_1D: ("candles_lake",),
-    TRADES: ("trades_lake",),
-    ORDERBOOK: ("order_books_lake",),
+    topic: readers for topic in ALL_TOPICS
+    if (readers := tuple(asset.key.to_user_string() for asset in KAFKA_FED if topic in topics_read(asset)))
 }
 
 # Assets a topic's job runs after its Kafka-fed ones, without reading the topic themselves.
@@ -39,13 +42,9 @@ TOPIC_CHECKED: dict[str, tuple[str, ...]] = {
 
 # Every consumer of each topic, the runs' and the stream worker's: the lag its sensor observes.
 TOPIC_CONSUMERS: dict[str, tuple[str, ...]] = {
-    topic: (*TOPIC_ASSETS.get(topic, ()), *stage_assets().get(topic, ()))
-    for topic in (CANDLES_1M, CANDLES_1H, CANDLES_1D, TRADES, QUOTES, ORDERBOOK, PREDICTIONS)
+    topic: consumers for topic in ALL_TOPICS
+    if (consumers := (*TOPIC_ASSETS.get(topic, ()), *stage_assets().get(topic, ())))
 }
-
-# Spark and retention runs take minutes; `dagster.yaml` lets at most one of them run at a time, so
-# the live topics' runs always keep the other slots and a rollup never holds up ingest.
-BATCH_LANE = {"pricepipe/lane": "batch"}
 
 
 def job_name(topic: str) -> str:
@@ -65,21 +64,3 @@ def topic_job(topic: str) -> dg.UnresolvedAssetJobDefinition:
 
 
 TOPIC_JOBS: dict[str, dg.UnresolvedAssetJobDefinition] = {topic: topic_job(topic) for topic in TOPIC_ASSETS}
-
-analytics_job = dg.define_asset_job(
-    "analytics_job",
-    selection=dg.AssetSelection.groups("analytics", "ml") - dg.AssetSelection.assets(*TOPIC_FOLLOWERS[CANDLES_1M]),
-    description="Rolls up the lake's history with Spark, rebuilds features, trains the models and publishes the "
-    "15-day forecast. In one process, so every step shares one Spark session.",
-    executor_def=dg.in_process_executor,
-    tags=BATCH_LANE,
-)
-
-retention_job = dg.define_asset_job(
-    "retention_job",
-    selection=dg.AssetSelection.groups("retention"),
-    description="Archives one expired day of every hot Cassandra table to the lake, then deletes it; compacts the "
-    "day's raw files.",
-    executor_def=dg.in_process_executor,
-    tags=BATCH_LANE,
-)

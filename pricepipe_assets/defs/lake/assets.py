@@ -18,6 +18,7 @@ from pricepipe_assets.contract.books import OrderBook
 from pricepipe_assets.contract.records import CANDLE_TOPICS, Candle, Record, Trade
 from pricepipe_assets.contract.topics import ORDERBOOK, TRADES
 from pricepipe_assets.contract.utc import utc_day
+from pricepipe_assets.defs.kafka import topic_key
 from pricepipe_assets.defs.kafka_fed import (
     OffsetRangesConfig,
     batch_metadata,
@@ -28,7 +29,6 @@ from pricepipe_assets.defs.kafka_fed import (
 from pricepipe_assets.defs.metadata import Materialized
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.defs.resources.lake import LakeResource
-from pricepipe_assets.defs.topics import topic_key
 from pricepipe_assets.kafka.batches import Batch, Delivered
 from pricepipe_assets.storage.lake_datasets import (
     OFFSETS_PER_FILE,
@@ -174,3 +174,7 @@ def order_books_lake(context: AssetExecutionContext, config: OffsetRangesConfig,
     rows = write_chunks(lake, batch, RAW_ORDER_BOOKS, ["symbol", "date"], book_row)
     commit_batch(context, kafka, batch)
     return dg.MaterializeResult(metadata={**batch_metadata(rows, batch), "dataset": lake.path(RAW_ORDER_BOOKS)})
+
+
+# The assets that read Kafka in runs; their topics (and so their jobs and sensors) are their deps.
+KAFKA_FED = [candles_lake, trades_lake, order_books_lake]

@@ -1,6 +1,6 @@
 """Next-minute predictions after every candles run: each minute model's forecast of the next close.
 
-Apart from `ml.py`'s training assets because it runs in every `candles_1m_job` run, reading the
+Apart from the training assets because it runs in every `candles_1m_job` run, reading the
 newest candles from Cassandra rather than the lake, and answers for every minute model at once.
 """
 
@@ -15,7 +15,7 @@ from dagster import AssetExecutionContext
 from pricepipe_assets.contract.records import INTERVAL_MS
 from pricepipe_assets.contract.utc import utc_iso
 from pricepipe_assets.defs.metadata import Materialized
-from pricepipe_assets.defs.ml import MINUTE_LSTM_MODEL, MINUTE_MODEL, NAIVE, _load_model, _publish
+from pricepipe_assets.defs.ml.training import MINUTE_LSTM_MODEL, MINUTE_MODEL, NAIVE, load_model, publish
 from pricepipe_assets.defs.resources.cassandra import CassandraResource
 from pricepipe_assets.defs.resources.kafka import KafkaResource
 from pricepipe_assets.defs.resources.lake import LakeResource
@@ -62,7 +62,7 @@ def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassa
     skipped: dict[str, str] = {}
     refused: dict[str, str] = {}
     for symbol, newest_ms in sorted(_newest_candles(context).items()):
-        latest = [_load_model(context, lake, name, symbol, refused) for name in (MINUTE_MODEL, MINUTE_LSTM_MODEL)]
+        latest = [load_model(context, lake, name, symbol, refused) for name in (MINUTE_MODEL, MINUTE_LSTM_MODEL)]
         models = [m.stored for m in latest if m.stored is not None]
         if not models:
             skipped[symbol] = ("no minute model loaded: its files were refused (see refused_files)"
@@ -88,7 +88,7 @@ def minute_predictions(context: AssetExecutionContext, lake: LakeResource, cassa
             published += to_predictions(forecast, symbol, name, stored.version, "1m", newest_ms + INTERVAL_MS["1m"])
             scores.append((symbol, stored.model.name, stored.version,
                            stored.metrics["model"]["mae"] / stored.metrics["naive"]["mae"], not stored.serve_baseline))
-    _publish(kafka, published)
+    publish(kafka, published)
     cassandra.write_all(UPSERT_MINUTE_MODEL_SCORE, scores)  # what `/predictions` picks its default model by
     return dg.MaterializeResult(metadata={
         "dagster/row_count": len(published), "skipped": dg.MetadataValue.json(skipped),
