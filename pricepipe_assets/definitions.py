@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from pricepipe_assets.defs import analytics, exchanges, ingestion, kafka, lake, live, ml, retention
+from pricepipe_assets.defs import alerts, analytics, exchanges, ingestion, kafka, lake, live, ml, retention
 from pricepipe_assets.defs.resources import build_resources
 from pricepipe_assets.settings import get_settings
 
@@ -22,5 +22,7 @@ GROUPS = (exchanges, kafka, ingestion, live, lake, analytics, ml, retention)
 settings = get_settings()
 defs = dg.Definitions.merge(
     *(group.definitions(settings) for group in GROUPS),
+    # The alert sensors watch the whole graph, so they belong to no group.
+    alerts.definitions(settings),
     dg.Definitions(resources=build_resources(settings)),
 )

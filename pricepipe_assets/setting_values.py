@@ -157,3 +157,14 @@ def parse_consistency(text: str) -> str:
 def replication_factor(replication: str) -> int:
     """The smallest replication factor of a CQL replication map (of any datacenter)."""
     return min(int(factor) for factor in re.findall(r":\s*(\d+)", replication))
+
+
+def parse_choice(*options: str) -> Callable[[str], str]:
+    """One of ``options``, case-insensitive."""
+    def parse(text: str) -> str:
+        word = text.strip().lower()
+        if word not in options:
+            raise ValueError(f"expected one of {', '.join(options)}, got {text!r}")
+        return word
+
+    return parse

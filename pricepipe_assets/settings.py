@@ -17,6 +17,7 @@ from typing import Any
 
 from pricepipe_assets.setting_values import (
     parse_bool,
+    parse_choice,
     parse_consistency,
     parse_cron,
     parse_date,
@@ -205,6 +206,31 @@ class Settings:
                                   "serve other machines, with PRICEPIPE_API_KEY set)")
     dagster_port: int = _setting(3000, lambda s: parse_int(s, minimum=1), "Dagster UI port of `pricepipe run`")
     api_port: int = _setting(8000, lambda s: parse_int(s, minimum=1), "API port of `pricepipe run`")
+    dagster_ui_url: str = _setting("", lambda s: parse_url("https", "http")(s) if s.strip() else "", "the Dagster "
+                                   "UI's address as people reach it, the base of the links in alerts (default: "
+                                   "http://<PRICEPIPE_DAGSTER_BIND_HOST>:<PRICEPIPE_DAGSTER_PORT>)")
+    alert_webhook_url: str = _setting("", lambda s: parse_url("https", "http")(s) if s.strip() else "", "webhook "
+                                      "that receives an alert's opening and resolution as a JSON POST; empty: none",
+                                      secret=True)
+    alert_webhook_format: str = _setting("json", parse_choice("json", "slack"), "body of the webhook's POSTs: json "
+                                         "(pricepipe's fields) or slack (an incoming webhook's text and blocks)")
+    alert_smtp_host: str = _setting("", str.strip, "mail server that sends alerts by email; empty: no email")
+    alert_smtp_port: int = _setting(587, lambda s: parse_int(s, minimum=1), "mail server's SMTP port")
+    alert_smtp_starttls: bool = _setting(True, parse_bool, "upgrade the SMTP connection with STARTTLS before "
+                                         "logging in (required when a password is set)")
+    alert_smtp_ca_file: Path | None = _setting(None, _optional_path, "PEM file of the CA that signed the mail "
+                                               "server's certificate (empty: the system's CAs)")
+    alert_smtp_user: str = _setting("", str.strip, "SMTP user name (empty: no login)")
+    alert_smtp_password: str = _setting("", str, "SMTP password", secret=True)
+    alert_email_from: str = _setting("pricepipe@localhost", str.strip, "sender address of alert emails")
+    alert_email_to: tuple[str, ...] = _setting((), lambda s: parse_list(s) if s.strip() else (), "recipients of "
+                                               "alert emails, comma-separated; empty: no email")
+    alert_feed_silence_s: int = _setting(300, lambda s: parse_int(s, minimum=60), "seconds a feed may publish "
+                                         "nothing new before its silence is an incident")
+    alert_deadletter_per_min: float = _setting(10.0, parse_speed, "dead letters per minute above which the "
+                                               "`deadletter` topic's growth is an incident")
+    alert_job_failures: int = _setting(3, lambda s: parse_int(s, minimum=1), "failed runs in a row (after their "
+                                       "retries) that make a job's failures an incident")
     state_dir: Path = _setting(None, _path, "local servers' data and logs, Dagster home (default: ~/.local/state/pricepipe)")
     cache_dir: Path = _setting(None, _path, "downloaded artifacts (default: ~/.cache/pricepipe)")
 

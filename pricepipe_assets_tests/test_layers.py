@@ -28,7 +28,7 @@ ROOTS = (PACKAGE, "api", "infra")
 LAYERS: dict[str, int] = {
     "setting_values": 0,
     "settings": 1, "contract": 1,
-    "kafka": 2, "storage": 2,
+    "kafka": 2, "storage": 2, "alerts": 2,
     "sources": 3, "transforms": 3, "forecasting": 3,
     "stream": 4,
     "defs": 5,
