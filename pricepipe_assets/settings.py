@@ -156,6 +156,12 @@ class Settings:
     binance_rest_url: str = _setting("https://api.binance.com", parse_url("https", "http"), "Binance REST API base URL")
     binance_ws_url: str = _setting("wss://stream.binance.com:9443", parse_url("wss", "ws"), "Binance WebSocket base URL")
     bitmex_ws_url: str = _setting("wss://ws.bitmex.com/realtime", parse_url("wss", "ws"), "BitMEX WebSocket URL")
+    ccxt_markets: tuple[str, ...] = _setting((), parse_list, "markets of `pricepipe feed --source ccxt` as "
+                                             "EXCHANGE:SYMBOL (CCXT's exchange id and symbol, or the venue's id), "
+                                             "comma-separated, e.g. kraken:BTC/USD,okx:BTC/USDT; unset: none")
+    ccxt_urls: tuple[str, ...] = _setting((), parse_list, "CCXT endpoints replaced (proxies, local servers) as "
+                                          "EXCHANGE.KEY=URL, KEY a dotted path in the exchange's `urls['api']`, "
+                                          "comma-separated, e.g. binance.public=http://127.0.0.1:8080/api/v3")
     api_key: str = _setting("", str, "when set, the API requires a key: this one (every scope, no rate limit) or "
                             "one of `pricepipe api-key`; sent as the X-API-Key header, or as the session cookie "
                             "POST /login gives", secret=True)

@@ -117,7 +117,8 @@ def _time(text: str) -> dt.datetime:
 def _backfill(args: argparse.Namespace, settings: Settings) -> int:
     from pricepipe_assets.sources.backfill import backfill
 
-    return backfill(settings, args.symbol, args.start, args.end, source=args.source, interval=args.interval)
+    return backfill(settings, args.symbol, args.start, args.end, source=args.source, interval=args.interval,
+                    exchange=args.exchange)
 
 
 def _import_candles(args: argparse.Namespace, settings: Settings) -> int:
@@ -170,9 +171,10 @@ def build_parser() -> argparse.ArgumentParser:
     instance.set_defaults(handler=_dagster_instance)
 
     feed = commands.add_parser("feed", help="stream a source into Kafka until Ctrl-C, with a status line")
-    feed.add_argument("--source", required=True, choices=("auto", "binance", "bitmex", "replay"),
+    feed.add_argument("--source", required=True, choices=("auto", "binance", "bitmex", "replay", "ccxt"),
                       help="auto: Binance and BitMEX live when Binance answers, else the offline demo replay "
-                      "(PRICEPIPE_REPLAY_*), as `pricepipe run` does")
+                      "(PRICEPIPE_REPLAY_*), as `pricepipe run` does; ccxt: the trades and books of "
+                      "PRICEPIPE_CCXT_MARKETS through CCXT")
     feed.add_argument("--from", dest="origin", choices=("dumps", "lake"), default="dumps",
                       help="replay: read history from the Binance dumps (PRICEPIPE_BINANCE_DUMPS_URL) or the lake")
     feed.add_argument("--start", type=_date, help="replay: first day (YYYY-MM-DD)")
@@ -200,7 +202,9 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--symbol", required=True)
     backfill.add_argument("--start", required=True, type=_date)
     backfill.add_argument("--end", required=True, type=_date)
-    backfill.add_argument("--source", choices=("dumps", "rest"), default="dumps")
+    backfill.add_argument("--source", choices=("dumps", "rest", "ccxt"), default="dumps",
+                          help="dumps and rest: Binance's; ccxt: the venue --exchange names, through CCXT")
+    backfill.add_argument("--exchange", help="ccxt: the CCXT exchange id, such as kraken or okx")
     backfill.add_argument("--interval", choices=("1m", "1h", "1d"), default="1m")
     backfill.set_defaults(handler=_backfill)
 

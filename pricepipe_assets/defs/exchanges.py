@@ -24,6 +24,7 @@ FEEDS_INTERVAL_S = 30
 
 BINANCE_FEED = dg.AssetKey("binance_feed")
 BITMEX_FEED = dg.AssetKey("bitmex_feed")
+CCXT_FEED = dg.AssetKey("ccxt_feed")
 CANDLE_FILES = dg.AssetKey("candle_files")
 
 FEEDS = [
@@ -41,6 +42,12 @@ FEEDS = [
         "`feeds_sensor`.",
     ),
     dg.AssetSpec(
+        CCXT_FEED, group_name="exchanges", kinds={"ccxt"},
+        description="Any other venue CCXT supports: trades and order books of PRICEPIPE_CCXT_MARKETS published by "
+        "`pricepipe feed --source ccxt`, 1m and 1d candles by `pricepipe backfill --source ccxt`. Observed by "
+        "`feeds_sensor` (a Binance record counts for `binance_feed`, whichever client published it).",
+    ),
+    dg.AssetSpec(
         CANDLE_FILES, group_name="exchanges", kinds={"csv"},
         description="Candles kept as CSV files (a multi-year daily history exported elsewhere, in Binance's 12 kline "
         "columns or timestamp,open,high,low,close,volume), published by `pricepipe import-candles`.",
@@ -48,7 +55,8 @@ FEEDS = [
 ]
 
 
-# The topics the feeds write, and the feed asset of each venue (a record's `exchange`).
+# The topics the feeds write, and the feed asset of each venue (a record's `exchange`); every other
+# venue's records come through CCXT, named by CCXT's exchange id.
 FEED_TOPICS = (CANDLES_1M, TRADES, QUOTES, ORDERBOOK)
 FEED_OF_EXCHANGE = {"binance": BINANCE_FEED, "bitmex": BITMEX_FEED}
 
@@ -61,7 +69,7 @@ def feed_observations(newest: Mapping[str, list[Record]],
     by_feed: dict[dg.AssetKey, dict[str, dict[str, int]]] = {}
     for topic, records in newest.items():
         for record in records:
-            feed = FEED_OF_EXCHANGE.get(getattr(record, "exchange", "").split("-")[0])  # binance-cm is Binance
+            feed = FEED_OF_EXCHANGE.get(getattr(record, "exchange", "").split("-")[0], CCXT_FEED)  # binance-cm is Binance
             if feed is not None:
                 times = by_feed.setdefault(feed, {}).setdefault(topic, {})
                 times[record.key] = max(times.get(record.key, 0), record.event_time)
@@ -83,7 +91,7 @@ def feed_observations(newest: Mapping[str, list[Record]],
     minimum_interval_seconds=FEEDS_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Records what the feeds outside Dagster (`pricepipe feed`) have published: an observation of "
-    "`binance_feed` and `bitmex_feed` with the records on each topic and each symbol's newest event time, read "
+    "`binance_feed`, `bitmex_feed` and `ccxt_feed` with the records on each topic and each symbol's newest event time, read "
     "from the last message of every partition.",
 )
 def feeds_sensor(context: dg.SensorEvaluationContext, kafka: KafkaResource) -> dg.SensorResult:

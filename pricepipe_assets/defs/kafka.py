@@ -26,7 +26,7 @@ from pricepipe_assets.contract.topics import (
     QUOTES,
     TRADES,
 )
-from pricepipe_assets.defs.exchanges import BINANCE_FEED, BITMEX_FEED, CANDLE_FILES
+from pricepipe_assets.defs.exchanges import BINANCE_FEED, BITMEX_FEED, CANDLE_FILES, CCXT_FEED
 from pricepipe_assets.kafka import batches as kafka_batches
 from pricepipe_assets.kafka.batches import GroupOffsets
 from pricepipe_assets.settings import Settings
@@ -39,15 +39,15 @@ def topic_key(topic: str) -> dg.AssetKey:
 
 # What writes each topic: the feeds outside Dagster, and the assets that publish.
 WRITERS: dict[str, tuple[dg.AssetKey, ...]] = {
-    CANDLES_1M: (BINANCE_FEED, dg.AssetKey("binance_history"), dg.AssetKey("trade_candles")),
+    CANDLES_1M: (BINANCE_FEED, CCXT_FEED, dg.AssetKey("binance_history"), dg.AssetKey("trade_candles")),
     CANDLES_1H: (BINANCE_FEED, CANDLE_FILES),
-    CANDLES_1D: (BINANCE_FEED, CANDLE_FILES),
-    TRADES: (BINANCE_FEED, BITMEX_FEED),
+    CANDLES_1D: (BINANCE_FEED, CCXT_FEED, CANDLE_FILES),
+    TRADES: (BINANCE_FEED, BITMEX_FEED, CCXT_FEED),
     QUOTES: (BITMEX_FEED,),
-    ORDERBOOK: (BINANCE_FEED, BITMEX_FEED),
+    ORDERBOOK: (BINANCE_FEED, BITMEX_FEED, CCXT_FEED),
     PREDICTIONS: (dg.AssetKey("daily_forecast"), dg.AssetKey("minute_predictions")),
     # Every producer sends what the contract refuses here, and so do the readers of each topic.
-    DEADLETTER: (BINANCE_FEED, BITMEX_FEED, dg.AssetKey("binance_history"),
+    DEADLETTER: (BINANCE_FEED, BITMEX_FEED, CCXT_FEED, dg.AssetKey("binance_history"),
                  *(topic_key(t) for t in (CANDLES_1M, TRADES, QUOTES, ORDERBOOK, PREDICTIONS))),
 }
 

@@ -21,7 +21,7 @@ from pricepipe_assets.storage.lake import data_lake
 if TYPE_CHECKING:
     from pricepipe_assets.sources.replay import Item
 
-SOURCES = ("binance", "bitmex", "replay")
+SOURCES = ("binance", "bitmex", "replay", "ccxt")
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,27 @@ def bitmex_runner(settings: Settings, publisher: Publisher) -> Runner:
     return client.run, client.status_line
 
 
+def ccxt_runners(settings: Settings, publisher: Publisher) -> dict[str, Runner]:
+    """The markets of ``PRICEPIPE_CCXT_MARKETS``, one runner per venue: ccxt.pro keeps one connection
+    per venue, so its markets share it."""
+    from pricepipe_assets.sources.book_throttle import BookThrottle
+    from pricepipe_assets.sources.ccxt.live import CcxtLiveFeed
+    from pricepipe_assets.sources.ccxt.markets import open_exchange, parse_markets, parse_url_overrides
+
+    markets = parse_markets(settings.ccxt_markets)
+    if not markets:
+        raise ValueError("pricepipe feed --source ccxt follows PRICEPIPE_CCXT_MARKETS, which is not set "
+                         "(for example kraken:BTC/USD,okx:BTC/USDT)")
+    overrides = parse_url_overrides(settings.ccxt_urls)
+    runners: dict[str, Runner] = {}
+    for venue in dict.fromkeys(market.exchange for market in markets):
+        feed = CcxtLiveFeed(publisher, open_exchange(venue, overrides, live=True),
+                            [market.symbol for market in markets if market.exchange == venue],
+                            books=BookThrottle(publisher, settings.book_publish_s), book_depth=settings.book_depth)
+        runners[f"ccxt-{venue}"] = (feed.run, feed.status_line)
+    return runners
+
+
 def binance_runner(settings: Settings, publisher: Publisher, *, history: bool = False) -> Runner:
     """Binance's live klines; with ``history``, each symbol's history first (see ``start_history``),
     which the stream's first gap fill continues from without a hole or a double."""
@@ -149,6 +170,8 @@ def run_feed(source: str, settings: Settings, replay: ReplayOptions | None = Non
         runners = {source: replay_runner(settings, publisher, replay, stop)}
     elif source == "bitmex":
         runners = {source: bitmex_runner(settings, publisher)}
+    elif source == "ccxt":
+        runners = ccxt_runners(settings, publisher)
     else:
         runners = binance_runners(settings, publisher, history=history)
     return run_runners(publisher, runners, stop)

@@ -43,9 +43,9 @@ from pricepipe_assets.contract.records import Quote, RecordError, Trade
 from pricepipe_assets.kafka.publisher import Publisher
 from pricepipe_assets.sources.bitmex.books import BOOK_TABLE, BitmexBooks
 from pricepipe_assets.sources.bitmex.formats import quote_from_bitmex, trade_from_bitmex
-from pricepipe_assets.sources.bitmex.recent_ids import RecentIds
 from pricepipe_assets.sources.book_throttle import BookThrottle
 from pricepipe_assets.sources.frames import frame_json, json_bytes, parse_or_refuse
+from pricepipe_assets.sources.recent_ids import RecentIds
 from pricepipe_assets.sources.websocket import ConnectionCounts, TextPing, WebSocketClient
 
 log = logging.getLogger(__name__)

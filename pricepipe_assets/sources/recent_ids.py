@@ -1,6 +1,7 @@
-"""Which trades a BitMEX client has seen: its ``partial`` after a reconnect repeats recent trades.
+"""Which trades a live client has seen: BitMEX's ``partial`` after a reconnect repeats recent
+trades, and a CCXT venue's stream and its REST gap fill overlap at the junction.
 
-Kept apart so the client's module holds only the protocol's flow.
+Kept apart so the clients' modules hold only their protocols' flow.
 """
 
 from __future__ import annotations
