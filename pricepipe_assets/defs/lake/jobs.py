@@ -41,9 +41,10 @@ TOPIC_CHECKED: dict[str, tuple[str, ...]] = {
 }
 
 # Every consumer of each topic, the runs' and the stream worker's: the lag its sensor observes.
+_WORKER_ASSETS = stage_assets()
 TOPIC_CONSUMERS: dict[str, tuple[str, ...]] = {
     topic: consumers for topic in ALL_TOPICS
-    if (consumers := (*TOPIC_ASSETS.get(topic, ()), *stage_assets().get(topic, ())))
+    if (consumers := (*TOPIC_ASSETS.get(topic, ()), *_WORKER_ASSETS.get(topic, ())))
 }
 
 

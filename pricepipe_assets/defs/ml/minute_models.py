@@ -31,6 +31,18 @@ from pricepipe_assets.defs.resources.model_rules import ModelRulesResource
 from pricepipe_assets.storage import model_store
 
 
+def _new_minutes(features: Any, trained_to: int | None, warmup: int) -> tuple[Any, int] | str:
+    """The minutes a minute model has not learned yet (all of them for a new one, which learns
+    ``warmup`` of them before its forecasts are scored) and how many have a target; or why the
+    symbol waits for the next run: too few to score at least ten."""
+    if trained_to is not None:
+        features = features[features["open_time"] > trained_to]
+    learnable = int(features["target"].notna().sum())
+    if learnable <= warmup + 10:
+        return f"{learnable} new minutes with a target; more than {warmup + 10} needed"
+    return features, learnable
+
+
 class MinuteModelConfig(dg.Config):
     warmup_minutes: int = Field(default=1440, description="Minutes a new model learns before its forecasts are scored.")
     batch: int = Field(default=60, description="Minutes forecast, then learned, per update: each is forecast by the "
@@ -56,11 +68,10 @@ def minute_model(context: AssetExecutionContext, config: MinuteModelConfig, lake
     def fit(symbol: str, features: Any, previous: model_store.StoredModel | None) -> Trained | str:
         model: MinuteModel
         model, warmup = (previous.model, 0) if previous else (MinuteModel(), config.warmup_minutes)
-        if previous is not None:
-            features = features[features["open_time"] > model.trained_to]
-        learnable = int(features["target"].notna().sum())
-        if learnable <= warmup + 10:
-            return f"{learnable} new minutes with a target; more than {warmup + 10} needed"
+        new = _new_minutes(features, model.trained_to if previous else None, warmup)
+        if isinstance(new, str):
+            return new
+        features, learnable = new
         evaluation = evaluate_minute(model, features, warmup=warmup, batch=config.batch)
         assert model.trained_to is not None  # the model has learned the minutes it was evaluated on
         return Trained(model, evaluation,
@@ -108,14 +119,14 @@ def minute_lstm_model(context: AssetExecutionContext, config: MinuteLstmConfig, 
     def fit(symbol: str, features: Any, previous: model_store.StoredModel | None) -> Trained | str:
         if previous is not None:
             model, companion, warmup = previous.model, previous.extra[SGD_COMPANION], 0
-            features = features[features["open_time"] > model.trained_to]
         else:
             model = LstmMinuteModel(epochs=config.epochs, max_train_seconds=config.max_train_seconds)
             companion, warmup = MinuteModel(), config.warmup_minutes
         model.max_train_seconds = config.max_train_seconds
-        learnable = int(features["target"].notna().sum())
-        if learnable <= warmup + 10:
-            return f"{learnable} new minutes with a target; more than {warmup + 10} needed"
+        new = _new_minutes(features, model.trained_to if previous else None, warmup)
+        if isinstance(new, str):
+            return new
+        features, learnable = new
         trained_before, seconds_before = model.n_trained, model.train_seconds
         evaluation = evaluate_minute(model, features, warmup=warmup, batch=config.block_minutes)
         against = evaluate_minute(companion, features, warmup=warmup, batch=60)
